@@ -1,0 +1,32 @@
+"""Settings for `python seq2seq_title.py train | generate`. Edit the values here.
+
+Where a value differs from the blog's code (bojone/seq2seq f6f7bb7), its comment gives the blog's.
+Relative paths are relative to this folder.
+"""
+
+# data
+TRAIN_PATH = "data/lcsts/train.jsonl"  # JSON Lines {"title", "content"}; blog: a MongoDB collection
+DEV_PATH = "data/lcsts/dev.jsonl"  # dev loss each epoch; None for none (the blog had no dev set)
+SAMPLES_PATH = "data/blog_samples.jsonl"  # articles titled at every epoch end
+SAMPLE_NAMES = ("s1", "s2")  # the blog's two sample articles (plus the first dev article)
+MIN_COUNT = 32  # keep characters seen at least this often in the training titles and articles
+MAXLEN = 400  # article cut to this many characters; titles to MAXLEN - 2
+
+# model
+CHAR_SIZE = 128  # embedding size; encoder LSTMs CHAR_SIZE // 2 each way, decoder LSTMs CHAR_SIZE
+HIDDEN_SIZE = 512  # the Dense(relu) layer before the vocabulary logits
+MASK_ENCODER = True  # encoder LSTMs skip the article's padding; blog: False (they read it)
+
+# train
+OUTPUT_DIR = "runs/lcsts"  # vocab.json, config.json and model.weights.h5 go here
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3  # Adam
+EPOCHS = 16  # one epoch = one pass over TRAIN_PATH; blog: 100 epochs of 1,000 batches (800k articles)
+STEPS_PER_EPOCH = None  # cap on batches per epoch; None = the whole training set (blog: 1000)
+SHUFFLE = False  # reshuffle the training set every epoch; blog: False (read in stored order)
+MONITOR = "val_loss"  # keep the weights with the lowest "val_loss" (dev) or "loss" (training; blog)
+SEED = 42  # keras.utils.set_random_seed and the shuffling
+
+# decode
+TOPK = 3  # beams; 1 is greedy search
+MAX_TITLE_LEN = 50  # at most this many decoding steps per title

@@ -1,0 +1,49 @@
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+ALPHABET = "春夏秋冬山水日月风雨花草"  # a dozen characters
+
+
+def write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return str(path)
+
+
+def make_corpus(n, seed=0, content_len=(20, 40), title_len=(4, 8)):
+    """Articles of random characters from ALPHABET whose title is a slice of the article."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        content = "".join(rng.choice(list(ALPHABET), rng.integers(*content_len)))
+        start = rng.integers(0, 10)
+        rows.append({"title": content[start:start + rng.integers(*title_len)], "content": content})
+    return rows
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A tiny train/dev pair of JSON Lines files: (train_path, dev_path)."""
+    return (write_jsonl(tmp_path / "train.jsonl", make_corpus(48, seed=1)),
+            write_jsonl(tmp_path / "dev.jsonl", make_corpus(8, seed=2)))
+
+
+def tiny_settings(train_path, dev_path, **overrides):
+    """Training settings for a model small enough to train in a second."""
+    settings = {
+        "train_path": train_path, "dev_path": dev_path, "samples_path": None, "sample_names": [],
+        "min_count": 1, "maxlen": 400, "char_size": 8, "hidden_size": 16, "mask_encoder": True,
+        "batch_size": 16, "learning_rate": 1e-2, "epochs": 1, "steps_per_epoch": 2,
+        "shuffle": False, "monitor": "val_loss", "seed": 7, "topk": 3, "max_title_len": 10,
+    }
+    settings.update(overrides)
+    return settings

@@ -1,0 +1,132 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, make_corpus, tiny_settings, write_jsonl
+from titlegen.data import TitleError, Vocab
+from titlegen.decode import generate_title
+from titlegen.train import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, load_trained, train
+
+ARTICLES = ["春夏秋冬山水日月", "风雨花草春夏秋冬山水日月风雨花草", "日月"]
+
+
+def test_train_writes_artifacts_and_reload_gives_identical_titles(tmp_path, corpus):
+    out = str(tmp_path / "model")
+    model, vocab, config = train(tiny_settings(*corpus), out, log=lambda _: None)
+    assert sorted(os.listdir(out)) == sorted([CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE])
+    assert config["best"]["epoch"] == 1 and config["history"][0]["val_loss"] == config["best"]["value"]
+    assert Vocab.load(os.path.join(out, VOCAB_FILE)).fingerprint == config["vocab_fingerprint"]
+
+    loaded, loaded_vocab, _ = load_trained(out)
+    x, y = np.array([vocab.encode(ARTICLES[1], 400)]), np.array([[2, 4, 5]])
+    np.testing.assert_array_equal(np.asarray(model([x, y])), np.asarray(loaded([x, y])))
+    for article in ARTICLES:
+        for topk in (1, 3):
+            assert (generate_title(loaded, loaded_vocab, article, 400, topk, 10)
+                    == generate_title(model, vocab, article, 400, topk, 10))
+
+
+def test_training_lowers_the_loss(tmp_path, corpus):
+    _, _, config = train(tiny_settings(*corpus, epochs=3, steps_per_epoch=None), str(tmp_path / "m"),
+                         log=lambda _: None)
+    losses = [h["val_loss"] for h in config["history"]]
+    assert losses[-1] < losses[0]
+    assert config["best"]["value"] == min(losses)
+
+
+def test_train_refuses_to_overwrite_and_bad_data_touches_nothing(tmp_path, corpus):
+    out = str(tmp_path / "model")
+    train(tiny_settings(*corpus), out, log=lambda _: None)
+    before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
+    with pytest.raises(TitleError, match="already holds a trained model"):
+        train(tiny_settings(*corpus), out, log=lambda _: None)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(open(corpus[0], encoding="utf-8").read() + '{"title": "", "content": "春"}\n', encoding="utf-8")
+    with pytest.raises(TitleError, match=rf"bad.jsonl:49: field 'title'"):
+        train(tiny_settings(str(bad), corpus[1]), out, overwrite=True, log=lambda _: None)
+    assert before == {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
+
+
+def test_vocabulary_mismatch_is_an_error(tmp_path, corpus):
+    out = str(tmp_path / "model")
+    train(tiny_settings(*corpus), out, log=lambda _: None)
+    vocab = Vocab.load(os.path.join(out, VOCAB_FILE))
+    Vocab(list(reversed(vocab.chars)), vocab.min_count).save(os.path.join(out, VOCAB_FILE))
+    with pytest.raises(TitleError, match="not the vocabulary this model was trained with"):
+        load_trained(out)
+
+
+def run_cli(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def last_line(stream):
+    return [line for line in stream.splitlines() if line.strip()][-1]
+
+
+@pytest.fixture(scope="module")
+def cli_model(tmp_path_factory):
+    """`train` for one step through the command line, on a corpus that passes MIN_COUNT (32)."""
+    folder = tmp_path_factory.mktemp("cli")
+    train_path = write_jsonl(folder / "train.jsonl", make_corpus(40, seed=3))
+    dev_path = write_jsonl(folder / "dev.jsonl", make_corpus(4, seed=4))
+    out = str(folder / "model")
+    result = run_cli("train", "--train", train_path, "--dev", dev_path, "--out", out,
+                     "--epochs", "1", "--steps-per-epoch", "1")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_cli_train_one_step_writes_artifacts(cli_model):
+    out, result = cli_model
+    assert sorted(os.listdir(out)) == sorted([CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE])
+    config = json.load(open(os.path.join(out, CONFIG_FILE), encoding="utf-8"))
+    assert config["settings"]["min_count"] == 32 and config["model"]["char_size"] == 128
+    assert config["model"]["vocab_size"] == 4 + 12  # the dozen characters, each seen >= 32 times
+    assert "[s1]" in result.stdout and "[s2]" in result.stdout and "[dev[0]" in result.stdout
+    assert "epoch 1/1" in result.stderr  # the progress bar
+
+
+def test_cli_generate_prints_a_title(cli_model):
+    out, _ = cli_model
+    result = run_cli("generate", "春夏秋冬山水日月风雨花草", "--model", out, "--topk", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0] and set(lines[0]) <= set("春夏秋冬山水日月风雨花草")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["generate", "文章", "--model", "{missing}"], "no trained model in"),
+    (["generate", "   ", "--model", "{model}"], "the article is empty"),
+    (["generate", "文章", "--model", "{model}", "--topk", "0"], "--topk must be at least 1"),
+    (["train", "--train", "{bad}", "--out", "{model}", "--overwrite"], "bad.jsonl:2: not valid JSON"),
+    (["train", "--train", "{bad}", "--out", "{model}"], "already holds a trained model"),
+])
+def test_cli_errors_are_one_line(tmp_path, cli_model, args, message):
+    out, _ = cli_model
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"title": "春", "content": "夏"}\n{"title": "春", "content": \n', encoding="utf-8")
+    before = sorted((f, os.path.getmtime(os.path.join(out, f))) for f in os.listdir(out))
+    args = [a.format(missing=str(tmp_path / "none"), model=out, bad=str(bad)) for a in args]
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert last_line(result.stderr).startswith("error: ") and message in last_line(result.stderr)
+    assert before == sorted((f, os.path.getmtime(os.path.join(out, f))) for f in os.listdir(out))
+
+
+def test_cli_vocabulary_mismatch(tmp_path, cli_model):
+    out = str(tmp_path / "copy")
+    shutil.copytree(cli_model[0], out)
+    vocab = Vocab.load(os.path.join(out, VOCAB_FILE))
+    Vocab(vocab.chars[1:] + vocab.chars[:1], vocab.min_count).save(os.path.join(out, VOCAB_FILE))
+    result = run_cli("generate", "春夏", "--model", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "not the vocabulary this model was trained with" in last_line(result.stderr)
