@@ -13,6 +13,7 @@ MIN_COUNT = 32  # keep characters seen at least this often in the training title
 MAXLEN = 400  # article cut to this many characters; titles to MAXLEN - 2
 
 # model
+MODEL_VERSION = "2018"  # "2018": the code the blog was published with (f6f7bb7); "2019": the author's last (24ff08f)
 CHAR_SIZE = 128  # embedding size; encoder LSTMs CHAR_SIZE // 2 each way, decoder LSTMs CHAR_SIZE
 HIDDEN_SIZE = 512  # the Dense(relu) layer before the vocabulary logits
 MASK_ENCODER = True  # encoder LSTMs skip the article's padding; blog: False (they read it)
@@ -21,12 +22,18 @@ MASK_ENCODER = True  # encoder LSTMs skip the article's padding; blog: False (th
 OUTPUT_DIR = "runs/lcsts"  # vocab.json, config.json and model.weights.h5 go here
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3  # Adam
-EPOCHS = 16  # one epoch = one pass over TRAIN_PATH; blog: 100 epochs of 1,000 batches (800k articles)
+EPOCHS = 20  # one pass over TRAIN_PATH each; blog: 100 epochs of 1,000 batches (800k articles)
 STEPS_PER_EPOCH = None  # cap on batches per epoch; None = the whole training set (blog: 1000)
 SHUFFLE = False  # reshuffle the training set every epoch; blog: False (read in stored order)
-MONITOR = "val_loss"  # keep the weights with the lowest "val_loss" (dev) or "loss" (training; blog)
+MONITOR = "val_loss"  # keep the best weights by "val_loss", "val_rouge_l" (dev) or "loss" (training; blog)
+VAL_ROUGE_SAMPLES = 200  # dev articles titled each epoch for val_rouge_l; 0 for none (blog: none)
+PATIENCE = None  # stop after this many epochs without a better MONITOR; None never stops early (blog)
 SEED = 42  # keras.utils.set_random_seed and the shuffling
 
 # decode
 TOPK = 3  # beams; 1 is greedy search
-MAX_TITLE_LEN = 50  # at most this many decoding steps per title
+MAX_TITLE_LEN = None  # decoding steps at most; None: the version's own (2018: 50, 2019: 64)
+DECODER = "incremental"  # the same titles as "naive", the blog's, which re-runs the whole model every step
+MIN_TITLE_LEN = 0  # no END before this many characters; 0 = off (blog)
+NO_REPEAT_NGRAM = 0  # never repeat an n-gram of this size within a title; 0 = off (blog)
+GENERATE_BATCH_SIZE = 64  # articles decoded together by `generate --file` (incremental decoder)

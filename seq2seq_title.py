@@ -2,6 +2,7 @@
 
     python seq2seq_title.py train                      # train on data/lcsts, save to runs/lcsts
     python seq2seq_title.py generate "文章内容"          # print one title for the article
+    python seq2seq_title.py generate --file articles.txt --decoder incremental   # one title per line
 
 A Keras 3 port of Su Jianlin's 《玩转Keras之seq2seq自动生成标题》 (kexue.fm/archives/5861,
 bojone/seq2seq). Hyperparameters live in config.py.
@@ -27,11 +28,14 @@ def config_settings():
         "samples_path": path(config.SAMPLES_PATH), "sample_names": list(config.SAMPLE_NAMES),
         "min_count": config.MIN_COUNT, "maxlen": config.MAXLEN,
         "char_size": config.CHAR_SIZE, "hidden_size": config.HIDDEN_SIZE,
-        "mask_encoder": config.MASK_ENCODER,
+        "mask_encoder": config.MASK_ENCODER, "version": config.MODEL_VERSION,
         "batch_size": config.BATCH_SIZE, "learning_rate": config.LEARNING_RATE,
         "epochs": config.EPOCHS, "steps_per_epoch": config.STEPS_PER_EPOCH,
         "shuffle": config.SHUFFLE, "monitor": config.MONITOR, "seed": config.SEED,
-        "topk": config.TOPK, "max_title_len": config.MAX_TITLE_LEN,
+        "val_rouge_samples": config.VAL_ROUGE_SAMPLES, "patience": config.PATIENCE,
+        "topk": config.TOPK, "max_title_len": config.MAX_TITLE_LEN, "decoder": config.DECODER,
+        "min_title_len": config.MIN_TITLE_LEN, "no_repeat_ngram": config.NO_REPEAT_NGRAM,
+        "generate_batch_size": config.GENERATE_BATCH_SIZE,
         "output_dir": path(config.OUTPUT_DIR),
     }
 
@@ -39,31 +43,151 @@ def config_settings():
 def cmd_train(args, settings):
     from titlegen.train import train
 
-    for key in ("train_path", "dev_path", "epochs", "steps_per_epoch", "batch_size"):
+    for key in ("train_path", "dev_path", "epochs", "steps_per_epoch", "batch_size", "version", "monitor",
+                "patience"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if args.no_dev:
         settings["dev_path"] = None
-        if settings["monitor"] == "val_loss":
+        if settings["monitor"].startswith("val_"):
             settings["monitor"] = "loss"
     out_dir = args.out or settings["output_dir"]
     train(settings, out_dir, overwrite=args.overwrite)
     print(f"trained model in {out_dir}; try: python seq2seq_title.py generate \"文章内容\"")
 
 
-def cmd_generate(args, settings):
-    from titlegen.data import TitleError
-    from titlegen.decode import generate_title
-    from titlegen.train import load_trained
+def read_articles(source):
+    """Articles from a file or standard input ("-"): (line number, text or None, error or None).
 
-    if not args.article.strip():  # before loading anything
-        raise TitleError('the article is empty; pass the article\'s text: python seq2seq_title.py generate "文章内容"')
+    One article per line; a line starting with "{" is JSON with a "content" field.
+    """
+    import json
+
+    stream = sys.stdin.buffer if source == "-" else open(source, "rb")
+    with stream:
+        for lineno, raw in enumerate(stream, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                yield lineno, None, "not UTF-8"
+                continue
+            if line.lstrip().startswith("{"):
+                try:
+                    line = json.loads(line).get("content")
+                except (json.JSONDecodeError, AttributeError):
+                    yield lineno, None, 'not valid JSON; expected {"content": ...} or plain text'
+                    continue
+                if not isinstance(line, str):
+                    yield lineno, None, 'no "content" string in the JSON object'
+                    continue
+            if not line.strip():
+                yield lineno, None, "empty article"
+                continue
+            yield lineno, line, None
+
+
+DECODE_KEYS = ("topk", "decoder", "max_title_len", "min_title_len", "no_repeat_ngram")
+
+
+def load_titler(args, settings):
+    """The trained model in --model (or OUTPUT_DIR), with the decoding settings of config.py and
+    the command line; the model's own settings (version, maxlen) come from its folder."""
+    from titlegen.train import load_trained, make_titler
+
     model, vocab, config = load_trained(args.model or settings["output_dir"])
-    topk = args.topk if args.topk is not None else settings["topk"]
-    if topk < 1:
-        raise TitleError(f"--topk must be at least 1, got {topk}")
-    print(generate_title(model, vocab, args.article, config["settings"]["maxlen"], topk,
-                         settings["max_title_len"]))
+    decode = {"version": "2018", **config["settings"], **{k: settings[k] for k in DECODE_KEYS}}
+    for key in DECODE_KEYS:
+        if getattr(args, key, None) is not None:
+            decode[key] = getattr(args, key)
+    if decode["topk"] < 1:
+        from titlegen.data import TitleError
+        raise TitleError(f"--topk must be at least 1, got {decode['topk']}")
+    return make_titler(model, vocab, decode)
+
+
+def title_all(titler, articles, args, settings):
+    """Titles for many articles, a batch at a time, with a progress bar when there is more than one."""
+    from tqdm import tqdm
+
+    size = 1 if titler.decoder == "naive" else args.batch_size or settings["generate_batch_size"]
+    titles = []
+    with tqdm(total=len(articles), unit="article", disable=len(articles) <= size, file=sys.stderr) as bar:
+        for i in range(0, len(articles), size):
+            titles.extend(titler(articles[i:i + size]))
+            bar.update(len(articles[i:i + size]))
+    return titles
+
+
+def cmd_generate(args, settings):
+    import json
+
+    from titlegen.data import TitleError
+    from titlegen.decode import check_article
+
+    if (args.article is None) == (args.file is None):
+        raise TitleError('give one article ("文章内容", or - for standard input) or --file PATH')
+    source = args.file or (args.article if args.article == "-" else None)
+    if source is None:
+        check_article(args.article)  # before loading anything
+    elif source != "-" and not os.path.isfile(source):
+        raise TitleError(f"{source}: no such file; expected one article per line")
+    titler = load_titler(args, settings)
+    if source is None:
+        print(titler([args.article])[0])
+        return 0
+
+    rows = list(read_articles(source))
+    good = [(n, text) for n, text, error in rows if error is None]
+    titles = dict(zip((n for n, _ in good), title_all(titler, [text for _, text in good], args, settings)))
+    name = "<stdin>" if source == "-" else source
+    for n, _, error in rows:
+        if error is not None:
+            print(f"error: {name}:{n}: {error}", file=sys.stderr)
+        if args.jsonl:
+            out = {"line": n, "title": titles[n]} if error is None else {"line": n, "error": error}
+            print(json.dumps(out, ensure_ascii=False))
+        else:
+            print(titles.get(n, ""))  # a bad line keeps its place as an empty line
+    return 1 if len(good) < len(rows) else 0
+
+
+def cmd_evaluate(args, settings):
+    import json
+
+    from titlegen.data import read_jsonl, write_json
+    from titlegen.metrics import METRICS, corpus_scores, lead
+
+    data = args.data or settings["dev_path"]
+    rows = read_jsonl(data)
+    titler = load_titler(args, settings)
+    contents, references = [r["content"] for r in rows], [r["title"] for r in rows]
+    predictions = title_all(titler, contents, args, settings)
+    model_dir = args.model or settings["output_dir"]
+    stem = os.path.splitext(os.path.basename(data))[0]
+    out = args.out or os.path.join(model_dir, f"predictions_{os.path.basename(os.path.dirname(data))}_{stem}.jsonl")
+    with open(out, "w", encoding="utf-8") as f:
+        for line, (ref, pred) in enumerate(zip(references, predictions), 1):
+            f.write(json.dumps({"line": line, "reference": ref, "prediction": pred}, ensure_ascii=False) + "\n")
+    lead_titles, k = lead(contents, references)
+    scores = {"model": corpus_scores(predictions, references), f"LEAD-{k}": corpus_scores(lead_titles, references)}
+    decoding = {"decoder": titler.decoder, "topk": titler.topk, "max_len": titler.max_len, **titler.options}
+    write_json(out[:-len(".jsonl")] + ".scores.json",
+               {"data": data, "articles": len(rows), "decoding": decoding, "scores": scores})
+    print(f"{len(rows)} articles of {data}; predictions in {out}")
+    print("| | " + " | ".join(m.upper() for m in METRICS) + " |")
+    print("|---|" + "---|" * len(METRICS))
+    for name, row in scores.items():
+        print(f"| {name} | " + " | ".join(f"{row[m]:.2f}" for m in METRICS) + " |")
+
+
+def add_decoding_args(p):
+    p.add_argument("--model", help="folder of a trained model (default: config.OUTPUT_DIR)")
+    p.add_argument("--topk", type=int, help="beam width; 1 is greedy (default: config.TOPK)")
+    p.add_argument("--decoder", choices=["naive", "incremental"], help="default: config.DECODER")
+    p.add_argument("--batch-size", type=int, help="articles decoded together (default: config.GENERATE_BATCH_SIZE)")
+    p.add_argument("--min-len", dest="min_title_len", type=int, help="no END before this many characters")
+    p.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size in a title")
+    p.add_argument("--max-len", dest="max_title_len", type=int, help="decoding steps at most")
 
 
 def parse_args(argv):
@@ -79,13 +203,23 @@ def parse_args(argv):
     p.add_argument("--steps-per-epoch", type=int, help="at most this many batches per epoch")
     p.add_argument("--batch-size", type=int, help="articles per batch (default: config.BATCH_SIZE)")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in the output folder")
+    p.add_argument("--version", choices=["2018", "2019"], help="model version (default: config.MODEL_VERSION)")
+    p.add_argument("--monitor", choices=["loss", "val_loss", "val_rouge_l"], help="default: config.MONITOR")
+    p.add_argument("--patience", type=int, help="stop after this many epochs without a better monitor")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help='print a title for an article: generate "文章内容"')
-    p.add_argument("article", help="the article's text")
-    p.add_argument("--model", help="folder of a trained model (default: config.OUTPUT_DIR)")
-    p.add_argument("--topk", type=int, help="beam width; 1 is greedy (default: config.TOPK)")
+    p.add_argument("article", nargs="?", help="the article's text; - reads articles from standard input")
+    p.add_argument("--file", help="articles, one per line (plain text, or JSON with a content field)")
+    p.add_argument("--jsonl", action="store_true", help='write {"line": N, "title": ...} per article')
+    add_decoding_args(p)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("evaluate", help="title a JSON Lines set and score the titles (ROUGE, BLEU), beside LEAD")
+    p.add_argument("--data", help="JSON Lines with title and content (default: config.DEV_PATH)")
+    p.add_argument("--out", help="predictions file (default: MODEL/predictions_<set>.jsonl)")
+    add_decoding_args(p)
+    p.set_defaults(func=cmd_evaluate)
     return parser.parse_args(argv)
 
 
@@ -94,14 +228,13 @@ def main(argv=None):
     from titlegen.data import TitleError
 
     try:
-        args.func(args, config_settings())
+        return args.func(args, config_settings()) or 0
     except TitleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the best weights saved so far are kept", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

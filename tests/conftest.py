@@ -1,5 +1,6 @@
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -43,7 +44,32 @@ def tiny_settings(train_path, dev_path, **overrides):
         "train_path": train_path, "dev_path": dev_path, "samples_path": None, "sample_names": [],
         "min_count": 1, "maxlen": 400, "char_size": 8, "hidden_size": 16, "mask_encoder": True,
         "batch_size": 16, "learning_rate": 1e-2, "epochs": 1, "steps_per_epoch": 2,
-        "shuffle": False, "monitor": "val_loss", "seed": 7, "topk": 3, "max_title_len": 10,
+        "shuffle": False, "monitor": "val_loss", "seed": 7, "topk": 3, "max_title_len": 10, "decoder": "naive",
+        "version": "2018", "val_rouge_samples": 0, "patience": None, "min_title_len": 0, "no_repeat_ngram": 0,
     }
     settings.update(overrides)
     return settings
+
+
+def run_cli(*args, stdin=None):
+    """`python seq2seq_title.py ARGS` in a subprocess: its exit status, stdout and stderr."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), *args], input=stdin,
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def last_line(stream):
+    return [line for line in stream.splitlines() if line.strip()][-1]
+
+
+@pytest.fixture(scope="session")
+def cli_model(tmp_path_factory):
+    """`train` for one step through the command line, on a corpus that passes MIN_COUNT (32)."""
+    folder = tmp_path_factory.mktemp("cli")
+    train_path = write_jsonl(folder / "train.jsonl", make_corpus(40, seed=3))
+    dev_path = write_jsonl(folder / "dev.jsonl", make_corpus(4, seed=4))
+    out = str(folder / "model")
+    result = run_cli("train", "--train", train_path, "--dev", dev_path, "--out", out,
+                     "--epochs", "1", "--steps-per-epoch", "1")
+    assert result.returncode == 0, result.stderr
+    return out, result

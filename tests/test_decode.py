@@ -35,7 +35,7 @@ def test_beam_search_by_hand():
     # not end, so the search goes on. step 2: [4 5 END] .30*.5 = .15 is best and ends: returned.
     assert ids.tolist() == [START, 4, 5, END]
     assert len(model.calls) == 3
-    assert [c.tolist() for c in model.calls[2]] == [[START, 5, END], [START, 4, 5]]  # ascending by score
+    assert [c.tolist() for c in model.calls[2]] == [[START, 4, 5], [START, 5, END]]  # best first
 
 
 def test_best_beam_ending_stops_at_once():

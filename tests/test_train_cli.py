@@ -1,15 +1,13 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, make_corpus, tiny_settings, write_jsonl
+from conftest import last_line, run_cli, tiny_settings
 from titlegen.data import TitleError, Vocab
-from titlegen.decode import generate_title
+from titlegen.decode import Titler
 from titlegen.train import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, load_trained, train
 
 ARTICLES = ["春夏秋冬山水日月", "风雨花草春夏秋冬山水日月风雨花草", "日月"]
@@ -25,10 +23,10 @@ def test_train_writes_artifacts_and_reload_gives_identical_titles(tmp_path, corp
     loaded, loaded_vocab, _ = load_trained(out)
     x, y = np.array([vocab.encode(ARTICLES[1], 400)]), np.array([[2, 4, 5]])
     np.testing.assert_array_equal(np.asarray(model([x, y])), np.asarray(loaded([x, y])))
-    for article in ARTICLES:
-        for topk in (1, 3):
-            assert (generate_title(loaded, loaded_vocab, article, 400, topk, 10)
-                    == generate_title(model, vocab, article, 400, topk, 10))
+    for topk in (1, 3):
+        titles = Titler(model, vocab, 400, "naive", topk, 10)(ARTICLES)
+        assert Titler(loaded, loaded_vocab, 400, "naive", topk, 10)(ARTICLES) == titles
+        assert Titler(loaded, loaded_vocab, 400, "incremental", topk, 10)(ARTICLES) == titles
 
 
 def test_training_lowers_the_loss(tmp_path, corpus):
@@ -59,29 +57,6 @@ def test_vocabulary_mismatch_is_an_error(tmp_path, corpus):
     Vocab(list(reversed(vocab.chars)), vocab.min_count).save(os.path.join(out, VOCAB_FILE))
     with pytest.raises(TitleError, match="not the vocabulary this model was trained with"):
         load_trained(out)
-
-
-def run_cli(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), *args],
-                          capture_output=True, text=True, env=env, timeout=300)
-
-
-def last_line(stream):
-    return [line for line in stream.splitlines() if line.strip()][-1]
-
-
-@pytest.fixture(scope="module")
-def cli_model(tmp_path_factory):
-    """`train` for one step through the command line, on a corpus that passes MIN_COUNT (32)."""
-    folder = tmp_path_factory.mktemp("cli")
-    train_path = write_jsonl(folder / "train.jsonl", make_corpus(40, seed=3))
-    dev_path = write_jsonl(folder / "dev.jsonl", make_corpus(4, seed=4))
-    out = str(folder / "model")
-    result = run_cli("train", "--train", train_path, "--dev", dev_path, "--out", out,
-                     "--epochs", "1", "--steps-per-epoch", "1")
-    assert result.returncode == 0, result.stderr
-    return out, result
 
 
 def test_cli_train_one_step_writes_artifacts(cli_model):

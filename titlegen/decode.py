@@ -4,7 +4,22 @@ import numpy as np
 from .data import END, START, TitleError
 
 
-def beam_search(next_probs, topk=3, max_len=50):
+def top_k(x, k):
+    """Indices of the k largest entries of each row, best first; ties go to the lower index
+    (the rule of tf.math.top_k, so every decoder breaks ties alike)."""
+    return np.argsort(-x, axis=-1, kind="stable")[..., :k]
+
+
+def banned_ids(prefix, no_repeat_ngram):
+    """The ids that would repeat an n-gram of `prefix` (START first, not counted), n = no_repeat_ngram."""
+    n, tokens = no_repeat_ngram, list(prefix[1:])
+    if n < 1 or len(tokens) < n - 1:
+        return set()
+    tail = tokens[len(tokens) - n + 1:]
+    return {tokens[j + n - 1] for j in range(len(tokens) - n + 1) if tokens[j:j + n - 1] == tail}
+
+
+def beam_search(next_probs, topk=3, max_len=50, stop_at_end=True, min_len=0, no_repeat_ngram=0):
     """The blog's beam search over a function that scores the next character.
 
     next_probs(yid) -> (topk, V) probabilities of the id after each prefix row of yid (topk, t).
@@ -12,28 +27,35 @@ def beam_search(next_probs, topk=3, max_len=50):
     Step 0 expands the single START; later steps keep the best topk of the topk x topk
     candidates. Stops as soon as the best-scoring beam ends with END; after max_len steps returns
     the best beam. topk=1 is greedy search. Returns the ids, START first.
+
+    Options beyond the blog, off by default: min_len forbids END before that many characters;
+    no_repeat_ngram=n forbids a character that would repeat an n-gram already in the beam.
+    stop_at_end=False always runs max_len steps (for benchmarks that need equal work).
     """
     yid = np.full((topk, 1), START, dtype="int32")
     scores = np.zeros(topk)
     for step in range(max_len):
-        log_p = np.log(np.asarray(next_probs(yid))[:, END:] + 1e-6)  # ids below END are never chosen
+        probs = np.asarray(next_probs(yid), dtype="float64")  # scores add up in float64
+        log_p = np.log(probs[:, END:] + 1e-6)  # ids below END are never chosen
         if topk > log_p.shape[1]:
             raise TitleError(f"topk {topk} is larger than the {log_p.shape[1]} ids a title can use")
-        arg_topk = np.argsort(log_p, axis=1, kind="stable")[:, -topk:]  # each row's best, ascending
+        if step < min_len:
+            log_p[:, 0] = -np.inf  # column 0 is END
+        for row, prefix in enumerate(yid):
+            for banned in banned_ids(prefix, no_repeat_ngram):
+                log_p[row, banned - END] = -np.inf
+        arg_topk = top_k(log_p, topk)  # each row's best topk
         if step == 0:  # every row is the same START: expand the first only
-            rows = np.zeros(topk, dtype=int)
-            ids = arg_topk[0]
-        else:  # all topk x topk candidates, keep the best topk
-            rows = np.repeat(np.arange(topk), topk)
-            ids = arg_topk.reshape(-1)
+            rows, ids = np.zeros(topk, dtype=int), arg_topk[0]
+        else:  # all topk x topk candidates, beam by beam
+            rows, ids = np.repeat(np.arange(topk), topk), arg_topk.reshape(-1)
         cand_scores = scores[rows] + log_p[rows, ids]
-        keep = np.argsort(cand_scores, kind="stable")[-topk:]
+        keep = top_k(cand_scores, topk)  # the new beams, best first
         yid = np.concatenate([yid[rows[keep]], (ids[keep] + END)[:, None]], axis=1).astype("int32")
         scores = cand_scores[keep]
-        best = np.argmax(scores)
-        if yid[best, -1] == END:
-            return yid[best]
-    return yid[np.argmax(scores)]
+        if stop_at_end and yid[0, -1] == END:  # the best beam has ended
+            return yid[0]
+    return yid[0]
 
 
 def naive_next_probs(model, article_ids, topk):
@@ -47,10 +69,40 @@ def naive_next_probs(model, article_ids, topk):
     return next_probs
 
 
-def generate_title(model, vocab, article, maxlen, topk=3, max_len=50):
-    """Article text -> title text with the naive beam search."""
+def check_article(article):
     if not article.strip():
         raise TitleError("the article is empty; pass the article's text, e.g. "
                          'python seq2seq_title.py generate "文章内容"')
-    ids = vocab.encode(article, maxlen)
-    return vocab.decode(beam_search(naive_next_probs(model, ids, topk), topk, max_len))
+
+
+DECODERS = ("naive", "incremental")
+
+
+class Titler:
+    """Articles -> titles with either decoder: `naive` (the blog's, one article at a time) or
+    `incremental` (encodes once, articles x beams in one compiled loop, the same titles).
+
+    min_len and no_repeat_ngram are decoding options beyond the blog (0 = off)."""
+
+    def __init__(self, model, vocab, maxlen, decoder="naive", topk=3, max_len=50, min_len=0, no_repeat_ngram=0):
+        if decoder not in DECODERS:
+            raise TitleError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
+        if topk < 1:
+            raise TitleError(f"topk must be at least 1, got {topk}")
+        self.model, self.vocab, self.maxlen = model, vocab, maxlen
+        self.decoder, self.topk, self.max_len = decoder, topk, max_len
+        self.options = {"min_len": min_len, "no_repeat_ngram": no_repeat_ngram}
+        if decoder == "incremental":
+            from .incremental import IncrementalDecoder
+            self.incremental = IncrementalDecoder(model, topk, max_len, **self.options)
+
+    def __call__(self, articles):
+        """A list of article texts -> their titles, in order."""
+        for article in articles:
+            check_article(article)
+        ids = [self.vocab.encode(a, self.maxlen) for a in articles]
+        if self.decoder == "incremental":
+            return [self.vocab.decode(t) for t in self.incremental(ids)]
+        return [self.vocab.decode(beam_search(naive_next_probs(self.model, x, self.topk), self.topk,
+                                              self.max_len, **self.options))
+                for x in ids]

@@ -59,20 +59,25 @@ class ScaleShift(layers.Layer):
         return ops.exp(self.log_scale) * x + self.shift
 
 
+class ExplicitMask(layers.Layer):
+    """A layer that takes the article's mask as an input of its own: it accepts the mask Keras
+    attaches to the encoder output and passes none on (nothing after it is masked)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, previous_mask):
+        return None
+
+
 @register
-class Interact(layers.Layer):
+class Interact(ExplicitMask):
     """The blog's multiplicative attention of the decoder over the encoder.
 
     scores = (q W) vᵀ / 10 with padded keys at -1e10; o = softmax(scores) v; returns
     concat[o, q, mv] per decoder step, mv the max over time of the unpadded encoder output.
     """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True  # takes the encoder's mask explicitly as v_mask ...
-
-    def compute_mask(self, inputs, previous_mask):
-        return None  # ... and passes none on: nothing after the attention is masked
 
     def build(self, input_shape):
         q_shape, v_shape, _ = input_shape
@@ -81,13 +86,22 @@ class Interact(layers.Layer):
 
     def call(self, inputs):
         q, v, v_mask = inputs
+        mv = self.pool(v, v_mask) + ops.zeros_like(q[:, :, :1])  # repeated for every decoder step
+        return ops.concatenate([self.attend(q, v, *self.keys(v, v_mask)), q, mv], axis=-1)
+
+    def pool(self, v, v_mask):
+        """The max over time of the unpadded encoder output, (batch, 1, dim)."""
         m = ops.cast(ops.expand_dims(v_mask, 2), v.dtype)  # (batch, tx, 1)
-        mv = ops.max(v - (1.0 - m) * 1e10, axis=1, keepdims=True)  # masked max-pool over time
-        mv = mv + ops.zeros_like(q[:, :, :1])  # repeated for every decoder step
-        a = ops.matmul(ops.matmul(q, self.kernel), ops.transpose(v, (0, 2, 1))) / 10.0
-        a = a - (1.0 - ops.transpose(m, (0, 2, 1))) * 1e10  # padded keys get no weight
-        o = ops.matmul(ops.softmax(a, axis=-1), v)
-        return ops.concatenate([o, q, mv], axis=-1)
+        return ops.max(v - (1.0 - m) * 1e10, axis=1, keepdims=True)
+
+    def keys(self, v, v_mask):
+        """What attention needs of the encoder output, whatever the query: vᵀ, and -1e10 at padded keys."""
+        return ops.transpose(v, (0, 2, 1)), (1.0 - ops.cast(ops.expand_dims(v_mask, 1), v.dtype)) * 1e10
+
+    def attend(self, q, v, v_t, bias):
+        """softmax((q W) vᵀ / 10 - bias) v: (batch, tq, dim); v_t and bias from keys()."""
+        a = ops.matmul(ops.matmul(q, self.kernel), v_t) / 10.0
+        return ops.matmul(ops.softmax(a - bias, axis=-1), v)
 
     def compute_output_shape(self, input_shape):
         q_shape, v_shape, _ = input_shape
@@ -104,3 +118,100 @@ class PriorAverage(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
+
+
+# The author's 2019 model (bojone/seq2seq 24ff08f)
+
+
+@register
+class SelfModulatedLayerNorm(layers.Layer):
+    """LayerNorm without centre and scale, then x * (γ + 1) + β, with γ and β each computed from a
+    condition vector by Dense(hidden, relu) -> Dense(dim): the 2019 decoder's normalisation."""
+
+    def __init__(self, hidden, epsilon=1e-14, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.epsilon = hidden, epsilon
+        self.norm = layers.LayerNormalization(center=False, scale=False, epsilon=epsilon)
+        self.beta_1 = layers.Dense(hidden, activation="relu")
+        self.gamma_1 = layers.Dense(hidden, activation="relu")
+
+    def build(self, input_shape):
+        x_shape, cond_shape = input_shape
+        self.beta_2 = layers.Dense(x_shape[-1])
+        self.gamma_2 = layers.Dense(x_shape[-1])
+        self.norm.build(x_shape)
+        for first, second in ((self.beta_1, self.beta_2), (self.gamma_1, self.gamma_2)):
+            first.build(cond_shape)
+            second.build((*cond_shape[:-1], self.hidden))
+
+    def call(self, inputs):
+        x, cond = inputs  # x (batch, t, dim), cond (batch, 1, c)
+        beta = self.beta_2(self.beta_1(cond))
+        gamma = self.gamma_2(self.gamma_1(cond))
+        return self.norm(x) * (gamma + 1.0) + beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "hidden": self.hidden, "epsilon": self.epsilon}
+
+
+@register
+class MaskedMaxPool(ExplicitMask):
+    """The max over time of the unpadded steps, (batch, 1, dim): the 2019 code's x_max."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        m = ops.cast(ops.expand_dims(mask, 2), x.dtype)
+        return ops.max(x - (1.0 - m) * 1e10, axis=1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        x_shape, _ = input_shape
+        return (x_shape[0], 1, x_shape[-1])
+
+
+@register
+class MultiHeadAttention(ExplicitMask):
+    """The 2019 code's attention: q, k, v by Dense without bias, `heads` heads of `size_per_head`,
+    scores / sqrt(size_per_head), padded keys at -1e10."""
+
+    def __init__(self, heads, size_per_head, **kwargs):
+        super().__init__(**kwargs)
+        self.heads, self.size_per_head = heads, size_per_head
+        self.out_dim = heads * size_per_head
+        self.q_dense, self.k_dense, self.v_dense = (layers.Dense(self.out_dim, use_bias=False) for _ in range(3))
+
+    def build(self, input_shape):
+        q_shape, k_shape, v_shape, _ = input_shape
+        self.q_dense.build(q_shape)
+        self.k_dense.build(k_shape)
+        self.v_dense.build(v_shape)
+
+    def call(self, inputs):
+        q, k, v, v_mask = inputs
+        return self.attend(self.q_dense(q), *self.keys(self.k_dense(k), self.v_dense(v), v_mask))
+
+    def split_heads(self, x):
+        """(batch, t, heads * size) -> (batch, heads, t, size)"""
+        shape = ops.shape(x)
+        return ops.transpose(ops.reshape(x, (shape[0], shape[1], self.heads, self.size_per_head)), (0, 2, 1, 3))
+
+    def keys(self, kw, vw, v_mask):
+        """What attention needs of the projected keys and values, whatever the query: the keys'
+        heads transposed (batch, heads, size, tk), the values' heads, and -1e10 at padded keys."""
+        bias = (1.0 - ops.cast(v_mask[:, None, None, :], kw.dtype)) * 1e10
+        return ops.transpose(self.split_heads(kw), (0, 1, 3, 2)), self.split_heads(vw), bias
+
+    def attend(self, qw, k_t, v_heads, bias):
+        """Attention of projected queries over keys() output: (batch, tq, heads * size)."""
+        a = ops.matmul(self.split_heads(qw), k_t) / self.size_per_head ** 0.5
+        o = ops.transpose(ops.matmul(ops.softmax(a - bias, axis=-1), v_heads), (0, 2, 1, 3))
+        shape = ops.shape(o)
+        return ops.reshape(o, (shape[0], shape[1], self.out_dim))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[0][:2], self.out_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "heads": self.heads, "size_per_head": self.size_per_head}

@@ -1,4 +1,5 @@
-"""The blog's 2018 seq2seq (bojone/seq2seq f6f7bb7) as one Keras 3 functional model.
+"""The blog's seq2seq as one Keras 3 functional model: the 2018 version (bojone/seq2seq f6f7bb7,
+the code the post was published with) and the author's 2019 version (24ff08f).
 
 inputs: article ids x (batch, tx) and the title so far y_in (batch, ty), starting with START;
 output: the probability of every next character, (batch, ty, V). Teacher forcing lives in the
@@ -8,15 +9,23 @@ import keras
 from keras import layers, ops
 
 from .data import PAD
-from .layers import ArticleChars, Interact, PadMask, PriorAverage, ScaleShift
+from .layers import (ArticleChars, Interact, MaskedMaxPool, MultiHeadAttention, PadMask,
+                     PriorAverage, ScaleShift, SelfModulatedLayerNorm)
+
+VERSIONS = ("2018", "2019")
+MAX_TITLE_LEN = {"2018": 50, "2019": 64}  # each version's decoder allows this many steps
+LAYER_NORM_EPSILON = 1e-14  # the 2019 code's LayerNormalization (Keras's default is 1e-3)
 
 
-def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True):
-    """The blog's model.
+def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True, version="2018"):
+    """The blog's model, as of `version`.
 
-    mask_encoder: the encoder LSTMs skip the article's padding in both directions, so a title does
-    not depend on what shares its batch. False is the 2018 code, whose LSTMs read the padding.
+    mask_encoder (2018): the encoder LSTMs skip the article's padding in both directions, so a
+    title does not depend on what shares its batch. False is the 2018 code, whose LSTMs read the
+    padding. The 2019 code always masks; hidden_size is the 2018 head's and unused by 2019.
     """
+    if version not in VERSIONS:
+        raise ValueError(f"unknown model version {version!r}; expected one of {VERSIONS}")
     x_in = keras.Input(shape=(None,), dtype="int32", name="article")
     y_in = keras.Input(shape=(None,), dtype="int32", name="title_in")
     x_mask = PadMask(name="article_mask")(x_in)
@@ -25,6 +34,8 @@ def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True):
     embedding = layers.Embedding(vocab_size, char_size, name="embedding")  # shared by article and title
     x = embedding(x_in)
     y = embedding(y_in)
+    if version == "2019":
+        return _model_2019(x_in, y_in, x, y, x_mask, prior, vocab_size, char_size)
 
     encoder_mask = x_mask if mask_encoder else None
     for i in (1, 2):  # encoder: two bidirectional LSTMs
@@ -38,7 +49,35 @@ def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True):
     xy = layers.Dense(vocab_size, name="logits")(xy)
     xy = PriorAverage(name="with_prior")([xy, prior])
     probs = layers.Softmax(name="probs")(xy)
-    return keras.Model([x_in, y_in], probs, name="seq2seq_title")
+    return keras.Model([x_in, y_in], probs, name="seq2seq_title_2018")
+
+
+def model_version(model):
+    """"2018" or "2019": which of the blog's models this is."""
+    return "2019" if model.name.endswith("_2019") else "2018"
+
+
+def _model_2019(x_in, y_in, x, y, x_mask, prior, vocab_size, char_size):
+    """The 2019 model from the shared embedding on: LayerNorm before each masked encoder BiLSTM,
+    self-modulated LayerNorms around the decoder LSTMs conditioned on the encoder's max-pool,
+    8-head attention, and a Dense -> LeakyReLU -> Dense head averaged with the prior."""
+    for i in (1, 2):
+        x = layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"encoder_norm_{i}")(x)
+        x = layers.Bidirectional(layers.LSTM(char_size // 2, return_sequences=True),
+                                 name=f"encoder_{i}")(x, mask=x_mask)
+    x_max = MaskedMaxPool(name="encoder_max")([x, x_mask])
+    for i in (1, 2):
+        y = SelfModulatedLayerNorm(char_size // 4, LAYER_NORM_EPSILON, name=f"decoder_norm_{i}")([y, x_max])
+        y = layers.LSTM(char_size, return_sequences=True, name=f"decoder_{i}")(y)
+    y = SelfModulatedLayerNorm(char_size // 4, LAYER_NORM_EPSILON, name="decoder_norm_3")([y, x_max])
+    xy = MultiHeadAttention(8, 16, name="attention")([y, x, x, x_mask])
+    xy = layers.Concatenate(name="concat")([y, xy])
+    xy = layers.Dense(char_size, name="hidden")(xy)
+    xy = layers.LeakyReLU(0.2, name="leaky_relu")(xy)
+    xy = layers.Dense(vocab_size, name="logits")(xy)
+    xy = PriorAverage(name="with_prior")([xy, prior])
+    probs = layers.Softmax(name="probs")(xy)
+    return keras.Model([x_in, y_in], probs, name="seq2seq_title_2019")
 
 
 def title_loss(y_true, y_pred):

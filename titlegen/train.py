@@ -14,15 +14,27 @@ from tqdm import tqdm
 
 from .data import (PAD, TitleError, Vocab, batches, encode_pairs, file_sha256, read_jsonl,
                    write_json)
-from .decode import generate_title
-from .model import build_model, compile_model
+from .decode import Titler
+from .metrics import corpus_scores
+from .model import MAX_TITLE_LEN, build_model, compile_model
 
 VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE = "vocab.json", "config.json", "model.weights.h5"
 
 
+MONITORS = {"loss": min, "val_loss": min, "val_rouge_l": max}  # what "best" means for each
+
+
 def model_args(settings, vocab):
     return {"vocab_size": len(vocab), "char_size": settings["char_size"],
-            "hidden_size": settings["hidden_size"], "mask_encoder": settings["mask_encoder"]}
+            "hidden_size": settings["hidden_size"], "mask_encoder": settings["mask_encoder"],
+            "version": settings["version"]}
+
+
+def make_titler(model, vocab, settings, decoder=None, topk=None):
+    """The decoder `settings` ask for, on this model."""
+    return Titler(model, vocab, settings["maxlen"], decoder or settings["decoder"], topk or settings["topk"],
+                  settings["max_title_len"] or MAX_TITLE_LEN[settings["version"]],
+                  settings["min_title_len"], settings["no_repeat_ngram"])
 
 
 def dev_loss(model, xs, ys, batch_size):
@@ -63,8 +75,10 @@ def train(settings, out_dir, overwrite=False, log=print):
     xs, ys = encode_pairs(train_rows, vocab, maxlen)
     dev_xs, dev_ys = encode_pairs(dev_rows, vocab, maxlen) if dev_rows else ([], [])
     monitor = settings["monitor"]
-    if monitor == "val_loss" and not dev_rows:
-        raise TitleError("MONITOR is 'val_loss' but no dev set is given; set DEV_PATH or MONITOR = 'loss'")
+    if monitor not in MONITORS:
+        raise TitleError(f"MONITOR must be one of {', '.join(MONITORS)}, got {monitor!r}")
+    if monitor.startswith("val_") and not dev_rows:
+        raise TitleError(f"MONITOR is {monitor!r} but no dev set is given; set DEV_PATH or MONITOR = 'loss'")
     if dev_rows:
         samples.append(("dev[0] " + dev_rows[0]["title"], dev_rows[0]["content"]))
 
@@ -77,10 +91,13 @@ def train(settings, out_dir, overwrite=False, log=print):
     log(f"vocabulary: {len(vocab)} ids ({len(vocab.chars)} characters seen >= {vocab.min_count} times); "
         f"{len(xs)} training and {len(dev_xs)} dev articles; {model.count_params():,} parameters")
 
+    titler = make_titler(model, vocab, settings)
+    rouge_rows = dev_rows[:settings["val_rouge_samples"]]
     rng = np.random.default_rng(settings["seed"]) if settings["shuffle"] else None
     n_batches = -(-len(xs) // settings["batch_size"])
     steps = min(n_batches, settings["steps_per_epoch"] or n_batches)
-    lowest = float("inf")
+    better = MONITORS[monitor]
+    best, best_epoch = None, 0
     for epoch in range(1, settings["epochs"] + 1):
         start = time.perf_counter()
         losses = []
@@ -96,18 +113,23 @@ def train(settings, out_dir, overwrite=False, log=print):
         logs = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(train_seconds, 1)}
         if dev_rows:
             logs["val_loss"] = dev_loss(model, dev_xs, dev_ys, settings["batch_size"])
-        log(f"epoch {epoch}: loss {logs['loss']:.4f}"
-            + (f"  val_loss {logs['val_loss']:.4f}" if dev_rows else "") + f"  ({train_seconds:.0f} s)")
-        for name, content in samples:  # watch the titles improve, as the blog does
-            title = generate_title(model, vocab, content, maxlen, settings["topk"], settings["max_title_len"])
+        if rouge_rows:  # ROUGE-L of the titles the model writes for a sample of the dev set
+            titles = titler([r["content"] for r in rouge_rows])
+            logs["val_rouge_l"] = corpus_scores(titles, [r["title"] for r in rouge_rows])["rouge-l"]
+        log(f"epoch {epoch}: " + "  ".join(f"{k} {logs[k]:.4f}" for k in MONITORS if k in logs)
+            + f"  ({train_seconds:.0f} s training)")
+        for (name, _), title in zip(samples, titler([c for _, c in samples])):  # watch the titles improve
             log(f"  [{name}] {title}")
         config["history"].append(logs)
-        if logs[monitor] <= lowest:  # keep the weights with the lowest monitored loss
-            lowest = logs[monitor]
+        if best is None or better(logs[monitor], best) == logs[monitor]:  # ties count as better, as the blog's <=
+            best, best_epoch = logs[monitor], epoch
             save_weights(model, weights_path)
-            config["best"] = {"epoch": epoch, "monitor": monitor, "value": lowest}
-            log(f"  saved {weights_path} ({monitor} {lowest:.4f})")
+            config["best"] = {"epoch": epoch, "monitor": monitor, "value": best}
+            log(f"  saved {weights_path} ({monitor} {best:.4f})")
         write_json(os.path.join(out_dir, CONFIG_FILE), config)
+        if settings["patience"] and epoch - best_epoch >= settings["patience"]:
+            log(f"  stopping: no better {monitor} for {settings['patience']} epochs")
+            break
     return model, vocab, config
 
 

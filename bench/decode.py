@@ -1,0 +1,110 @@
+"""Decoding speed: the blog's naive beam search against the incremental one, and batch generation.
+
+    python bench/decode.py                  # the model in runs/lcsts, or a fresh one of the same size
+    python bench/decode.py --model DIR
+
+Prints ms per title for both decoders on a 400-character article (3 beams, forced to the full
+MAX_TITLE_LEN steps so both do the same work), titles per second for batches of 1, 16 and 64 dev
+articles, the peak memory of the process, and whether both decoders give the same titles on
+dev articles for top-k 1, 3 and 5. A benchmark, not a test: timings on a shared machine are noisy.
+"""
+import argparse
+import os
+import resource
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+import config  # noqa: E402
+from titlegen.data import Vocab, read_jsonl  # noqa: E402
+from titlegen.decode import beam_search, naive_next_probs  # noqa: E402
+from titlegen.incremental import IncrementalDecoder  # noqa: E402
+from titlegen.model import build_model  # noqa: E402
+from titlegen.train import load_trained  # noqa: E402
+
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn, repeat):
+    fn()  # warm-up: tracing and first-call costs are not per-title costs
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=os.path.join(ROOT, config.OUTPUT_DIR))
+    parser.add_argument("--identity-articles", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=config.MAX_TITLE_LEN)
+    parser.add_argument("--threads", type=int, help="TensorFlow intra- and inter-op threads (default: its own)")
+    args = parser.parse_args()
+    if args.threads:
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        print(f"TensorFlow threads: {args.threads}")
+
+    dev = read_jsonl(os.path.join(ROOT, config.DEV_PATH))
+    if os.path.exists(os.path.join(args.model, "model.weights.h5")):
+        model, vocab, cfg = load_trained(args.model)
+        print(f"model: {args.model} (trained, best epoch {cfg['best']['epoch']})")
+    else:
+        rows = read_jsonl(os.path.join(ROOT, config.TRAIN_PATH))
+        vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), config.MIN_COUNT)
+        model = build_model(len(vocab), config.CHAR_SIZE, config.HIDDEN_SIZE, config.MASK_ENCODER)
+        print(f"model: freshly initialised, {len(vocab)} ids (no trained model in {args.model})")
+    maxlen, topk = config.MAXLEN, 3
+
+    long_text = "".join(r["content"] for r in dev)[:maxlen]
+    article = vocab.encode(long_text, maxlen)
+    print(f"article: {len(article)} characters, {topk} beams, {args.steps} steps per title\n")
+
+    naive = timed(lambda: beam_search(naive_next_probs(model, article, topk), topk, args.steps,
+                                      stop_at_end=False), repeat=3)
+    forced = IncrementalDecoder(model, topk, args.steps, stop_at_end=False)
+    incremental = timed(lambda: forced([article]), repeat=10)
+    assert len(forced([article])[0]) == args.steps + 1
+    print("| decoder | ms per title (400 chars, 3 beams, forced length) |")
+    print("|---|---|")
+    print(f"| naive (the blog's) | {naive * 1000:.0f} |")
+    print(f"| incremental | {incremental * 1000:.1f} |")
+    print(f"naive / incremental: {naive / incremental:.0f}x   peak memory so far: {peak_mb():.0f} MB\n")
+
+    decoder = IncrementalDecoder(model, topk, config.MAX_TITLE_LEN)
+    dev_ids = [vocab.encode(r["content"], maxlen) for r in dev]
+    print("| batch (dev articles) | titles per second | peak memory (MB) |")
+    print("|---|---|---|")
+    n = 128
+    for size in (1, 16, 64):
+        def run():
+            for i in range(0, n, size):
+                decoder(dev_ids[i:i + size])
+        print(f"| {size} | {n / timed(run, repeat=1):.1f} | {peak_mb():.0f} |")
+    sample = dev_ids[:10]
+    per_title = timed(lambda: [beam_search(naive_next_probs(model, a, topk), topk, config.MAX_TITLE_LEN)
+                               for a in sample], repeat=1) / len(sample)
+    print(f"| naive, one at a time | {1 / per_title:.1f} | {peak_mb():.0f} |\n")
+
+    ids = dev_ids[:args.identity_articles]
+    print(f"| top-k | identical titles, naive vs incremental ({len(ids)} dev articles) |")
+    print("|---|---|")
+    for k in (1, 3, 5):
+        inc = IncrementalDecoder(model, k, config.MAX_TITLE_LEN)(ids)
+        same = sum(a.tolist() == beam_search(naive_next_probs(model, x, k), k, config.MAX_TITLE_LEN).tolist()
+                   for a, x in zip(inc, ids))
+        print(f"| {k} | {same} / {len(ids)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+import json
+import math
+import os
+
+import pytest
+
+from conftest import run_cli, tiny_settings, write_jsonl
+from titlegen import train as train_module
+from titlegen.metrics import corpus_scores, example_scores, lead
+
+
+def test_scores_of_one_example_by_hand():
+    s = example_scores("我爱北京", "我爱上海北京")
+    # ROUGE-1: 4 of 4 predicted characters match, 4 of 6 reference ones: F = 2 * 1 * 2/3 / (1 + 2/3)
+    assert s["rouge-1"] == pytest.approx(0.8, abs=1e-7)
+    # ROUGE-2: bigrams 我爱 北京 match; P = 2/3, R = 2/5
+    assert s["rouge-2"] == pytest.approx(2 * (2 / 3) * (2 / 5) / (2 / 3 + 2 / 5), abs=1e-7)
+    # ROUGE-L: the longest common subsequence is 我爱北京
+    assert s["rouge-l"] == pytest.approx(0.8, abs=1e-7)
+    # BLEU: p1 = 1, p2 = 2/3, p3 = 0/2 and p4 = 0/1 smoothed to 0.1/2 and 0.1/1; brevity exp(1 - 6/4)
+    assert s["bleu"] == pytest.approx(math.exp(-0.5) * (1 * 2 / 3 * 0.05 * 0.1) ** 0.25, rel=1e-9)
+
+
+def test_corpus_scores_average_and_lowercase():
+    scores = corpus_scores(["我爱北京", "", "ABC"], ["我爱上海北京", "标题", "abc"])
+    assert scores["rouge-1"] == pytest.approx(100 * (0.8 + 0 + 1) / 3, abs=1e-5)  # the empty title scores 0
+    assert scores["rouge-l"] == pytest.approx(100 * (0.8 + 0 + 1) / 3, abs=1e-5)
+
+
+def test_lead_takes_the_mean_reference_length():
+    titles, k = lead(["一二三四五", "甲乙丙丁戊己"], ["一二", "甲乙丙丁"])
+    assert k == 3 and titles == ["一二三", "甲乙丙"]
+
+
+def test_val_rouge_l_monitor_keeps_the_highest(tmp_path, corpus):
+    _, _, config = train_module.train(
+        tiny_settings(*corpus, epochs=3, steps_per_epoch=None, monitor="val_rouge_l", val_rouge_samples=4,
+                      decoder="incremental"), str(tmp_path / "m"), log=lambda _: None)
+    values = [h["val_rouge_l"] for h in config["history"]]
+    assert len(values) == 3 and all(0 <= v <= 100 for v in values)
+    best = max(values)
+    assert config["best"]["value"] == best
+    assert config["best"]["epoch"] == max(i for i, v in enumerate(values, 1) if v == best)  # ties: the later
+
+
+def test_patience_stops_early(tmp_path, corpus, monkeypatch):
+    losses = iter([5.0, 4.0, 4.5, 4.6, 4.7, 4.8])
+    monkeypatch.setattr(train_module, "dev_loss", lambda *args: next(losses))
+    _, _, config = train_module.train(tiny_settings(*corpus, epochs=6, patience=2), str(tmp_path / "m"),
+                                      log=lambda _: None)
+    assert [h["val_loss"] for h in config["history"]] == [5.0, 4.0, 4.5, 4.6]  # 2 epochs after the best
+    assert config["best"] == {"epoch": 2, "monitor": "val_loss", "value": 4.0}
+
+
+def test_cli_evaluate(tmp_path, cli_model):
+    out, _ = cli_model
+    rows = [{"title": "春夏秋", "content": "春夏秋冬山水日月"}, {"title": "风雨", "content": "风雨花草春夏"}]
+    data = write_jsonl(tmp_path / "set.jsonl", rows)
+    result = run_cli("evaluate", "--model", out, "--data", data, "--out", str(tmp_path / "pred.jsonl"))
+    assert result.returncode == 0, result.stderr
+    predictions = [json.loads(line) for line in open(tmp_path / "pred.jsonl", encoding="utf-8")]
+    assert [p["reference"] for p in predictions] == ["春夏秋", "风雨"]
+    saved = json.load(open(tmp_path / "pred.scores.json", encoding="utf-8"))
+    assert saved["scores"]["model"] == pytest.approx(
+        corpus_scores([p["prediction"] for p in predictions], ["春夏秋", "风雨"]))
+    # LEAD-2 (mean reference length 2.5 rounds to 2): 春夏 and 风雨
+    assert saved["scores"]["LEAD-2"] == pytest.approx(corpus_scores(["春夏", "风雨"], ["春夏秋", "风雨"]))
+    assert "| LEAD-2 |" in result.stdout and "ROUGE-L" in result.stdout

@@ -1,0 +1,119 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import ROOT, last_line, run_cli
+from titlegen.data import START, Vocab, batches, encode_pairs, read_jsonl
+from titlegen.decode import Titler, beam_search, naive_next_probs, top_k
+from titlegen.incremental import IncrementalDecoder
+from titlegen.model import build_model, compile_model
+
+MAX_LEN = 20
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small blog model on the shipped LCSTS corpus, trained six steps with a fixed seed: far
+    enough that its titles differ from article to article and some end early."""
+    keras.utils.set_random_seed(1)
+    rows = read_jsonl(os.path.join(ROOT, "data/lcsts/train.jsonl"))[:384]
+    vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), 8)
+    model = compile_model(build_model(len(vocab), char_size=32, hidden_size=64), 1e-2)
+    for x, y in batches(*encode_pairs(rows, vocab, 400), 64):
+        model.train_on_batch([x, y[:, :-1]], y[:, 1:])
+    dev = [vocab.encode(r["content"], 400) for r in read_jsonl(os.path.join(ROOT, "data/lcsts/dev.jsonl"))[:50]]
+    return model, vocab, dev
+
+
+@pytest.mark.parametrize("topk", [1, 3, 5])
+def test_incremental_gives_the_naive_titles(trained, topk):
+    model, _, dev = trained
+    incremental = IncrementalDecoder(model, topk, MAX_LEN)(dev)
+    naive = [beam_search(naive_next_probs(model, x, topk), topk, MAX_LEN) for x in dev]
+    assert [t.tolist() for t in incremental] == [t.tolist() for t in naive]
+    assert len({tuple(t) for t in naive}) > 5  # the titles differ from article to article
+
+
+def test_incremental_without_xla_gives_the_same_titles(trained):
+    model, _, dev = trained
+    assert ([t.tolist() for t in IncrementalDecoder(model, 3, MAX_LEN, xla=False)(dev[:20])]
+            == [t.tolist() for t in IncrementalDecoder(model, 3, MAX_LEN)(dev[:20])])
+
+
+def test_a_title_does_not_depend_on_its_batch(trained):
+    model, _, dev = trained
+    decoder = IncrementalDecoder(model, 3, MAX_LEN)
+    short = min(dev, key=len)
+    longer = sorted(dev, key=len)[-5:]
+    alone = decoder([short])[0]
+    in_batch = decoder(longer[:2] + [short] + longer[2:])[2]
+    assert len(short) < min(len(a) for a in longer)
+    assert alone.tolist() == in_batch.tolist()
+
+
+def reorders(model, article, topk):
+    """Whether the naive beam search on this article ever changes which beam a row continues."""
+    seen = []
+
+    def record(yid):
+        seen.append(yid.copy())
+        return naive_next_probs(model, article, topk)(yid)
+
+    beam_search(record, topk, MAX_LEN)
+    return any(not np.array_equal(after[:, :-1], before) for before, after in zip(seen[1:], seen[2:]))
+
+
+def test_beam_states_follow_their_beams_when_the_order_changes(trained):
+    model, _, dev = trained
+    article = next((a for a in dev[:20] if reorders(model, a, 3)), None)
+    assert article is not None, "no article of the sample reorders its beams"
+    assert (IncrementalDecoder(model, 3, MAX_LEN)([article])[0].tolist()
+            == beam_search(naive_next_probs(model, article, 3), 3, MAX_LEN).tolist())
+
+
+def test_forced_length_runs_every_step(trained):
+    model, _, dev = trained
+    ids = IncrementalDecoder(model, 2, 7, stop_at_end=False)([dev[0]])[0]
+    assert len(ids) == 8 and ids[0] == START
+    assert ids.tolist() == beam_search(naive_next_probs(model, dev[0], 2), 2, 7, stop_at_end=False).tolist()
+
+
+def test_titler_gives_the_same_text_with_both_decoders(trained):
+    model, vocab, _ = trained
+    texts = [r["content"] for r in read_jsonl(os.path.join(ROOT, "data/lcsts/dev.jsonl"))[50:60]]
+    assert (Titler(model, vocab, 400, "incremental", 3, MAX_LEN)(texts)
+            == Titler(model, vocab, 400, "naive", 3, MAX_LEN)(texts))
+
+
+def test_top_k_breaks_ties_to_the_lower_index():
+    assert top_k(np.array([0.1, 0.5, 0.5, 0.2, 0.5]), 3).tolist() == [1, 2, 4]
+
+
+def test_cli_file_and_stdin(tmp_path, cli_model):
+    out, _ = cli_model
+    articles = tmp_path / "articles.txt"
+    articles.write_text("春夏秋冬山水\n\n" + json.dumps({"content": "日月风雨花草"}, ensure_ascii=False)
+                        + '\n{"content": 1\n日月春夏\n', encoding="utf-8")
+    plain = run_cli("generate", "--file", str(articles), "--model", out, "--decoder", "incremental",
+                    "--batch-size", "2")
+    assert plain.returncode == 1  # two bad lines, reported; the others still get their titles
+    lines = plain.stdout.split("\n")[:-1]
+    assert len(lines) == 5 and lines[1] == "" and lines[3] == ""
+    assert all(lines[i] for i in (0, 2, 4))
+    assert f"{articles}:2: empty article" in plain.stderr and f"{articles}:4: not valid JSON" in plain.stderr
+    assert "Traceback" not in plain.stderr
+
+    jsonl = run_cli("generate", "-", "--model", out, "--jsonl", "--decoder", "naive",
+                    stdin=articles.read_text(encoding="utf-8"))
+    rows = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r.get("title") for r in rows] == [lines[0], None, lines[2], None, lines[4]]  # naive = incremental
+    assert rows[1]["error"] == "empty article" and "<stdin>:4: not valid JSON" in jsonl.stderr
+
+
+def test_cli_generate_needs_an_article_or_a_file(cli_model):
+    result = run_cli("generate", "--model", cli_model[0])
+    assert result.returncode == 2 and "give one article" in last_line(result.stderr)

@@ -1,0 +1,106 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from titlegen.data import END, START
+from titlegen.decode import banned_ids, beam_search, naive_next_probs
+from titlegen.incremental import IncrementalDecoder
+from titlegen.layers import MaskedMaxPool, MultiHeadAttention, SelfModulatedLayerNorm
+from titlegen.model import build_model, model_version
+
+
+def test_self_modulated_layer_norm_by_hand():
+    layer = SelfModulatedLayerNorm(hidden=2)
+    x = np.array([[[1.0, 2.0, 3.0, 4.0]]], dtype="float32")
+    cond = np.array([[[0.5, -0.5]]], dtype="float32")
+    layer.build((x.shape, cond.shape))
+    for dense in (layer.beta_1, layer.gamma_1, layer.beta_2, layer.gamma_2):
+        dense.kernel.assign(np.zeros(dense.kernel.shape))
+    layer.gamma_2.bias.assign([1.0, 0.0, -1.0, 0.5])  # γ
+    layer.beta_2.bias.assign([0.0, 1.0, 0.0, 0.0])  # β
+    norm = (x[0, 0] - 2.5) / math.sqrt(1.25 + 1e-14)  # mean 2.5, variance 1.25
+    expected = norm * (np.array([1.0, 0.0, -1.0, 0.5]) + 1) + np.array([0.0, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(np.asarray(layer([x, cond]))[0, 0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_multi_head_attention_by_hand():
+    layer = MultiHeadAttention(heads=2, size_per_head=1)
+    q = np.array([[[1.0, 2.0]]], dtype="float32")
+    kv = np.array([[[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]]], dtype="float32")  # the last key is padding
+    mask = np.array([[True, True, False]])
+    layer.build((q.shape, kv.shape, kv.shape, mask.shape))
+    for dense in (layer.q_dense, layer.k_dense, layer.v_dense):
+        dense.kernel.assign(np.eye(2))
+    out = np.asarray(layer([q, kv, kv, mask]))[0, 0]
+    # head 0 sees dimension 0: scores q0 * k0 = [1, 0]; head 1 sees dimension 1: [0, 2]
+    a0 = np.exp([1.0, 0.0]) / np.exp([1.0, 0.0]).sum()
+    a1 = np.exp([0.0, 2.0]) / np.exp([0.0, 2.0]).sum()
+    np.testing.assert_allclose(out, [a0 @ [1.0, 0.0], a1 @ [0.0, 1.0]], rtol=1e-6)
+
+
+def test_masked_max_pool_ignores_padding():
+    x = np.array([[[1.0, -5.0], [3.0, -7.0], [100.0, 100.0]]], dtype="float32")
+    out = MaskedMaxPool()([x, np.array([[True, True, False]])])
+    assert np.asarray(out).tolist() == [[[3.0, -5.0]]]
+
+
+def test_2019_model_is_padding_invariant_and_reloads(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_model(12, char_size=16, version="2019")
+    assert model_version(model) == "2019" and model_version(build_model(12, 8, 16)) == "2018"
+    short, long = [4, 5, 6, 7, 8], [9, 10, 11, 4, 5, 6, 7, 8, 9, 10]
+    y = np.array([[2, 4, 5], [2, 6, 7]])
+    alone = np.asarray(model([np.array([short, short]), y]))[0]
+    in_batch = np.asarray(model([np.array([short + [0] * 5, long]), y]))[0]
+    np.testing.assert_allclose(in_batch, alone, atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_array_equal(np.asarray(loaded([np.array([short, short]), y]))[0], alone)
+
+
+def test_banned_ids_by_hand():
+    assert banned_ids([2, 4, 5, 4], 2) == {5}  # 4 was followed by 5 before
+    assert banned_ids([2, 4, 5, 4], 1) == {4, 5}  # no character twice
+    assert banned_ids([2, 4, 5, 4, 5], 3) == {4}  # 4 5 was followed by 4 before
+    assert banned_ids([2, 4, 5], 3) == set()
+    assert banned_ids([2, 4, 5, 4], 0) == set()
+
+
+def repeat_lover(vocab_size=8):
+    """Always likes id 4 best, then 5, then END."""
+    def next_probs(yid):
+        p = np.full((len(yid), vocab_size), 0.01)
+        p[:, 4], p[:, 5], p[:, 3] = 0.5, 0.3, 0.1
+        return p
+    return next_probs
+
+
+def test_decoding_options_on_a_stub():
+    assert beam_search(repeat_lover(), topk=1, max_len=4).tolist() == [2, 4, 4, 4, 4]
+    assert beam_search(repeat_lover(), topk=1, max_len=4, no_repeat_ngram=1).tolist() == [2, 4, 5, 3]
+    # 4 4 5 4, then both 4 and 5 would repeat a bigram (4 4, 4 5): END
+    assert beam_search(repeat_lover(), topk=1, max_len=6, no_repeat_ngram=2).tolist() == [2, 4, 4, 5, 4, END]
+
+
+def test_min_len_holds_end_back():
+    def ends(yid):  # END is always the likeliest
+        return np.tile([0.0, 0.0, 0.0, 0.9, 0.05, 0.05, 0.0, 0.0], (len(yid), 1))
+    assert beam_search(ends, topk=2, max_len=5).tolist() == [START, END]
+    # END is barred for two steps; the tie between 4 and 5 goes to the lower id
+    assert beam_search(ends, topk=2, max_len=5, min_len=2).tolist() == [START, 4, 4, END]
+
+
+@pytest.mark.parametrize("version", ["2018", "2019"])
+@pytest.mark.parametrize("options", [{}, {"min_len": 4}, {"no_repeat_ngram": 1}, {"no_repeat_ngram": 2, "min_len": 2}])
+def test_incremental_gives_the_naive_titles_with_options(version, options):
+    keras.utils.set_random_seed(3)
+    model = build_model(40, char_size=16, hidden_size=32, version=version)
+    rng = np.random.default_rng(0)
+    articles = [rng.integers(4, 40, size=n).tolist() for n in (5, 30, 12, 21)]
+    incremental = IncrementalDecoder(model, 3, 12, **options)(articles)
+    naive = [beam_search(naive_next_probs(model, a, 3), 3, 12, **options) for a in articles]
+    assert [t.tolist() for t in incremental] == [t.tolist() for t in naive]
+    if options.get("no_repeat_ngram") == 1:
+        assert all(len(set(t[1:].tolist())) == len(t) - 1 for t in naive)

@@ -1,0 +1,39 @@
+"""Title quality under the CLGE benchmark's protocol, and the LEAD baseline.
+
+CLGE (CLUEbenchmark/CLGE) scores a generated title against its reference character by character:
+both lower-cased with their characters joined by spaces; ROUGE-1, ROUGE-2 and ROUGE-L F of the
+`rouge` package per example, and nltk's sentence BLEU with SmoothingFunction().method1, each
+averaged over the set and multiplied by 100. An empty prediction scores 0.
+"""
+import numpy as np
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from rouge import Rouge
+
+METRICS = ("rouge-1", "rouge-2", "rouge-l", "bleu")
+
+
+def spaced(text):
+    return " ".join(text).lower()
+
+
+def example_scores(prediction, reference):
+    """The four scores (0-1) of one prediction."""
+    pred, ref = spaced(prediction), spaced(reference)
+    if not pred.strip():
+        return dict.fromkeys(METRICS, 0.0)
+    rouge = Rouge().get_scores(hyps=pred, refs=ref)[0]
+    scores = {name: rouge[name]["f"] for name in METRICS[:3]}
+    scores["bleu"] = sentence_bleu([ref.split(" ")], pred.split(" "), smoothing_function=SmoothingFunction().method1)
+    return scores
+
+
+def corpus_scores(predictions, references):
+    """The four scores averaged over a set, x 100."""
+    rows = [example_scores(p, r) for p, r in zip(predictions, references)]
+    return {name: 100 * float(np.mean([r[name] for r in rows])) for name in METRICS}
+
+
+def lead(contents, references):
+    """The LEAD baseline: each article's first k characters, k the mean reference length."""
+    k = round(float(np.mean([len(r) for r in references])))
+    return [c[:k] for c in contents], k
