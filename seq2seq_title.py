@@ -8,18 +8,23 @@ A Keras 3 port of Su Jianlin's 《玩转Keras之seq2seq自动生成标题》 (ke
 bojone/seq2seq). Hyperparameters live in config.py.
 """
 import argparse
+import json
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the screen
+
+from tqdm import tqdm  # noqa: E402
+
+import config  # noqa: E402
+from titlegen.data import TitleError, read_jsonl, write_json  # noqa: E402 (numpy only: quick to import)
+from titlegen.decode import check_article  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def config_settings():
     """The training settings from config.py, paths resolved against this folder."""
-    import config
-
     def path(p):
         return p if p is None or os.path.isabs(p) else os.path.join(HERE, p)
 
@@ -35,6 +40,7 @@ def config_settings():
         "val_rouge_samples": config.VAL_ROUGE_SAMPLES, "patience": config.PATIENCE,
         "topk": config.TOPK, "max_title_len": config.MAX_TITLE_LEN, "decoder": config.DECODER,
         "min_title_len": config.MIN_TITLE_LEN, "no_repeat_ngram": config.NO_REPEAT_NGRAM,
+        "length_penalty": config.LENGTH_PENALTY,
         "generate_batch_size": config.GENERATE_BATCH_SIZE,
         "output_dir": path(config.OUTPUT_DIR),
     }
@@ -61,8 +67,6 @@ def read_articles(source):
 
     One article per line; a line starting with "{" is JSON with a "content" field.
     """
-    import json
-
     stream = sys.stdin.buffer if source == "-" else open(source, "rb")
     with stream:
         for lineno, raw in enumerate(stream, 1):
@@ -86,7 +90,7 @@ def read_articles(source):
             yield lineno, line, None
 
 
-DECODE_KEYS = ("topk", "decoder", "max_title_len", "min_title_len", "no_repeat_ngram")
+DECODE_KEYS = ("topk", "decoder", "max_title_len", "min_title_len", "no_repeat_ngram", "length_penalty")
 
 
 def load_titler(args, settings):
@@ -99,16 +103,11 @@ def load_titler(args, settings):
     for key in DECODE_KEYS:
         if getattr(args, key, None) is not None:
             decode[key] = getattr(args, key)
-    if decode["topk"] < 1:
-        from titlegen.data import TitleError
-        raise TitleError(f"--topk must be at least 1, got {decode['topk']}")
     return make_titler(model, vocab, decode)
 
 
 def title_all(titler, articles, args, settings):
     """Titles for many articles, a batch at a time, with a progress bar when there is more than one."""
-    from tqdm import tqdm
-
     size = 1 if titler.decoder == "naive" else args.batch_size or settings["generate_batch_size"]
     titles = []
     with tqdm(total=len(articles), unit="article", disable=len(articles) <= size, file=sys.stderr) as bar:
@@ -119,11 +118,6 @@ def title_all(titler, articles, args, settings):
 
 
 def cmd_generate(args, settings):
-    import json
-
-    from titlegen.data import TitleError
-    from titlegen.decode import check_article
-
     if (args.article is None) == (args.file is None):
         raise TitleError('give one article ("文章内容", or - for standard input) or --file PATH')
     source = args.file or (args.article if args.article == "-" else None)
@@ -152,12 +146,11 @@ def cmd_generate(args, settings):
 
 
 def cmd_evaluate(args, settings):
-    import json
-
-    from titlegen.data import read_jsonl, write_json
     from titlegen.metrics import METRICS, corpus_scores, lead
 
     data = args.data or settings["dev_path"]
+    if not data:
+        raise TitleError("nothing to evaluate: pass --data PATH or set DEV_PATH in config.py")
     rows = read_jsonl(data)
     titler = load_titler(args, settings)
     contents, references = [r["content"] for r in rows], [r["title"] for r in rows]
@@ -171,7 +164,7 @@ def cmd_evaluate(args, settings):
     lead_titles, k = lead(contents, references)
     scores = {"model": corpus_scores(predictions, references), f"LEAD-{k}": corpus_scores(lead_titles, references)}
     decoding = {"decoder": titler.decoder, "topk": titler.topk, "max_len": titler.max_len, **titler.options}
-    write_json(out[:-len(".jsonl")] + ".scores.json",
+    write_json(os.path.splitext(out)[0] + ".scores.json",
                {"data": data, "articles": len(rows), "decoding": decoding, "scores": scores})
     print(f"{len(rows)} articles of {data}; predictions in {out}")
     print("| | " + " | ".join(m.upper() for m in METRICS) + " |")
@@ -188,6 +181,7 @@ def add_decoding_args(p):
     p.add_argument("--min-len", dest="min_title_len", type=int, help="no END before this many characters")
     p.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size in a title")
     p.add_argument("--max-len", dest="max_title_len", type=int, help="decoding steps at most")
+    p.add_argument("--length-penalty", type=float, help="length normalisation α (naive decoder only)")
 
 
 def parse_args(argv):
@@ -225,8 +219,6 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    from titlegen.data import TitleError
-
     try:
         return args.func(args, config_settings()) or 0
     except TitleError as e:

@@ -104,3 +104,26 @@ def test_incremental_gives_the_naive_titles_with_options(version, options):
     assert [t.tolist() for t in incremental] == [t.tolist() for t in naive]
     if options.get("no_repeat_ngram") == 1:
         assert all(len(set(t[1:].tolist())) == len(t) - 1 for t in naive)
+
+
+def test_length_normalisation_by_hand():
+    table = {(START,): [0, 0, 0, 0.4, 0.6, 0, 0, 0], (START, 4): [0, 0, 0, 0.5, 0, 0.5, 0, 0]}
+
+    def next_probs(yid):
+        return np.array([table.get(tuple(r), [0.125] * 8) for r in yid])
+
+    # finished: [END] scores log .4 / (6/6)^α; [4 END] scores log(.6 * .5) / (7/6)^α; both found by step 1
+    # α = 1: -0.916 against -1.032, the empty title wins
+    assert beam_search(next_probs, topk=2, max_len=5, length_penalty=1.0).tolist() == [START, END]
+    # α = 2: -0.916 against -0.885, the longer one
+    assert beam_search(next_probs, topk=2, max_len=5, length_penalty=2.0).tolist() == [START, 4, END]
+    # the blog's search: [4] (.6) beats [END] (.4) at step 0; then [4 5] and [4 END] tie at .3 and
+    # the tie goes to the lower id, END, which is the best beam: stop
+    assert beam_search(next_probs, topk=2, max_len=5).tolist() == [START, 4, END]
+
+
+def test_length_normalisation_needs_the_naive_decoder():
+    from titlegen.data import TitleError, Vocab
+    from titlegen.decode import Titler
+    with pytest.raises(TitleError, match="needs --decoder naive"):
+        Titler(build_model(12, 8, 16), Vocab(list("abcdefgh"), 1), 400, "incremental", length_penalty=1.0)

@@ -34,7 +34,7 @@ def make_titler(model, vocab, settings, decoder=None, topk=None):
     """The decoder `settings` ask for, on this model."""
     return Titler(model, vocab, settings["maxlen"], decoder or settings["decoder"], topk or settings["topk"],
                   settings["max_title_len"] or MAX_TITLE_LEN[settings["version"]],
-                  settings["min_title_len"], settings["no_repeat_ngram"])
+                  settings["min_title_len"], settings["no_repeat_ngram"], settings.get("length_penalty", 0.0))
 
 
 def dev_loss(model, xs, ys, batch_size):
@@ -79,6 +79,9 @@ def train(settings, out_dir, overwrite=False, log=print):
         raise TitleError(f"MONITOR must be one of {', '.join(MONITORS)}, got {monitor!r}")
     if monitor.startswith("val_") and not dev_rows:
         raise TitleError(f"MONITOR is {monitor!r} but no dev set is given; set DEV_PATH or MONITOR = 'loss'")
+    if monitor == "val_rouge_l" and not settings["val_rouge_samples"]:
+        raise TitleError("MONITOR is 'val_rouge_l' but VAL_ROUGE_SAMPLES is 0; title some dev articles or "
+                         "monitor 'val_loss'")
     if dev_rows:
         samples.append(("dev[0] " + dev_rows[0]["title"], dev_rows[0]["content"]))
 
