@@ -17,6 +17,7 @@ MODEL_VERSION = "2018"  # "2018": the code the blog was published with (f6f7bb7)
 CHAR_SIZE = 128  # embedding size; encoder LSTMs CHAR_SIZE // 2 each way, decoder LSTMs CHAR_SIZE
 HIDDEN_SIZE = 512  # the Dense(relu) layer before the vocabulary logits
 MASK_ENCODER = True  # encoder LSTMs skip the article's padding; blog: False (they read it)
+COPY = False  # pointer-generator head: titles may copy article characters, rare ones included (blog: none)
 
 # train
 OUTPUT_DIR = "runs/lcsts"  # vocab.json, config.json and model.weights.h5 go here

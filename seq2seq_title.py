@@ -33,7 +33,7 @@ def config_settings():
         "samples_path": path(config.SAMPLES_PATH), "sample_names": list(config.SAMPLE_NAMES),
         "min_count": config.MIN_COUNT, "maxlen": config.MAXLEN,
         "char_size": config.CHAR_SIZE, "hidden_size": config.HIDDEN_SIZE,
-        "mask_encoder": config.MASK_ENCODER, "version": config.MODEL_VERSION,
+        "mask_encoder": config.MASK_ENCODER, "version": config.MODEL_VERSION, "copy": config.COPY,
         "batch_size": config.BATCH_SIZE, "learning_rate": config.LEARNING_RATE,
         "epochs": config.EPOCHS, "steps_per_epoch": config.STEPS_PER_EPOCH,
         "shuffle": config.SHUFFLE, "monitor": config.MONITOR, "seed": config.SEED,
@@ -50,7 +50,7 @@ def cmd_train(args, settings):
     from titlegen.train import train
 
     for key in ("train_path", "dev_path", "epochs", "steps_per_epoch", "batch_size", "version", "monitor",
-                "patience"):
+                "patience", "copy"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if args.no_dev:
@@ -146,7 +146,7 @@ def cmd_generate(args, settings):
 
 
 def cmd_evaluate(args, settings):
-    from titlegen.metrics import METRICS, corpus_scores, lead
+    from titlegen.metrics import METRICS, copy_shares, corpus_scores, lead
 
     data = args.data or settings["dev_path"]
     if not data:
@@ -164,13 +164,17 @@ def cmd_evaluate(args, settings):
     lead_titles, k = lead(contents, references)
     scores = {"model": corpus_scores(predictions, references), f"LEAD-{k}": corpus_scores(lead_titles, references)}
     decoding = {"decoder": titler.decoder, "topk": titler.topk, "max_len": titler.max_len, **titler.options}
+    shares = copy_shares(predictions, contents, titler.vocab.char2id)
     write_json(os.path.splitext(out)[0] + ".scores.json",
-               {"data": data, "articles": len(rows), "decoding": decoding, "scores": scores})
+               {"data": data, "articles": len(rows), "decoding": decoding, "scores": scores,
+                "title_characters": shares})
     print(f"{len(rows)} articles of {data}; predictions in {out}")
     print("| | " + " | ".join(m.upper() for m in METRICS) + " |")
     print("|---|" + "---|" * len(METRICS))
     for name, row in scores.items():
         print(f"| {name} | " + " | ".join(f"{row[m]:.2f}" for m in METRICS) + " |")
+    print(f"title characters: {shares['in_article']:.1f}% stand in the article, "
+          f"{shares['out_of_vocab']:.1f}% are outside the vocabulary")
 
 
 def add_decoding_args(p):
@@ -200,6 +204,7 @@ def parse_args(argv):
     p.add_argument("--version", choices=["2018", "2019"], help="model version (default: config.MODEL_VERSION)")
     p.add_argument("--monitor", choices=["loss", "val_loss", "val_rouge_l"], help="default: config.MONITOR")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better monitor")
+    p.add_argument("--copy", action="store_const", const=True, help="add the copy head (default: config.COPY)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help='print a title for an article: generate "文章内容"')

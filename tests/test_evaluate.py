@@ -66,3 +66,9 @@ def test_cli_evaluate(tmp_path, cli_model):
     # LEAD-2 (mean reference length 2.5 rounds to 2): 春夏 and 风雨
     assert saved["scores"]["LEAD-2"] == pytest.approx(corpus_scores(["春夏", "风雨"], ["春夏秋", "风雨"]))
     assert "| LEAD-2 |" in result.stdout and "ROUGE-L" in result.stdout
+
+
+def test_copy_shares_by_hand():
+    from titlegen.metrics import copy_shares
+    shares = copy_shares(["天晴", "雨"], ["天气晴朗", "多云"], {"天": 4, "雨": 5})
+    assert shares == {"in_article": pytest.approx(100 * 2 / 3), "out_of_vocab": pytest.approx(100 / 3)}

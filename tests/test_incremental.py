@@ -22,7 +22,7 @@ def trained():
     rows = read_jsonl(os.path.join(ROOT, "data/lcsts/train.jsonl"))[:384]
     vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), 8)
     model = compile_model(build_model(len(vocab), char_size=32, hidden_size=64), 1e-2)
-    for x, y in batches(*encode_pairs(rows, vocab, 400), 64):
+    for x, y in batches(encode_pairs(rows, vocab, 400), 64):
         model.train_on_batch([x, y[:, :-1]], y[:, 1:])
     dev = [vocab.encode(r["content"], 400) for r in read_jsonl(os.path.join(ROOT, "data/lcsts/dev.jsonl"))[:50]]
     return model, vocab, dev

@@ -92,9 +92,30 @@ class Vocab:
         """Title -> [START] + ids of the first `maxlen - 2` characters + [END]."""
         return [START] + self.encode(title, maxlen - 2) + [END]
 
-    def decode(self, ids):
-        """Ids -> text; the special ids 0-3 are dropped."""
-        return "".join(self.chars[i - FIRST_CHAR] for i in ids if i >= FIRST_CHAR)
+    def decode(self, ids, oovs=()):
+        """Ids -> text; the special ids 0-3 are dropped. With copying, id len(self) + i is the
+        article's i-th out-of-vocabulary character, oovs[i]."""
+        size = len(self)
+        return "".join(self.chars[i - FIRST_CHAR] if i < size else oovs[i - size]
+                       for i in ids if i >= FIRST_CHAR and i - size < len(oovs))
+
+    def encode_extended(self, text, maxlen):
+        """Article -> (extended ids, oovs) for copying: each out-of-vocabulary character of the
+        first `maxlen` gets a temporary id len(self) + i, i its place in oovs (first seen first)."""
+        oovs, ids = [], []
+        for c in text[:maxlen]:
+            i = self.char2id.get(c)
+            if i is None:
+                if c not in oovs:
+                    oovs.append(c)
+                i = len(self) + oovs.index(c)
+            ids.append(i)
+        return ids, oovs
+
+    def encode_title_extended(self, title, maxlen, oovs):
+        """Title -> [START] + ids + [END], characters of the article's oovs as their temporary ids."""
+        return [START] + [self.char2id.get(c, len(self) + oovs.index(c) if c in oovs else UNK)
+                          for c in title[:maxlen - 2]] + [END]
 
     def save(self, path):
         write_json(path, {"min_count": self.min_count, "source": self.source,
@@ -135,15 +156,22 @@ def pad(rows):
     return out
 
 
-def encode_pairs(rows, vocab, maxlen):
-    """Articles and titles as id lists: (contents, titles)."""
-    return ([vocab.encode(r["content"], maxlen) for r in rows],
-            [vocab.encode_title(r["title"], maxlen) for r in rows])
+def encode_pairs(rows, vocab, maxlen, copy=False):
+    """Articles and titles as id lists: [contents, titles], and with copy=True a third list, the
+    articles' extended ids; the titles then use the extended ids too."""
+    if not copy:
+        return [[vocab.encode(r["content"], maxlen) for r in rows],
+                [vocab.encode_title(r["title"], maxlen) for r in rows]]
+    extended = [vocab.encode_extended(r["content"], maxlen) for r in rows]
+    return [[vocab.encode(r["content"], maxlen) for r in rows],
+            [vocab.encode_title_extended(r["title"], maxlen, oovs) for r, (_, oovs) in zip(rows, extended)],
+            [ids for ids, _ in extended]]
 
 
-def batches(xs, ys, batch_size, rng=None):
-    """Padded (x, y) batches over one pass of the data; shuffled when `rng` is given."""
-    order = np.arange(len(xs)) if rng is None else rng.permutation(len(xs))
+def batches(columns, batch_size, rng=None):
+    """Padded batches over one pass of the data, a tuple with one array per column (a list of id
+    lists: articles, titles, ...); shuffled when `rng` is given."""
+    order = np.arange(len(columns[0])) if rng is None else rng.permutation(len(columns[0]))
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
-        yield pad([xs[j] for j in idx]), pad([ys[j] for j in idx])
+        yield tuple(pad([column[j] for j in idx]) for column in columns)

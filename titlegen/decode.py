@@ -103,13 +103,15 @@ def normalised_beam_search(next_probs, topk, max_len, min_len=0, no_repeat_ngram
     return yid[0]
 
 
-def naive_next_probs(model, article_ids, topk):
+def naive_next_probs(model, article_ids, topk, extended_ids=None):
     """The blog's decoder step: run the whole model on the article and the full prefix, read the
-    last position. The article is re-encoded at every step."""
-    xid = np.array([article_ids] * topk, dtype="int32")
+    last position. The article is re-encoded at every step. A copying model also reads the
+    article's extended ids."""
+    inputs = [np.array([article_ids] * topk, dtype="int32")]
+    extended = [] if extended_ids is None else [np.array([extended_ids] * topk, dtype="int32")]
 
     def next_probs(yid):
-        return model.predict_on_batch([xid, yid])[:, -1]
+        return model.predict_on_batch(inputs + [yid] + extended)[:, -1]
 
     return next_probs
 
@@ -136,7 +138,9 @@ class Titler:
             raise TitleError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
         if topk < 1:
             raise TitleError(f"topk must be at least 1, got {topk}")
-        self.model, self.vocab, self.maxlen = model, vocab, maxlen
+        from .model import copies
+
+        self.model, self.vocab, self.maxlen, self.copy = model, vocab, maxlen, copies(model)
         self.decoder, self.topk, self.max_len = decoder, topk, max_len
         self.options = {"min_len": min_len, "no_repeat_ngram": no_repeat_ngram, "length_penalty": length_penalty}
         if decoder == "incremental" and length_penalty:
@@ -151,8 +155,13 @@ class Titler:
         for article in articles:
             check_article(article)
         ids = [self.vocab.encode(a, self.maxlen) for a in articles]
+        if self.copy:  # the articles' extended ids, and the characters their temporary ids stand for
+            extended, oovs = zip(*(self.vocab.encode_extended(a, self.maxlen) for a in articles))
+        else:
+            extended, oovs = [None] * len(ids), [()] * len(ids)
         if self.decoder == "incremental":
-            return [self.vocab.decode(t) for t in self.incremental(ids)]
-        return [self.vocab.decode(beam_search(naive_next_probs(self.model, x, self.topk), self.topk,
-                                              self.max_len, **self.options))
-                for x in ids]
+            titles = self.incremental(ids, list(extended) if self.copy else None)
+        else:
+            titles = [beam_search(naive_next_probs(self.model, x, self.topk, e), self.topk, self.max_len,
+                                  **self.options) for x, e in zip(ids, extended)]
+        return [self.vocab.decode(t, o) for t, o in zip(titles, oovs)]

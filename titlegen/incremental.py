@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from .data import END, START, TitleError, pad
-from .model import model_version
+from .model import copies, model_version
 
 ENCODE_BUCKET = 64  # articles are padded to a multiple of this many characters before encoding
 
@@ -32,8 +32,8 @@ class IncrementalDecoder:
     def __init__(self, model, topk=3, max_len=50, stop_at_end=True, xla=True, min_len=0, no_repeat_ngram=0):
         self.topk, self.max_len, self.stop_at_end, self.xla = topk, max_len, stop_at_end, xla
         self.min_len, self.no_repeat_ngram = min_len, no_repeat_ngram
-        self.version = model_version(model)
-        vocab_size = model.output.shape[-1]
+        self.version, self.copy = model_version(model), copies(model)
+        vocab_size = model.get_layer("logits").output.shape[-1]
         if topk > vocab_size - END:
             raise TitleError(f"topk {topk} is larger than the {vocab_size - END} ids a title can use")
         get = model.get_layer
@@ -44,6 +44,8 @@ class IncrementalDecoder:
         self.embedding = get("embedding")
         self.cells = [get("decoder_1").cell, get("decoder_2").cell]
         self.with_prior, self.softmax = get("with_prior"), get("probs")
+        if self.copy:
+            self.title_ids, self.copy_gate, self.pointer = get("title_ids"), get("copy_gate"), get("pointer")
         if self.version == "2018":
             self.interact = get("interact")
             self.head = [get("hidden"), get("logits")]
@@ -54,14 +56,20 @@ class IncrementalDecoder:
         self._encode = tf.function(self._encode_graph, jit_compile=xla)
         self._decode = tf.function(self._decode_graph, reduce_retracing=True)
 
-    def __call__(self, articles_ids):
-        """Lists of article ids -> list of title ids (START first), one per article."""
+    def __call__(self, articles_ids, extended_ids=None):
+        """Lists of article ids -> list of title ids (START first), one per article. A copying
+        model also reads the articles' extended ids."""
         x = pad(articles_ids)
         n = len(x)
         if self.xla:  # a few shapes to compile, not one per article length and batch size
             rows, cols = 1 << (n - 1).bit_length(), -(-x.shape[1] // ENCODE_BUCKET) * ENCODE_BUCKET
             x = np.pad(x, [(0, rows - n), (0, cols - x.shape[1])])
         encoded = [t[:n] for t in self._encode(tf.constant(x))]
+        if self.copy:  # padded like the encoder output
+            given = pad(extended_ids)
+            extended = np.zeros((n, x.shape[1]), dtype="int32")
+            extended[:, :given.shape[1]] = given
+            encoded.insert(-1, tf.constant(extended))
         ids, lengths = self._decode(*encoded)
         return [row[:k] for row, k in zip(ids.numpy(), lengths.numpy())]
 
@@ -75,7 +83,10 @@ class IncrementalDecoder:
 
     def _step(self, last, states, memory, prior):
         """Next-id probabilities (n, V) for each beam's last id (n,), and the new LSTM states."""
-        h = self.embedding(last[:, None])  # (n, 1, dim): one decoder step
+        if self.copy:
+            *memory, article_extended = memory
+            last = self.title_ids(last)
+        h = emb = self.embedding(last[:, None])  # (n, 1, dim): one decoder step
         new_states = []
         if self.version == "2018":
             for cell, state in zip(self.cells, states):
@@ -83,7 +94,8 @@ class IncrementalDecoder:
                 h = out[:, None]
                 new_states.append(state)
             v, v_t, bias, mv = memory
-            xy = tf.concat([self.interact.attend(h, v, v_t, bias), h, mv], axis=-1)
+            a = self.interact.weights_of(h, v_t, bias)
+            xy = tf.concat([tf.matmul(a, v), h, mv], axis=-1)
         else:
             k_t, v_heads, bias, x_max = memory
             for norm, cell, state in zip(self.norms, self.cells, states):
@@ -91,10 +103,16 @@ class IncrementalDecoder:
                 h = out[:, None]
                 new_states.append(state)
             h = self.norms[2]([h, x_max])
-            xy = tf.concat([h, self.attention.attend(self.attention.q_dense(h), k_t, v_heads, bias)], axis=-1)
+            heads = self.attention.weights_of(self.attention.q_dense(h), k_t, bias)
+            a = tf.reduce_mean(heads, axis=1)
+            xy = tf.concat([h, self.attention.combine(heads, v_heads)], axis=-1)
+        features = xy
         for layer in self.head:
             xy = layer(xy)
-        return self.softmax(self.with_prior([xy, prior]))[:, 0, :], new_states
+        probs = self.softmax(self.with_prior([xy, prior]))
+        if self.copy:
+            probs = self.pointer([probs, a, article_extended, self.copy_gate([features, emb])])
+        return probs[:, 0, :], new_states
 
     def _banned(self, yid, t, size):
         """(n, size) True where id END + column would repeat an n-gram of its beam (yid (n, L), step t)."""

@@ -5,7 +5,7 @@ All are registered so a model that uses them saves and reloads as `.keras`.
 import keras
 from keras import layers, ops
 
-from .data import PAD
+from .data import PAD, UNK
 
 register = keras.saving.register_keras_serializable(package="seq2seq_title")
 
@@ -84,10 +84,16 @@ class Interact(ExplicitMask):
         self.kernel = self.add_weight(name="kernel", shape=(q_shape[-1], v_shape[-1]),
                                       initializer="glorot_normal")
 
+    def __init__(self, return_attention=False, **kwargs):
+        super().__init__(**kwargs)
+        self.return_attention = return_attention  # also return the attention weights (for copying)
+
     def call(self, inputs):
         q, v, v_mask = inputs
         mv = self.pool(v, v_mask) + ops.zeros_like(q[:, :, :1])  # repeated for every decoder step
-        return ops.concatenate([self.attend(q, v, *self.keys(v, v_mask)), q, mv], axis=-1)
+        a = self.weights_of(q, *self.keys(v, v_mask))
+        out = ops.concatenate([ops.matmul(a, v), q, mv], axis=-1)
+        return [out, a] if self.return_attention else out
 
     def pool(self, v, v_mask):
         """The max over time of the unpadded encoder output, (batch, 1, dim)."""
@@ -98,14 +104,21 @@ class Interact(ExplicitMask):
         """What attention needs of the encoder output, whatever the query: vᵀ, and -1e10 at padded keys."""
         return ops.transpose(v, (0, 2, 1)), (1.0 - ops.cast(ops.expand_dims(v_mask, 1), v.dtype)) * 1e10
 
+    def weights_of(self, q, v_t, bias):
+        """softmax((q W) vᵀ / 10 - bias): (batch, tq, tk); v_t and bias from keys()."""
+        return ops.softmax(ops.matmul(ops.matmul(q, self.kernel), v_t) / 10.0 - bias, axis=-1)
+
     def attend(self, q, v, v_t, bias):
-        """softmax((q W) vᵀ / 10 - bias) v: (batch, tq, dim); v_t and bias from keys()."""
-        a = ops.matmul(ops.matmul(q, self.kernel), v_t) / 10.0
-        return ops.matmul(ops.softmax(a - bias, axis=-1), v)
+        """The attention output, weights_of(...) v: (batch, tq, dim)."""
+        return ops.matmul(self.weights_of(q, v_t, bias), v)
 
     def compute_output_shape(self, input_shape):
         q_shape, v_shape, _ = input_shape
-        return (*q_shape[:2], 2 * v_shape[-1] + q_shape[-1])
+        out = (*q_shape[:2], 2 * v_shape[-1] + q_shape[-1])
+        return [out, (*q_shape[:2], v_shape[1])] if self.return_attention else out
+
+    def get_config(self):
+        return {**super().get_config(), "return_attention": self.return_attention}
 
 
 @register
@@ -176,9 +189,10 @@ class MultiHeadAttention(ExplicitMask):
     """The 2019 code's attention: q, k, v by Dense without bias, `heads` heads of `size_per_head`,
     scores / sqrt(size_per_head), padded keys at -1e10."""
 
-    def __init__(self, heads, size_per_head, **kwargs):
+    def __init__(self, heads, size_per_head, return_attention=False, **kwargs):
         super().__init__(**kwargs)
         self.heads, self.size_per_head = heads, size_per_head
+        self.return_attention = return_attention  # also return the heads' mean attention weights (for copying)
         self.out_dim = heads * size_per_head
         self.q_dense, self.k_dense, self.v_dense = (layers.Dense(self.out_dim, use_bias=False) for _ in range(3))
 
@@ -190,7 +204,10 @@ class MultiHeadAttention(ExplicitMask):
 
     def call(self, inputs):
         q, k, v, v_mask = inputs
-        return self.attend(self.q_dense(q), *self.keys(self.k_dense(k), self.v_dense(v), v_mask))
+        k_t, v_heads, bias = self.keys(self.k_dense(k), self.v_dense(v), v_mask)
+        a = self.weights_of(self.q_dense(q), k_t, bias)
+        out = self.combine(a, v_heads)
+        return [out, ops.mean(a, axis=1)] if self.return_attention else out
 
     def split_heads(self, x):
         """(batch, t, heads * size) -> (batch, heads, t, size)"""
@@ -203,15 +220,94 @@ class MultiHeadAttention(ExplicitMask):
         bias = (1.0 - ops.cast(v_mask[:, None, None, :], kw.dtype)) * 1e10
         return ops.transpose(self.split_heads(kw), (0, 1, 3, 2)), self.split_heads(vw), bias
 
-    def attend(self, qw, k_t, v_heads, bias):
-        """Attention of projected queries over keys() output: (batch, tq, heads * size)."""
+    def weights_of(self, qw, k_t, bias):
+        """Each head's attention weights over keys() output: (batch, heads, tq, tk)."""
         a = ops.matmul(self.split_heads(qw), k_t) / self.size_per_head ** 0.5
-        o = ops.transpose(ops.matmul(ops.softmax(a - bias, axis=-1), v_heads), (0, 2, 1, 3))
+        return ops.softmax(a - bias, axis=-1)
+
+    def combine(self, a, v_heads):
+        """The heads' outputs side by side: (batch, tq, heads * size)."""
+        o = ops.transpose(ops.matmul(a, v_heads), (0, 2, 1, 3))
         shape = ops.shape(o)
         return ops.reshape(o, (shape[0], shape[1], self.out_dim))
 
+    def attend(self, qw, k_t, v_heads, bias):
+        """Attention of projected queries over keys() output: (batch, tq, heads * size)."""
+        return self.combine(self.weights_of(qw, k_t, bias), v_heads)
+
     def compute_output_shape(self, input_shape):
-        return (*input_shape[0][:2], self.out_dim)
+        out = (*input_shape[0][:2], self.out_dim)
+        return [out, (*input_shape[0][:2], input_shape[1][1])] if self.return_attention else out
 
     def get_config(self):
-        return {**super().get_config(), "heads": self.heads, "size_per_head": self.size_per_head}
+        return {**super().get_config(), "heads": self.heads, "size_per_head": self.size_per_head,
+                "return_attention": self.return_attention}
+
+
+# Copying from the article (pointer-generator, See et al. 2017): beyond the blog
+
+
+@register
+class TitleIds(layers.Layer):
+    """Extended ids (an article's out-of-vocabulary characters, >= vocab_size) read as UNK, so a
+    title with copied characters can be fed back to the decoder."""
+
+    def __init__(self, vocab_size, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+
+    def call(self, ids):
+        return ops.where(ops.greater_equal(ids, self.vocab_size), UNK, ids)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size}
+
+
+@register
+class CopyGate(layers.Layer):
+    """p_gen = σ(w · [features, decoder input embedding] + b): how much of a step's probability
+    comes from the vocabulary rather than from copying. features: the attention context and the
+    decoder output."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(1, activation="sigmoid")
+
+    def build(self, input_shape):
+        features, embedding = input_shape
+        self.dense.build((*features[:-1], features[-1] + embedding[-1]))
+
+    def call(self, inputs):
+        return self.dense(ops.concatenate(inputs, axis=-1))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[0][:-1], 1)
+
+
+@register
+class PointerGenerator(layers.Layer):
+    """p_gen · P_vocab + (1 - p_gen) · (attention summed per character of the article), over the
+    vocabulary followed by `extra` temporary ids for the article's out-of-vocabulary characters."""
+
+    def __init__(self, extra, **kwargs):
+        super().__init__(**kwargs)
+        self.extra = extra
+
+    def call(self, inputs):
+        probs, a, article_ids, p_gen = inputs  # (b, t, V), (b, t, tx), (b, tx) extended ids, (b, t, 1)
+        shape = ops.shape(a)
+        size = ops.shape(probs)[-1] + self.extra
+        vocab = ops.pad(probs, [[0, 0], [0, 0], [0, self.extra]])
+        rows = ops.broadcast_to(ops.arange(shape[0])[:, None, None], shape)
+        steps = ops.broadcast_to(ops.arange(shape[1])[None, :, None], shape)
+        ids = ops.broadcast_to(ops.cast(article_ids, "int32")[:, None, :], shape)
+        index = ops.reshape(ops.stack([rows, steps, ids], axis=-1), (-1, 3))
+        copied = ops.scatter(index, ops.reshape(a, (-1,)), (shape[0], shape[1], size))  # repeats add up
+        return p_gen * vocab + (1.0 - p_gen) * copied
+
+    def compute_output_shape(self, input_shape):
+        probs = input_shape[0]
+        return (*probs[:-1], None if probs[-1] is None else probs[-1] + self.extra)
+
+    def get_config(self):
+        return {**super().get_config(), "extra": self.extra}

@@ -9,58 +9,69 @@ import keras
 from keras import layers, ops
 
 from .data import PAD
-from .layers import (ArticleChars, Interact, MaskedMaxPool, MultiHeadAttention, PadMask,
-                     PriorAverage, ScaleShift, SelfModulatedLayerNorm)
+from .layers import (ArticleChars, CopyGate, Interact, MaskedMaxPool, MultiHeadAttention, PadMask,
+                     PointerGenerator, PriorAverage, ScaleShift, SelfModulatedLayerNorm, TitleIds)
 
 VERSIONS = ("2018", "2019")
 MAX_TITLE_LEN = {"2018": 50, "2019": 64}  # each version's decoder allows this many steps
 LAYER_NORM_EPSILON = 1e-14  # the 2019 code's LayerNormalization (Keras's default is 1e-3)
 
 
-def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True, version="2018"):
+def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True, version="2018", copy=False,
+                copy_extra=400):
     """The blog's model, as of `version`.
 
     mask_encoder (2018): the encoder LSTMs skip the article's padding in both directions, so a
     title does not depend on what shares its batch. False is the 2018 code, whose LSTMs read the
     padding. The 2019 code always masks; hidden_size is the 2018 head's and unused by 2019.
+    copy: beyond the blog, a pointer-generator head. The model then also reads the article's
+    extended ids (third input) and gives probabilities over the vocabulary and `copy_extra`
+    temporary ids (at least the article length) for the article's out-of-vocabulary characters.
     """
     if version not in VERSIONS:
         raise ValueError(f"unknown model version {version!r}; expected one of {VERSIONS}")
     x_in = keras.Input(shape=(None,), dtype="int32", name="article")
     y_in = keras.Input(shape=(None,), dtype="int32", name="title_in")
+    inputs = [x_in, y_in]
     x_mask = PadMask(name="article_mask")(x_in)
     prior = ScaleShift(name="prior")(ArticleChars(vocab_size, name="article_chars")(x_in))
 
     embedding = layers.Embedding(vocab_size, char_size, name="embedding")  # shared by article and title
     x = embedding(x_in)
-    y = embedding(y_in)
-    if version == "2019":
-        return _model_2019(x_in, y_in, x, y, x_mask, prior, vocab_size, char_size)
+    y = y_emb = embedding(TitleIds(vocab_size, name="title_ids")(y_in) if copy else y_in)
 
-    encoder_mask = x_mask if mask_encoder else None
-    for i in (1, 2):  # encoder: two bidirectional LSTMs
-        x = layers.Bidirectional(layers.LSTM(char_size // 2, return_sequences=True),
-                                 name=f"encoder_{i}")(x, mask=encoder_mask)
-    for i in (1, 2):  # decoder: two LSTMs over the title
-        y = layers.LSTM(char_size, return_sequences=True, name=f"decoder_{i}")(y)
-
-    xy = Interact(name="interact")([y, x, x_mask])
-    xy = layers.Dense(hidden_size, activation="relu", name="hidden")(xy)
+    if version == "2018":
+        encoder_mask = x_mask if mask_encoder else None
+        for i in (1, 2):  # encoder: two bidirectional LSTMs
+            x = layers.Bidirectional(layers.LSTM(char_size // 2, return_sequences=True),
+                                     name=f"encoder_{i}")(x, mask=encoder_mask)
+        for i in (1, 2):  # decoder: two LSTMs over the title
+            y = layers.LSTM(char_size, return_sequences=True, name=f"decoder_{i}")(y)
+        xy = Interact(return_attention=copy, name="interact")([y, x, x_mask])
+        xy, attention = xy if copy else (xy, None)
+        features = xy  # [context, decoder output, max-pool]
+        xy = layers.Dense(hidden_size, activation="relu", name="hidden")(xy)
+    else:
+        xy, attention = _decoder_2019(x, y, x_mask, char_size, copy)
+        features = xy  # [decoder output, context]
+        xy = layers.Dense(char_size, name="hidden")(xy)
+        xy = layers.LeakyReLU(0.2, name="leaky_relu")(xy)
     xy = layers.Dense(vocab_size, name="logits")(xy)
     xy = PriorAverage(name="with_prior")([xy, prior])
     probs = layers.Softmax(name="probs")(xy)
-    return keras.Model([x_in, y_in], probs, name="seq2seq_title_2018")
+    if copy:
+        x_ext = keras.Input(shape=(None,), dtype="int32", name="article_extended")
+        inputs.append(x_ext)
+        p_gen = CopyGate(name="copy_gate")([features, y_emb])
+        probs = PointerGenerator(copy_extra, name="pointer")([probs, attention, x_ext, p_gen])
+    return keras.Model(inputs, probs, name=f"seq2seq_title_{version}")
 
 
-def model_version(model):
-    """"2018" or "2019": which of the blog's models this is."""
-    return "2019" if model.name.endswith("_2019") else "2018"
-
-
-def _model_2019(x_in, y_in, x, y, x_mask, prior, vocab_size, char_size):
-    """The 2019 model from the shared embedding on: LayerNorm before each masked encoder BiLSTM,
-    self-modulated LayerNorms around the decoder LSTMs conditioned on the encoder's max-pool,
-    8-head attention, and a Dense -> LeakyReLU -> Dense head averaged with the prior."""
+def _decoder_2019(x, y, x_mask, char_size, copy):
+    """The 2019 model from the shared embedding to its head's input: LayerNorm before each masked
+    encoder BiLSTM, self-modulated LayerNorms around the decoder LSTMs conditioned on the encoder's
+    max-pool, 8-head attention. Returns concat[decoder output, attention] (and the attention weights
+    when copying)."""
     for i in (1, 2):
         x = layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"encoder_norm_{i}")(x)
         x = layers.Bidirectional(layers.LSTM(char_size // 2, return_sequences=True),
@@ -70,14 +81,19 @@ def _model_2019(x_in, y_in, x, y, x_mask, prior, vocab_size, char_size):
         y = SelfModulatedLayerNorm(char_size // 4, LAYER_NORM_EPSILON, name=f"decoder_norm_{i}")([y, x_max])
         y = layers.LSTM(char_size, return_sequences=True, name=f"decoder_{i}")(y)
     y = SelfModulatedLayerNorm(char_size // 4, LAYER_NORM_EPSILON, name="decoder_norm_3")([y, x_max])
-    xy = MultiHeadAttention(8, 16, name="attention")([y, x, x, x_mask])
-    xy = layers.Concatenate(name="concat")([y, xy])
-    xy = layers.Dense(char_size, name="hidden")(xy)
-    xy = layers.LeakyReLU(0.2, name="leaky_relu")(xy)
-    xy = layers.Dense(vocab_size, name="logits")(xy)
-    xy = PriorAverage(name="with_prior")([xy, prior])
-    probs = layers.Softmax(name="probs")(xy)
-    return keras.Model([x_in, y_in], probs, name="seq2seq_title_2019")
+    xy = MultiHeadAttention(8, 16, return_attention=copy, name="attention")([y, x, x, x_mask])
+    xy, attention = xy if copy else (xy, None)
+    return layers.Concatenate(name="concat")([y, xy]), attention
+
+
+def model_version(model):
+    """"2018" or "2019": which of the blog's models this is."""
+    return "2019" if model.name.endswith("_2019") else "2018"
+
+
+def copies(model):
+    """Whether the model has the copy head (and reads the article's extended ids)."""
+    return any(layer.name == "copy_gate" for layer in model.layers)
 
 
 def title_loss(y_true, y_pred):

@@ -27,7 +27,7 @@ MONITORS = {"loss": min, "val_loss": min, "val_rouge_l": max}  # what "best" mea
 def model_args(settings, vocab):
     return {"vocab_size": len(vocab), "char_size": settings["char_size"],
             "hidden_size": settings["hidden_size"], "mask_encoder": settings["mask_encoder"],
-            "version": settings["version"]}
+            "version": settings["version"], "copy": settings.get("copy", False), "copy_extra": settings["maxlen"]}
 
 
 def make_titler(model, vocab, settings, decoder=None, topk=None):
@@ -37,13 +37,19 @@ def make_titler(model, vocab, settings, decoder=None, topk=None):
                   settings["min_title_len"], settings["no_repeat_ngram"], settings.get("length_penalty", 0.0))
 
 
-def dev_loss(model, xs, ys, batch_size):
+def model_inputs(x, y, *extended):
+    """Teacher forcing: the model reads the article and y[:, :-1] (and, copying, the article's
+    extended ids) and is scored on y[:, 1:]."""
+    return [x, y[:, :-1], *extended], y[:, 1:]
+
+
+def dev_loss(model, columns, batch_size):
     """The blog's loss over a whole set: summed cross-entropy of every real target character
     divided by their number (so it does not depend on how the set is batched)."""
     total, count = 0.0, 0
-    for x, y in batches(xs, ys, batch_size):
-        probs = model.predict_on_batch([x, y[:, :-1]])
-        target = y[:, 1:]
+    for batch in batches(columns, batch_size):
+        inputs, target = model_inputs(*batch)
+        probs = model.predict_on_batch(inputs)
         p = np.take_along_axis(probs, target[..., None], axis=-1)[..., 0]
         mask = target > PAD
         total += float(-np.log(np.clip(p, keras.config.epsilon(), 1.0))[mask].sum())
@@ -72,8 +78,8 @@ def train(settings, out_dir, overwrite=False, log=print):
                         source={"path": settings["train_path"], "articles": len(train_rows),
                                 "sha256": file_sha256(settings["train_path"])})
     maxlen = settings["maxlen"]
-    xs, ys = encode_pairs(train_rows, vocab, maxlen)
-    dev_xs, dev_ys = encode_pairs(dev_rows, vocab, maxlen) if dev_rows else ([], [])
+    columns = encode_pairs(train_rows, vocab, maxlen, settings.get("copy", False))
+    dev_columns = encode_pairs(dev_rows, vocab, maxlen, settings.get("copy", False)) if dev_rows else None
     monitor = settings["monitor"]
     if monitor not in MONITORS:
         raise TitleError(f"MONITOR must be one of {', '.join(MONITORS)}, got {monitor!r}")
@@ -92,22 +98,22 @@ def train(settings, out_dir, overwrite=False, log=print):
               "vocab_fingerprint": vocab.fingerprint, "best": None, "history": []}
     write_json(os.path.join(out_dir, CONFIG_FILE), config)
     log(f"vocabulary: {len(vocab)} ids ({len(vocab.chars)} characters seen >= {vocab.min_count} times); "
-        f"{len(xs)} training and {len(dev_xs)} dev articles; {model.count_params():,} parameters")
+        f"{len(train_rows)} training and {len(dev_rows)} dev articles; {model.count_params():,} parameters")
 
     titler = make_titler(model, vocab, settings)
     rouge_rows = dev_rows[:settings["val_rouge_samples"]]
     rng = np.random.default_rng(settings["seed"]) if settings["shuffle"] else None
-    n_batches = -(-len(xs) // settings["batch_size"])
+    n_batches = -(-len(train_rows) // settings["batch_size"])
     steps = min(n_batches, settings["steps_per_epoch"] or n_batches)
     better = MONITORS[monitor]
     best, best_epoch = None, 0
     for epoch in range(1, settings["epochs"] + 1):
         start = time.perf_counter()
         losses = []
-        bar = tqdm(batches(xs, ys, settings["batch_size"], rng), total=steps,
+        bar = tqdm(batches(columns, settings["batch_size"], rng), total=steps,
                    desc=f"epoch {epoch}/{settings['epochs']}", unit="batch")
-        for step, (x, y) in enumerate(bar, 1):
-            losses.append(float(model.train_on_batch([x, y[:, :-1]], y[:, 1:])))
+        for step, batch in enumerate(bar, 1):
+            losses.append(float(model.train_on_batch(*model_inputs(*batch))))
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
             if step == steps:
                 break
@@ -115,7 +121,7 @@ def train(settings, out_dir, overwrite=False, log=print):
         train_seconds = time.perf_counter() - start
         logs = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(train_seconds, 1)}
         if dev_rows:
-            logs["val_loss"] = dev_loss(model, dev_xs, dev_ys, settings["batch_size"])
+            logs["val_loss"] = dev_loss(model, dev_columns, settings["batch_size"])
         if rouge_rows:  # ROUGE-L of the titles the model writes for a sample of the dev set
             titles = titler([r["content"] for r in rouge_rows])
             logs["val_rouge_l"] = corpus_scores(titles, [r["title"] for r in rouge_rows])["rouge-l"]

@@ -1,0 +1,75 @@
+import keras
+import numpy as np
+import pytest
+
+from conftest import tiny_settings, write_jsonl
+from titlegen.data import END, START, UNK, Vocab
+from titlegen.decode import Titler
+from titlegen.layers import PointerGenerator, TitleIds
+from titlegen.model import build_model, copies
+from titlegen.train import load_trained, train
+
+
+def test_extended_ids_of_an_article_and_its_title():
+    vocab = Vocab(list("天气好"), min_count=1)  # 天4 气5 好6; len 7
+    ids, oovs = vocab.encode_extended("天晴气爽晴", 400)
+    assert oovs == ["晴", "爽"] and ids == [4, 7, 5, 8, 7]
+    assert vocab.encode_title_extended("晴天雨", 400, oovs) == [START, 7, 4, UNK, END]  # 雨 is not in the article
+    assert vocab.decode([START, 7, 4, 8, END], oovs) == "晴天爽"
+    assert vocab.decode([4, 9], oovs) == "天"  # an id with no character behind it is dropped
+
+
+def test_title_ids_read_extended_ids_as_unk():
+    assert np.asarray(TitleIds(7)(np.array([[2, 6, 7, 9]]))).tolist() == [[2, 6, UNK, UNK]]
+
+
+def test_pointer_generator_mixture_by_hand():
+    # V = 5 (ids 0-4), 2 temporary ids (5, 6); one step; the article reads ids [4, 5, 4, 0]
+    probs = np.array([[[0.0, 0.1, 0.1, 0.2, 0.6]]], dtype="float32")
+    attention = np.array([[[0.5, 0.2, 0.3, 0.0]]], dtype="float32")  # the padding gets none
+    article = np.array([[4, 5, 4, 0]])
+    p_gen = np.array([[[0.25]]], dtype="float32")
+    out = np.asarray(PointerGenerator(extra=2)([probs, attention, article, p_gen]))[0, 0]
+    copied = [0.0, 0.0, 0.0, 0.0, 0.5 + 0.3, 0.2, 0.0]  # attention summed per character
+    expected = 0.25 * np.array([0.0, 0.1, 0.1, 0.2, 0.6, 0.0, 0.0]) + 0.75 * np.array(copied)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert out.sum() == pytest.approx(1.0)
+
+
+def oov_corpus(tmp_path):
+    """Articles of a dozen common characters, each with one rare name character (seen once) that
+    the title repeats: only copying can write it."""
+    rng = np.random.default_rng(0)
+    common, rare = list("春夏秋冬山水日月风雨花草"), [chr(0x4e00 + 500 + i) for i in range(80)]
+    rows = []
+    for i in range(80):
+        body = "".join(rng.choice(common, 12))
+        rows.append({"title": rare[i] + body[:3], "content": rare[i] + body})
+    return write_jsonl(tmp_path / "train.jsonl", rows[:64]), write_jsonl(tmp_path / "dev.jsonl", rows[64:])
+
+
+@pytest.mark.parametrize("version", ["2018", "2019"])
+def test_copy_model_learns_to_copy_an_out_of_vocabulary_character(tmp_path, version):
+    train_path, dev_path = oov_corpus(tmp_path)
+    settings = tiny_settings(train_path, dev_path, min_count=2, char_size=16, hidden_size=32, copy=True,
+                             version=version, epochs=25, steps_per_epoch=None, learning_rate=2e-2,
+                             max_title_len=6, monitor="loss")
+    model, vocab, config = train(settings, str(tmp_path / "model"), log=lambda _: None)
+    assert config["best"]["epoch"] == 25  # the saved weights are the returned model's
+    assert copies(model)
+    articles = ["亮春夏秋冬山水日月", "晶风雨花草山水日月"]  # 亮 and 晶 were never seen in training
+    assert not any(c in vocab.char2id for c in "亮晶")
+    naive = Titler(model, vocab, 400, "naive", 3, 6)(articles)
+    assert [t[0] for t in naive] == ["亮", "晶"]  # copied, and written back as the real characters
+    assert Titler(model, vocab, 400, "incremental", 3, 6)(articles) == naive
+
+    loaded, loaded_vocab, _ = load_trained(str(tmp_path / "model"))
+    assert copies(loaded) and Titler(loaded, loaded_vocab, 400, "incremental", 3, 6)(articles) == naive
+
+
+def test_copy_off_is_the_blogs_model():
+    plain, copying = build_model(12, 8, 16), build_model(12, 8, 16, copy=True)
+    assert not copies(plain) and len(plain.inputs) == 2 and plain.output.shape[-1] == 12
+    assert len(copying.inputs) == 3 and copying.output.shape[-1] == 12 + 400
+    names = {layer.name for layer in plain.layers}
+    assert not names & {"copy_gate", "pointer", "title_ids"}
