@@ -18,6 +18,7 @@ CHAR_SIZE = 128  # embedding size; encoder LSTMs CHAR_SIZE // 2 each way, decode
 HIDDEN_SIZE = 512  # the Dense(relu) layer before the vocabulary logits
 MASK_ENCODER = True  # encoder LSTMs skip the article's padding; blog: False (they read it)
 COPY = False  # pointer-generator head: titles may copy article characters, rare ones included (blog: none)
+COVERAGE = 0.0  # > 0: attention reads its coverage, and a coverage loss of this weight is added (blog: none)
 
 # train
 OUTPUT_DIR = "runs/lcsts"  # vocab.json, config.json and model.weights.h5 go here

@@ -34,6 +34,7 @@ def config_settings():
         "min_count": config.MIN_COUNT, "maxlen": config.MAXLEN,
         "char_size": config.CHAR_SIZE, "hidden_size": config.HIDDEN_SIZE,
         "mask_encoder": config.MASK_ENCODER, "version": config.MODEL_VERSION, "copy": config.COPY,
+        "coverage": config.COVERAGE,
         "batch_size": config.BATCH_SIZE, "learning_rate": config.LEARNING_RATE,
         "epochs": config.EPOCHS, "steps_per_epoch": config.STEPS_PER_EPOCH,
         "shuffle": config.SHUFFLE, "monitor": config.MONITOR, "seed": config.SEED,
@@ -50,7 +51,7 @@ def cmd_train(args, settings):
     from titlegen.train import train
 
     for key in ("train_path", "dev_path", "epochs", "steps_per_epoch", "batch_size", "version", "monitor",
-                "patience", "copy"):
+                "patience", "copy", "coverage"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if args.no_dev:
@@ -205,6 +206,7 @@ def parse_args(argv):
     p.add_argument("--monitor", choices=["loss", "val_loss", "val_rouge_l"], help="default: config.MONITOR")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better monitor")
     p.add_argument("--copy", action="store_const", const=True, help="add the copy head (default: config.COPY)")
+    p.add_argument("--coverage", type=float, help="coverage loss weight; > 0 adds coverage (default: config.COVERAGE)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help='print a title for an article: generate "文章内容"')

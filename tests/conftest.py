@@ -45,7 +45,7 @@ def tiny_settings(train_path, dev_path, **overrides):
         "min_count": 1, "maxlen": 400, "char_size": 8, "hidden_size": 16, "mask_encoder": True,
         "batch_size": 16, "learning_rate": 1e-2, "epochs": 1, "steps_per_epoch": 2,
         "shuffle": False, "monitor": "val_loss", "seed": 7, "topk": 3, "max_title_len": 10, "decoder": "naive",
-        "version": "2018", "copy": False, "val_rouge_samples": 0, "patience": None, "min_title_len": 0, "no_repeat_ngram": 0, "length_penalty": 0.0,
+        "version": "2018", "copy": False, "coverage": 0.0, "val_rouge_samples": 0, "patience": None, "min_title_len": 0, "no_repeat_ngram": 0, "length_penalty": 0.0,
     }
     settings.update(overrides)
     return settings

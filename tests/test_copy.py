@@ -73,3 +73,39 @@ def test_copy_off_is_the_blogs_model():
     assert len(copying.inputs) == 3 and copying.output.shape[-1] == 12 + 400
     names = {layer.name for layer in plain.layers}
     assert not names & {"copy_gate", "pointer", "title_ids"}
+
+
+def test_covered_attention_by_hand():
+    from titlegen.layers import covered_attention, coverage_loss
+    scores = np.array([[[2.0, 0.0], [2.0, 0.0], [2.0, 0.0]]], dtype="float32")  # three steps, two keys
+    a, coverage = covered_attention(scores, np.zeros((1, 1, 2), "float32"), -1.0)  # covered keys lose score
+    a, coverage = np.asarray(a)[0], np.asarray(coverage)[0]
+
+    def softmax(x):
+        return np.exp(x) / np.exp(x).sum()
+    a0 = softmax(np.array([2.0, 0.0]))  # nothing covered yet
+    a1 = softmax(np.array([2.0, 0.0]) - a0)
+    a2 = softmax(np.array([2.0, 0.0]) - a0 - a1)
+    np.testing.assert_allclose(a, [a0, a1, a2], rtol=1e-5)
+    np.testing.assert_allclose(coverage, [[0, 0], a0, a0 + a1], rtol=1e-5, atol=1e-7)
+    # the loss counts steps whose input is a real character other than END: here the first two
+    loss = coverage_loss(a[None], coverage[None], np.array([[START, 5, END]]))
+    expected = (np.minimum(a0, [0, 0]).sum() + np.minimum(a1, a0).sum()) / 2
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("version", ["2018", "2019"])
+@pytest.mark.parametrize("copy", [False, True])
+def test_coverage_decoders_agree_and_reload(tmp_path, version, copy):
+    keras.utils.set_random_seed(5)
+    model = build_model(40, char_size=16, hidden_size=32, version=version, copy=copy, coverage=1.0)
+    attention = model.get_layer("interact" if version == "2018" else "attention")
+    attention.coverage_weight.assign(-2.0)  # a strong coverage effect, so a wrong coverage shows
+    vocab = Vocab([chr(0x4e00 + i) for i in range(36)], 1)
+    rng = np.random.default_rng(0)
+    articles = ["".join(chr(0x4e00 + i) for i in rng.integers(0, 36, n)) + "亮" for n in (5, 30, 12)]
+    naive = Titler(model, vocab, 400, "naive", 3, 10)(articles)
+    assert Titler(model, vocab, 400, "incremental", 3, 10)(articles) == naive
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    assert Titler(loaded, vocab, 400, "incremental", 3, 10)(articles) == naive

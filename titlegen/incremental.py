@@ -33,6 +33,8 @@ class IncrementalDecoder:
         self.topk, self.max_len, self.stop_at_end, self.xla = topk, max_len, stop_at_end, xla
         self.min_len, self.no_repeat_ngram = min_len, no_repeat_ngram
         self.version, self.copy = model_version(model), copies(model)
+        attention = model.get_layer("interact" if self.version == "2018" else "attention")
+        self.coverage = attention.coverage
         vocab_size = model.get_layer("logits").output.shape[-1]
         if topk > vocab_size - END:
             raise TitleError(f"topk {topk} is larger than the {vocab_size - END} ids a title can use")
@@ -82,7 +84,11 @@ class IncrementalDecoder:
         return (*self.attention.keys(self.attention.k_dense(v), self.attention.v_dense(v), v_mask), x_max, prior)
 
     def _step(self, last, states, memory, prior):
-        """Next-id probabilities (n, V) for each beam's last id (n,), and the new LSTM states."""
+        """Next-id probabilities (n, V) for each beam's last id (n,), and the new states: the LSTMs'
+        (h, c), and with coverage a last entry [coverage (n, tk)]."""
+        coverage = None
+        if self.coverage:
+            *states, (coverage,) = states
         if self.copy:
             *memory, article_extended = memory
             last = self.title_ids(last)
@@ -94,8 +100,10 @@ class IncrementalDecoder:
                 h = out[:, None]
                 new_states.append(state)
             v, v_t, bias, mv = memory
-            a = self.interact.weights_of(h, v_t, bias)
+            a = self.interact.weights_of(h, v_t, bias, coverage)
             xy = tf.concat([tf.matmul(a, v), h, mv], axis=-1)
+            if self.coverage:
+                new_states.append([coverage + a[:, 0, :]])
         else:
             k_t, v_heads, bias, x_max = memory
             for norm, cell, state in zip(self.norms, self.cells, states):
@@ -103,9 +111,11 @@ class IncrementalDecoder:
                 h = out[:, None]
                 new_states.append(state)
             h = self.norms[2]([h, x_max])
-            heads = self.attention.weights_of(self.attention.q_dense(h), k_t, bias)
+            heads = self.attention.weights_of(self.attention.q_dense(h), k_t, bias, coverage)
             a = tf.reduce_mean(heads, axis=1)
             xy = tf.concat([h, self.attention.combine(heads, v_heads)], axis=-1)
+            if self.coverage:
+                new_states.append([coverage + tf.reduce_mean(heads[:, :, 0, :], axis=1)])
         features = xy
         for layer in self.head:
             xy = layer(xy)
@@ -137,6 +147,8 @@ class IncrementalDecoder:
         batch = tf.shape(encoded[0])[0]
         n = batch * k
         states = [[tf.zeros([n, cell.units]), tf.zeros([n, cell.units])] for cell in self.cells]
+        if self.coverage:  # each beam's coverage of the article, reordered with it like the LSTM states
+            states.append([tf.zeros([n, tf.shape(memory[2])[-1]])])  # memory[2]: the keys' bias, (n, ..., tk)
         yid = tf.concat([tf.fill([batch, k, 1], START), tf.zeros([batch, k, steps], tf.int32)], axis=2)
         # step 0 expands the first beam only: the others start at -inf
         scores = tf.tile(tf.constant([[0.0] + [-np.inf] * (k - 1)], tf.float64), [batch, 1])

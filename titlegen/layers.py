@@ -5,7 +5,7 @@ All are registered so a model that uses them saves and reloads as `.keras`.
 import keras
 from keras import layers, ops
 
-from .data import PAD, UNK
+from .data import END, PAD, UNK
 
 register = keras.saving.register_keras_serializable(package="seq2seq_title")
 
@@ -71,6 +71,39 @@ class ExplicitMask(layers.Layer):
         return None
 
 
+def covered_attention(scores, bias, weight):
+    """Attention with coverage (See et al. 2017), one query step after another:
+    a_t = softmax(s_t + weight · c_t - bias), c_t the sum of the attention of the steps before.
+
+    scores: (batch, tq, tk), or (batch, heads, tq, tk) where a key's coverage is the heads' mean
+    attention to it; bias: -1e10 at padded keys, shaped like scores with tq = 1. Returns the
+    weights, shaped like scores, and the coverage before each step, (batch, tq, tk).
+    """
+    heads = len(scores.shape) == 4
+    bias_t = ops.squeeze(bias, -2)
+
+    def step(carry, s_t):  # carry: (coverage, the last step's weights); TensorFlow's scan emits the carry
+        coverage = carry[0]
+        a_t = ops.softmax(s_t + weight * (coverage[:, None, :] if heads else coverage) - bias_t, axis=-1)
+        carry = (coverage + (ops.mean(a_t, axis=1) if heads else a_t), a_t)
+        return carry, carry
+
+    steps = ops.moveaxis(scores, -2, 0)
+    _, (_, a) = ops.scan(step, (ops.zeros_like(steps[0][..., 0, :] if heads else steps[0]), ops.zeros_like(steps[0])),
+                         steps)
+    a = ops.moveaxis(a, 0, -2)
+    mean = ops.mean(a, axis=1) if heads else a
+    return a, ops.cumsum(mean, axis=1) - mean
+
+
+def coverage_loss(a, coverage, title_in):
+    """Σ_i min(a_t,i, c_t,i), averaged over the steps whose target is a real character (the input
+    is neither padding nor END)."""
+    mask = ops.cast(ops.logical_and(ops.greater(title_in, PAD), ops.not_equal(title_in, END)), a.dtype)
+    per_step = ops.sum(ops.minimum(a, coverage), axis=-1)
+    return ops.sum(per_step * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
 @register
 class Interact(ExplicitMask):
     """The blog's multiplicative attention of the decoder over the encoder.
@@ -79,19 +112,27 @@ class Interact(ExplicitMask):
     concat[o, q, mv] per decoder step, mv the max over time of the unpadded encoder output.
     """
 
-    def build(self, input_shape):
-        q_shape, v_shape, _ = input_shape
-        self.kernel = self.add_weight(name="kernel", shape=(q_shape[-1], v_shape[-1]),
-                                      initializer="glorot_normal")
-
-    def __init__(self, return_attention=False, **kwargs):
+    def __init__(self, return_attention=False, coverage=0.0, **kwargs):
         super().__init__(**kwargs)
         self.return_attention = return_attention  # also return the attention weights (for copying)
+        self.coverage = coverage  # > 0: coverage fed to the scores, and its loss with this weight
+
+    def build(self, input_shape):
+        q_shape, v_shape = input_shape[:2]
+        self.kernel = self.add_weight(name="kernel", shape=(q_shape[-1], v_shape[-1]),
+                                      initializer="glorot_normal")
+        if self.coverage:
+            self.coverage_weight = self.add_weight(name="coverage_weight", shape=(), initializer="zeros")
 
     def call(self, inputs):
-        q, v, v_mask = inputs
+        q, v, v_mask = inputs[:3]  # and, with coverage, the title input
         mv = self.pool(v, v_mask) + ops.zeros_like(q[:, :, :1])  # repeated for every decoder step
-        a = self.weights_of(q, *self.keys(v, v_mask))
+        v_t, bias = self.keys(v, v_mask)
+        if self.coverage:
+            a, coverage = covered_attention(self.scores(q, v_t), bias, self.coverage_weight)
+            self.add_loss(self.coverage * coverage_loss(a, coverage, inputs[3]))
+        else:
+            a = self.weights_of(q, v_t, bias)
         out = ops.concatenate([ops.matmul(a, v), q, mv], axis=-1)
         return [out, a] if self.return_attention else out
 
@@ -104,21 +145,29 @@ class Interact(ExplicitMask):
         """What attention needs of the encoder output, whatever the query: vᵀ, and -1e10 at padded keys."""
         return ops.transpose(v, (0, 2, 1)), (1.0 - ops.cast(ops.expand_dims(v_mask, 1), v.dtype)) * 1e10
 
-    def weights_of(self, q, v_t, bias):
-        """softmax((q W) vᵀ / 10 - bias): (batch, tq, tk); v_t and bias from keys()."""
-        return ops.softmax(ops.matmul(ops.matmul(q, self.kernel), v_t) / 10.0 - bias, axis=-1)
+    def scores(self, q, v_t):
+        """(q W) vᵀ / 10: (batch, tq, tk)."""
+        return ops.matmul(ops.matmul(q, self.kernel), v_t) / 10.0
+
+    def weights_of(self, q, v_t, bias, coverage=None):
+        """softmax(scores - bias): (batch, tq, tk); v_t and bias from keys(). With coverage (batch, tk),
+        one step of covered_attention: softmax(scores + weight · coverage - bias)."""
+        s = self.scores(q, v_t)
+        if coverage is not None:
+            s = s + self.coverage_weight * coverage[:, None, :]
+        return ops.softmax(s - bias, axis=-1)
 
     def attend(self, q, v, v_t, bias):
         """The attention output, weights_of(...) v: (batch, tq, dim)."""
         return ops.matmul(self.weights_of(q, v_t, bias), v)
 
     def compute_output_shape(self, input_shape):
-        q_shape, v_shape, _ = input_shape
+        q_shape, v_shape = input_shape[:2]
         out = (*q_shape[:2], 2 * v_shape[-1] + q_shape[-1])
         return [out, (*q_shape[:2], v_shape[1])] if self.return_attention else out
 
     def get_config(self):
-        return {**super().get_config(), "return_attention": self.return_attention}
+        return {**super().get_config(), "return_attention": self.return_attention, "coverage": self.coverage}
 
 
 @register
@@ -189,23 +238,30 @@ class MultiHeadAttention(ExplicitMask):
     """The 2019 code's attention: q, k, v by Dense without bias, `heads` heads of `size_per_head`,
     scores / sqrt(size_per_head), padded keys at -1e10."""
 
-    def __init__(self, heads, size_per_head, return_attention=False, **kwargs):
+    def __init__(self, heads, size_per_head, return_attention=False, coverage=0.0, **kwargs):
         super().__init__(**kwargs)
         self.heads, self.size_per_head = heads, size_per_head
         self.return_attention = return_attention  # also return the heads' mean attention weights (for copying)
+        self.coverage = coverage  # > 0: coverage fed to the scores, and its loss with this weight
         self.out_dim = heads * size_per_head
         self.q_dense, self.k_dense, self.v_dense = (layers.Dense(self.out_dim, use_bias=False) for _ in range(3))
 
     def build(self, input_shape):
-        q_shape, k_shape, v_shape, _ = input_shape
+        q_shape, k_shape, v_shape = input_shape[:3]
         self.q_dense.build(q_shape)
         self.k_dense.build(k_shape)
         self.v_dense.build(v_shape)
+        if self.coverage:
+            self.coverage_weight = self.add_weight(name="coverage_weight", shape=(), initializer="zeros")
 
     def call(self, inputs):
-        q, k, v, v_mask = inputs
+        q, k, v, v_mask = inputs[:4]  # and, with coverage, the title input
         k_t, v_heads, bias = self.keys(self.k_dense(k), self.v_dense(v), v_mask)
-        a = self.weights_of(self.q_dense(q), k_t, bias)
+        if self.coverage:
+            a, coverage = covered_attention(self.scores(self.q_dense(q), k_t), bias, self.coverage_weight)
+            self.add_loss(self.coverage * coverage_loss(ops.mean(a, axis=1), coverage, inputs[4]))
+        else:
+            a = self.weights_of(self.q_dense(q), k_t, bias)
         out = self.combine(a, v_heads)
         return [out, ops.mean(a, axis=1)] if self.return_attention else out
 
@@ -220,9 +276,16 @@ class MultiHeadAttention(ExplicitMask):
         bias = (1.0 - ops.cast(v_mask[:, None, None, :], kw.dtype)) * 1e10
         return ops.transpose(self.split_heads(kw), (0, 1, 3, 2)), self.split_heads(vw), bias
 
-    def weights_of(self, qw, k_t, bias):
-        """Each head's attention weights over keys() output: (batch, heads, tq, tk)."""
-        a = ops.matmul(self.split_heads(qw), k_t) / self.size_per_head ** 0.5
+    def scores(self, qw, k_t):
+        """Each head's scores: (batch, heads, tq, tk)."""
+        return ops.matmul(self.split_heads(qw), k_t) / self.size_per_head ** 0.5
+
+    def weights_of(self, qw, k_t, bias, coverage=None):
+        """Each head's attention weights over keys() output: (batch, heads, tq, tk). With coverage
+        (batch, tk), one step of covered_attention."""
+        a = self.scores(qw, k_t)
+        if coverage is not None:
+            a = a + self.coverage_weight * coverage[:, None, None, :]
         return ops.softmax(a - bias, axis=-1)
 
     def combine(self, a, v_heads):
@@ -241,7 +304,7 @@ class MultiHeadAttention(ExplicitMask):
 
     def get_config(self):
         return {**super().get_config(), "heads": self.heads, "size_per_head": self.size_per_head,
-                "return_attention": self.return_attention}
+                "return_attention": self.return_attention, "coverage": self.coverage}
 
 
 # Copying from the article (pointer-generator, See et al. 2017): beyond the blog

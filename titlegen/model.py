@@ -18,7 +18,7 @@ LAYER_NORM_EPSILON = 1e-14  # the 2019 code's LayerNormalization (Keras's defaul
 
 
 def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True, version="2018", copy=False,
-                copy_extra=400):
+                copy_extra=400, coverage=0.0):
     """The blog's model, as of `version`.
 
     mask_encoder (2018): the encoder LSTMs skip the article's padding in both directions, so a
@@ -27,6 +27,8 @@ def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True, v
     copy: beyond the blog, a pointer-generator head. The model then also reads the article's
     extended ids (third input) and gives probabilities over the vocabulary and `copy_extra`
     temporary ids (at least the article length) for the article's out-of-vocabulary characters.
+    coverage > 0: beyond the blog, the attention also reads each key's coverage (its attention
+    summed over the steps before), and a coverage loss of that weight is added (See et al. 2017).
     """
     if version not in VERSIONS:
         raise ValueError(f"unknown model version {version!r}; expected one of {VERSIONS}")
@@ -47,12 +49,13 @@ def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True, v
                                      name=f"encoder_{i}")(x, mask=encoder_mask)
         for i in (1, 2):  # decoder: two LSTMs over the title
             y = layers.LSTM(char_size, return_sequences=True, name=f"decoder_{i}")(y)
-        xy = Interact(return_attention=copy, name="interact")([y, x, x_mask])
+        xy = Interact(return_attention=copy, coverage=coverage, name="interact")(
+            [y, x, x_mask] + ([y_in] if coverage else []))
         xy, attention = xy if copy else (xy, None)
         features = xy  # [context, decoder output, max-pool]
         xy = layers.Dense(hidden_size, activation="relu", name="hidden")(xy)
     else:
-        xy, attention = _decoder_2019(x, y, x_mask, char_size, copy)
+        xy, attention = _decoder_2019(x, y, x_mask, char_size, copy, coverage, y_in)
         features = xy  # [decoder output, context]
         xy = layers.Dense(char_size, name="hidden")(xy)
         xy = layers.LeakyReLU(0.2, name="leaky_relu")(xy)
@@ -67,7 +70,7 @@ def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True, v
     return keras.Model(inputs, probs, name=f"seq2seq_title_{version}")
 
 
-def _decoder_2019(x, y, x_mask, char_size, copy):
+def _decoder_2019(x, y, x_mask, char_size, copy, coverage, y_in):
     """The 2019 model from the shared embedding to its head's input: LayerNorm before each masked
     encoder BiLSTM, self-modulated LayerNorms around the decoder LSTMs conditioned on the encoder's
     max-pool, 8-head attention. Returns concat[decoder output, attention] (and the attention weights
@@ -81,7 +84,8 @@ def _decoder_2019(x, y, x_mask, char_size, copy):
         y = SelfModulatedLayerNorm(char_size // 4, LAYER_NORM_EPSILON, name=f"decoder_norm_{i}")([y, x_max])
         y = layers.LSTM(char_size, return_sequences=True, name=f"decoder_{i}")(y)
     y = SelfModulatedLayerNorm(char_size // 4, LAYER_NORM_EPSILON, name="decoder_norm_3")([y, x_max])
-    xy = MultiHeadAttention(8, 16, return_attention=copy, name="attention")([y, x, x, x_mask])
+    xy = MultiHeadAttention(8, 16, return_attention=copy, coverage=coverage, name="attention")(
+        [y, x, x, x_mask] + ([y_in] if coverage else []))
     xy, attention = xy if copy else (xy, None)
     return layers.Concatenate(name="concat")([y, xy]), attention
 

@@ -27,7 +27,8 @@ MONITORS = {"loss": min, "val_loss": min, "val_rouge_l": max}  # what "best" mea
 def model_args(settings, vocab):
     return {"vocab_size": len(vocab), "char_size": settings["char_size"],
             "hidden_size": settings["hidden_size"], "mask_encoder": settings["mask_encoder"],
-            "version": settings["version"], "copy": settings.get("copy", False), "copy_extra": settings["maxlen"]}
+            "version": settings["version"], "copy": settings.get("copy", False), "copy_extra": settings["maxlen"],
+            "coverage": settings.get("coverage", 0.0)}
 
 
 def make_titler(model, vocab, settings, decoder=None, topk=None):
