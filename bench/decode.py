@@ -24,7 +24,7 @@ import config  # noqa: E402
 from titlegen.data import Vocab, read_jsonl  # noqa: E402
 from titlegen.decode import beam_search, naive_next_probs  # noqa: E402
 from titlegen.incremental import IncrementalDecoder  # noqa: E402
-from titlegen.model import build_model  # noqa: E402
+from titlegen.model import MAX_TITLE_LEN, build_model, model_version  # noqa: E402
 from titlegen.train import load_trained  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=os.path.join(ROOT, config.OUTPUT_DIR))
     parser.add_argument("--identity-articles", type=int, default=50)
-    parser.add_argument("--steps", type=int, default=config.MAX_TITLE_LEN)
+    parser.add_argument("--steps", type=int, help="steps per forced title (default: the model's title length)")
     parser.add_argument("--threads", type=int, help="TensorFlow intra- and inter-op threads (default: its own)")
     args = parser.parse_args()
     if args.threads:
@@ -65,6 +65,8 @@ def main():
         model = build_model(len(vocab), config.CHAR_SIZE, config.HIDDEN_SIZE, config.MASK_ENCODER)
         print(f"model: freshly initialised, {len(vocab)} ids (no trained model in {args.model})")
     maxlen, topk = config.MAXLEN, 3
+    max_len = config.MAX_TITLE_LEN or MAX_TITLE_LEN[model_version(model)]
+    args.steps = args.steps or max_len
 
     long_text = "".join(r["content"] for r in dev)[:maxlen]
     article = vocab.encode(long_text, maxlen)
@@ -81,7 +83,7 @@ def main():
     print(f"| incremental | {incremental * 1000:.1f} |")
     print(f"naive / incremental: {naive / incremental:.0f}x   peak memory so far: {peak_mb():.0f} MB\n")
 
-    decoder = IncrementalDecoder(model, topk, config.MAX_TITLE_LEN)
+    decoder = IncrementalDecoder(model, topk, max_len)
     dev_ids = [vocab.encode(r["content"], maxlen) for r in dev]
     print("| batch (dev articles) | titles per second | peak memory (MB) |")
     print("|---|---|---|")
@@ -92,7 +94,7 @@ def main():
                 decoder(dev_ids[i:i + size])
         print(f"| {size} | {n / timed(run, repeat=1):.1f} | {peak_mb():.0f} |")
     sample = dev_ids[:10]
-    per_title = timed(lambda: [beam_search(naive_next_probs(model, a, topk), topk, config.MAX_TITLE_LEN)
+    per_title = timed(lambda: [beam_search(naive_next_probs(model, a, topk), topk, max_len)
                                for a in sample], repeat=1) / len(sample)
     print(f"| naive, one at a time | {1 / per_title:.1f} | {peak_mb():.0f} |\n")
 
@@ -100,8 +102,8 @@ def main():
     print(f"| top-k | identical titles, naive vs incremental ({len(ids)} dev articles) |")
     print("|---|---|")
     for k in (1, 3, 5):
-        inc = IncrementalDecoder(model, k, config.MAX_TITLE_LEN)(ids)
-        same = sum(a.tolist() == beam_search(naive_next_probs(model, x, k), k, config.MAX_TITLE_LEN).tolist()
+        inc = IncrementalDecoder(model, k, max_len)(ids)
+        same = sum(a.tolist() == beam_search(naive_next_probs(model, x, k), k, max_len).tolist()
                    for a, x in zip(inc, ids))
         print(f"| {k} | {same} / {len(ids)} |")
 
