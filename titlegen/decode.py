@@ -1,4 +1,5 @@
-"""Beam search as the blog wrote it: the naive decoder that re-runs the whole model every step."""
+"""Beam search as the blog wrote it (the naive decoder, which re-runs the whole model every step),
+its decoding options, and Titler: articles -> titles with either decoder."""
 import numpy as np
 
 from .data import END, START, TitleError
