@@ -16,7 +16,7 @@ from .data import (PAD, TitleError, Vocab, batches, encode_pairs, file_sha256, r
                    write_json)
 from .decode import Titler
 from .metrics import corpus_scores
-from .model import MAX_TITLE_LEN, build_model, compile_model
+from .model import MAX_TITLE_LEN, build_model, compile_model, title_loss
 
 VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE = "vocab.json", "config.json", "model.weights.h5"
 
@@ -31,9 +31,9 @@ def model_args(settings, vocab):
             "coverage": settings.get("coverage", 0.0)}
 
 
-def make_titler(model, vocab, settings, decoder=None, topk=None):
+def make_titler(model, vocab, settings):
     """The decoder `settings` ask for, on this model."""
-    return Titler(model, vocab, settings["maxlen"], decoder or settings["decoder"], topk or settings["topk"],
+    return Titler(model, vocab, settings["maxlen"], settings["decoder"], settings["topk"],
                   settings["max_title_len"] or MAX_TITLE_LEN[settings["version"]],
                   settings["min_title_len"], settings["no_repeat_ngram"], settings.get("length_penalty", 0.0))
 
@@ -50,11 +50,9 @@ def dev_loss(model, columns, batch_size):
     total, count = 0.0, 0
     for batch in batches(columns, batch_size):
         inputs, target = model_inputs(*batch)
-        probs = model.predict_on_batch(inputs)
-        p = np.take_along_axis(probs, target[..., None], axis=-1)[..., 0]
-        mask = target > PAD
-        total += float(-np.log(np.clip(p, keras.config.epsilon(), 1.0))[mask].sum())
-        count += int(mask.sum())
+        n = int((target > PAD).sum())
+        total += float(title_loss(target, model.predict_on_batch(inputs))) * n  # the batch's mean, summed back
+        count += n
     return total / count
 
 
