@@ -218,7 +218,7 @@ def parse_args(argv):
 
     p = sub.add_parser("evaluate", help="title a JSON Lines set and score the titles (ROUGE, BLEU), beside LEAD")
     p.add_argument("--data", help="JSON Lines with title and content (default: config.DEV_PATH)")
-    p.add_argument("--out", help="predictions file (default: MODEL/predictions_<set>.jsonl)")
+    p.add_argument("--out", help="predictions file (default: MODEL/predictions_<folder>_<file>.jsonl)")
     add_decoding_args(p)
     p.set_defaults(func=cmd_evaluate)
     return parser.parse_args(argv)
