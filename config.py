@@ -5,12 +5,17 @@ Relative paths are relative to this folder.
 """
 
 # data
-TRAIN_PATH = "data/lcsts/train.jsonl"  # JSON Lines {"title", "content"}; blog: a MongoDB collection
+TRAIN_PATH = "data/lcsts/train.jsonl"  # a file or folder in DATA_FORMAT; blog: a MongoDB collection
 DEV_PATH = "data/lcsts/dev.jsonl"  # dev loss each epoch; None for none (the blog had no dev set)
 SAMPLES_PATH = "data/blog_samples.jsonl"  # articles titled at every epoch end
 SAMPLE_NAMES = ("s1", "s2")  # the blog's two sample articles (plus the first dev article)
 MIN_COUNT = 32  # keep characters seen at least this often in the training titles and articles
 MAXLEN = 400  # article cut to this many characters; titles to MAXLEN - 2
+DATA_FORMAT = "auto"  # "jsonl", "tsv" (title<TAB>content), "thucnews" (folder of .txt); auto: folder/.tsv/else jsonl
+TITLE_FIELD = "title"  # JSON Lines field names
+CONTENT_FIELD = "content"
+ON_BAD_RECORD = "stop"  # a bad record stops `train` before anything is written; "skip": report, count, leave out
+TOKENIZER = "char"  # "char": the blog's characters; "word": jieba words (the vocabulary remembers which)
 
 # model
 MODEL_VERSION = "2018"  # "2018": the code the blog was published with (f6f7bb7); "2019": the author's last (24ff08f)
@@ -27,6 +32,13 @@ LEARNING_RATE = 1e-3  # Adam
 EPOCHS = 20  # one pass over TRAIN_PATH each; blog: 100 epochs of 1,000 batches (800k articles)
 STEPS_PER_EPOCH = None  # cap on batches per epoch; None = the whole training set (blog: 1000)
 SHUFFLE = False  # reshuffle the training set every epoch; blog: False (read in stored order)
+SHUFFLE_BUFFER = 10000  # with SHUFFLE: articles held at once by the shuffle buffer
+BUCKET = False  # batch articles of similar length to cut padding; blog: False (stored order)
+BUCKET_WINDOW = 100  # with BUCKET: batches' worth of articles sorted by length together
+CHECKPOINT_STEPS = 500  # checkpoint every this many batches too (and at every epoch end); 0: epoch ends only
+STRATEGY = "auto"  # tf.distribute: "auto" (all GPUs if several), "mirrored", "multiworker" (TF_CONFIG)
+MIXED_PRECISION = False  # float16 compute with loss scaling (for GPUs); blog: float32
+TENSORBOARD = False  # also write OUTPUT_DIR/tensorboard (metrics.csv and steps.csv are always written)
 MONITOR = "val_loss"  # keep the best weights by "val_loss", "val_rouge_l" (dev) or "loss" (training; blog)
 VAL_ROUGE_SAMPLES = 200  # dev articles titled each epoch for val_rouge_l; 0 for none (blog: none)
 PATIENCE = None  # stop after this many epochs without a better MONITOR; None never stops early (blog)

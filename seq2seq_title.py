@@ -17,7 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 from tqdm import tqdm  # noqa: E402
 
 import config  # noqa: E402
-from titlegen.data import TitleError, read_jsonl, write_json  # noqa: E402 (numpy only: quick to import)
+from titlegen.data import TitleError, write_json  # noqa: E402 (numpy only: quick to import)
+from titlegen.sources import read_jsonl  # noqa: E402
 from titlegen.decode import check_article  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,22 +45,40 @@ def config_settings():
         "length_penalty": config.LENGTH_PENALTY,
         "generate_batch_size": config.GENERATE_BATCH_SIZE,
         "output_dir": path(config.OUTPUT_DIR),
+        "data_format": config.DATA_FORMAT, "title_field": config.TITLE_FIELD, "content_field": config.CONTENT_FIELD,
+        "on_bad_record": config.ON_BAD_RECORD, "tokenizer": config.TOKENIZER,
+        "shuffle_buffer": config.SHUFFLE_BUFFER, "bucket": config.BUCKET, "bucket_window": config.BUCKET_WINDOW,
+        "checkpoint_steps": config.CHECKPOINT_STEPS, "strategy": config.STRATEGY,
+        "mixed_precision": config.MIXED_PRECISION, "tensorboard": config.TENSORBOARD,
     }
 
 
-def cmd_train(args, settings):
-    from titlegen.train import train
+TRAIN_KEYS = ("train_path", "dev_path", "epochs", "steps_per_epoch", "batch_size", "version", "monitor", "patience",
+              "copy", "coverage", "data_format", "tokenizer", "bucket", "shuffle", "checkpoint_steps", "strategy",
+              "mixed_precision", "tensorboard")
 
-    for key in ("train_path", "dev_path", "epochs", "steps_per_epoch", "batch_size", "version", "monitor",
-                "patience", "copy", "coverage"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
-    if args.no_dev:
-        settings["dev_path"] = None
-        if settings["monitor"].startswith("val_"):
-            settings["monitor"] = "loss"
+
+def cmd_train(args, settings):
+    from titlegen.train import RESUMABLE, resume_settings, train
+
     out_dir = args.out or settings["output_dir"]
-    train(settings, out_dir, overwrite=args.overwrite)
+    given = {key: getattr(args, key) for key in TRAIN_KEYS if getattr(args, key) is not None}
+    if args.skip_bad:
+        given["on_bad_record"] = "skip"
+    if args.resume:
+        fixed = sorted(set(given) - set(RESUMABLE)) + (["--no-dev"] if args.no_dev else [])
+        if fixed or args.overwrite:
+            raise TitleError(f"--resume continues the run in {out_dir} with its own settings; only "
+                             f"{', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} may be given "
+                             f"(got {', '.join(fixed) or '--overwrite'})")
+        train(resume_settings(out_dir, **given), out_dir, resume=True)
+    else:
+        settings.update(given)
+        if args.no_dev:
+            settings["dev_path"] = None
+            if settings["monitor"].startswith("val_"):
+                settings["monitor"] = "loss"
+        train(settings, out_dir, overwrite=args.overwrite)
     print(f"trained model in {out_dir}; try: python seq2seq_title.py generate \"文章内容\"")
 
 
@@ -194,14 +213,26 @@ def parse_args(argv):
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train on TRAIN_PATH (config.py), save to OUTPUT_DIR")
-    p.add_argument("--train", dest="train_path", help="training JSON Lines file (default: config.TRAIN_PATH)")
-    p.add_argument("--dev", dest="dev_path", help="dev JSON Lines file (default: config.DEV_PATH)")
+    p.add_argument("--train", dest="train_path", help="training data: a JSON Lines or TSV file, or a THUCNews-style "
+                   "folder (default: config.TRAIN_PATH)")
+    p.add_argument("--dev", dest="dev_path", help="dev data, as --train (default: config.DEV_PATH)")
+    p.add_argument("--format", dest="data_format", choices=["auto", "jsonl", "tsv", "thucnews"],
+                   help="layout of --train and --dev (default: config.DATA_FORMAT)")
+    p.add_argument("--skip-bad", action="store_true", help="report and leave out bad records instead of stopping")
+    p.add_argument("--tokenizer", choices=["char", "word"], help="characters or jieba words (default: config.TOKENIZER)")
     p.add_argument("--no-dev", action="store_true", help="no dev set; monitor the training loss (the blog)")
     p.add_argument("--out", help="output folder (default: config.OUTPUT_DIR)")
     p.add_argument("--epochs", type=int, help="number of epochs (default: config.EPOCHS)")
     p.add_argument("--steps-per-epoch", type=int, help="at most this many batches per epoch")
     p.add_argument("--batch-size", type=int, help="articles per batch (default: config.BATCH_SIZE)")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in the output folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in the output folder from its checkpoint")
+    p.add_argument("--checkpoint-steps", type=int, help="checkpoint every N batches too (default: config.CHECKPOINT_STEPS)")
+    p.add_argument("--shuffle", action="store_const", const=True, help="shuffle every epoch (default: config.SHUFFLE)")
+    p.add_argument("--bucket", action="store_const", const=True, help="batch articles of similar length (default: config.BUCKET)")
+    p.add_argument("--strategy", choices=["auto", "mirrored", "multiworker"], help="default: config.STRATEGY")
+    p.add_argument("--mixed-precision", action="store_const", const=True, help="float16 compute (GPU; default: config.MIXED_PRECISION)")
+    p.add_argument("--tensorboard", action="store_const", const=True, help="also write OUT/tensorboard")
     p.add_argument("--version", choices=["2018", "2019"], help="model version (default: config.MODEL_VERSION)")
     p.add_argument("--monitor", choices=["loss", "val_loss", "val_rouge_l"], help="default: config.MONITOR")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better monitor")
@@ -231,8 +262,8 @@ def main(argv=None):
     except TitleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; the best weights saved so far are kept", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(str(e) or "interrupted; the best weights saved so far are kept", file=sys.stderr)
         return 130
 
 

@@ -21,7 +21,8 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 import config  # noqa: E402
-from titlegen.data import Vocab, read_jsonl  # noqa: E402
+from titlegen.data import Vocab  # noqa: E402
+from titlegen.sources import read_jsonl  # noqa: E402
 from titlegen.decode import beam_search, naive_next_probs  # noqa: E402
 from titlegen.incremental import IncrementalDecoder  # noqa: E402
 from titlegen.model import MAX_TITLE_LEN, build_model, model_version  # noqa: E402

@@ -1,7 +1,8 @@
 import pytest
 
 from conftest import write_jsonl
-from titlegen.data import END, PAD, START, UNK, TitleError, Vocab, batches, pad, read_jsonl
+from titlegen.data import END, PAD, START, UNK, TitleError, Vocab, chunked, pad, padded
+from titlegen.sources import read_jsonl
 
 
 def test_special_ids_are_the_blogs():
@@ -43,7 +44,7 @@ def test_vocab_save_load_round_trip(tmp_path):
 def test_pad_and_batches_zero_pad_to_longest_row():
     assert pad([[5, 6, 7], [5]]).tolist() == [[5, 6, 7], [5, 0, 0]]
     xs, ys = [[4], [4, 5, 6], [4, 5]], [[2, 3], [2, 4, 3], [2, 4, 4, 3]]
-    got = list(batches([xs, ys], 2))
+    got = [padded(batch) for batch in chunked(zip(xs, ys), 2)]
     assert [x.tolist() for x, _ in got] == [[[4, 0, 0], [4, 5, 6]], [[4, 5]]]
     assert got[0][1].tolist() == [[2, 3, 0], [2, 4, 3]]
 
@@ -72,4 +73,5 @@ def test_non_utf8_line_is_an_error(tmp_path):
 
 def test_read_jsonl_reads_every_row(tmp_path):
     rows = [{"title": "标题", "content": "文章"}, {"title": "二", "content": "三", "extra": 1}]
-    assert read_jsonl(write_jsonl(tmp_path / "ok.jsonl", rows)) == rows
+    assert read_jsonl(write_jsonl(tmp_path / "ok.jsonl", rows)) == [{"title": "标题", "content": "文章"},
+                                                                     {"title": "二", "content": "三"}]

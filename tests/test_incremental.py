@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, last_line, run_cli
-from titlegen.data import START, Vocab, batches, encode_pairs, read_jsonl
+from titlegen.data import START, Vocab, chunked, encode_example, padded
+from titlegen.sources import read_jsonl
 from titlegen.decode import Titler, beam_search, naive_next_probs, top_k
 from titlegen.incremental import IncrementalDecoder
 from titlegen.model import build_model, compile_model
@@ -22,7 +23,8 @@ def trained():
     rows = read_jsonl(os.path.join(ROOT, "data/lcsts/train.jsonl"))[:384]
     vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), 8)
     model = compile_model(build_model(len(vocab), char_size=32, hidden_size=64), 1e-2)
-    for x, y in batches(encode_pairs(rows, vocab, 400), 64):
+    for batch in chunked((encode_example(vocab, r["title"], r["content"], 400) for r in rows), 64):
+        x, y = padded(batch)
         model.train_on_batch([x, y[:, :-1]], y[:, 1:])
     dev = [vocab.encode(r["content"], 400) for r in read_jsonl(os.path.join(ROOT, "data/lcsts/dev.jsonl"))[:50]]
     return model, vocab, dev

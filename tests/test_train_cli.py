@@ -8,7 +8,8 @@ import pytest
 from conftest import last_line, run_cli, tiny_settings
 from titlegen.data import TitleError, Vocab
 from titlegen.decode import Titler
-from titlegen.train import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, load_trained, train
+from titlegen.train import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE,
+                            load_trained, train)
 
 ARTICLES = ["春夏秋冬山水日月", "风雨花草春夏秋冬山水日月风雨花草", "日月"]
 
@@ -16,7 +17,8 @@ ARTICLES = ["春夏秋冬山水日月", "风雨花草春夏秋冬山水日月风
 def test_train_writes_artifacts_and_reload_gives_identical_titles(tmp_path, corpus):
     out = str(tmp_path / "model")
     model, vocab, config = train(tiny_settings(*corpus), out, log=lambda _: None)
-    assert sorted(os.listdir(out)) == sorted([CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE])
+    assert sorted(os.listdir(out)) == sorted([CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE,
+                                              STEPS_FILE])
     assert config["best"]["epoch"] == 1 and config["history"][0]["val_loss"] == config["best"]["value"]
     assert Vocab.load(os.path.join(out, VOCAB_FILE)).fingerprint == config["vocab_fingerprint"]
 
@@ -61,7 +63,8 @@ def test_vocabulary_mismatch_is_an_error(tmp_path, corpus):
 
 def test_cli_train_one_step_writes_artifacts(cli_model):
     out, result = cli_model
-    assert sorted(os.listdir(out)) == sorted([CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE])
+    assert sorted(os.listdir(out)) == sorted([CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE,
+                                              STEPS_FILE])
     config = json.load(open(os.path.join(out, CONFIG_FILE), encoding="utf-8"))
     assert config["settings"]["min_count"] == 32 and config["model"]["char_size"] == 128
     assert config["model"]["vocab_size"] == 4 + 12  # the dozen characters, each seen >= 32 times

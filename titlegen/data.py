@@ -1,10 +1,13 @@
-"""Text -> ids and back: reading the corpus, the character vocabulary, padded batches.
+"""Text -> ids and back: the vocabulary (characters, or jieba words), and the stream of padded
+batches training reads.
 
-Data flows one way through this module: JSON Lines -> (title, content) pairs -> ids -> batches,
-and ids -> text on the way out of the decoder.
+Data flows one way through this module: (title, content) records (from `sources`) -> ids ->
+batches, and ids -> text on the way out of the decoder. Batches are made from a stream with a
+bounded shuffle buffer and optional bucketing by length, so memory does not grow with the corpus.
 """
 import hashlib
 import json
+import logging
 import os
 from collections import Counter
 
@@ -18,63 +21,52 @@ class TitleError(Exception):
     """An error a user can hit and fix: printed as one line by the command line, no traceback."""
 
 
-def read_jsonl(path, fields=("title", "content")):
-    """Read `{"title": ..., "content": ...}` lines into a list of dicts.
+TOKENIZERS = ("char", "word")
+WORD_WINDOW = 8  # "word": an article is cut to maxlen * WORD_WINDOW characters before jieba reads it
 
-    Every line must hold a JSON object whose `fields` are non-empty strings; anything else is an
-    error naming the file and line, so nothing is skipped silently.
-    """
-    if not os.path.isfile(path):
-        raise TitleError(f"{path}: no such file; expected a JSON Lines file of "
-                         '{"title": ..., "content": ...} objects')
-    rows = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise TitleError(f"{where}: not UTF-8 ({e.reason} at byte {e.start}); "
-                                 "re-save the file as UTF-8") from None
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TitleError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); "
-                                 'expected one {"title": ..., "content": ...} object per line') from None
-            if not isinstance(row, dict):
-                raise TitleError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            for field in fields:
-                value = row.get(field)
-                if not isinstance(value, str) or not value.strip():
-                    got = "missing" if field not in row else repr(value)[:40]
-                    raise TitleError(f"{where}: field {field!r} must be a non-empty string, got {got}")
-            rows.append(row)
-    if not rows:
-        raise TitleError(f"{path}: no articles in the file")
-    return rows
+
+def tokenize(text, tokenizer="char"):
+    """The blog's characters, or jieba's words ("word")."""
+    if tokenizer == "char":
+        return list(text)
+    if tokenizer == "word":
+        return _jieba().lcut(text)
+    raise TitleError(f"unknown tokenizer {tokenizer!r}; expected one of {', '.join(TOKENIZERS)}")
+
+
+def _jieba():
+    import jieba  # imported on first use: loading its dictionary takes about a second
+
+    jieba.setLogLevel(logging.WARNING)  # not its "Building prefix dict ..." lines on every start
+    return jieba
 
 
 class Vocab:
-    """The blog's character vocabulary: ids 0 pad, 1 unk, 2 start, 3 end, characters from 4.
+    """The blog's vocabulary: ids 0 pad, 1 unk, 2 start, 3 end, tokens from 4.
 
-    Characters are ordered by count (most frequent first), ties by code point, so the same corpus
-    and `min_count` always give the same ids. (The blog kept a Python 2 dict's arbitrary order.)
+    Tokens are characters (tokenizer "char", the blog's) or jieba words ("word"). They are ordered
+    by count (most frequent first), ties by code point, so the same corpus and `min_count` always
+    give the same ids. (The blog kept a Python 2 dict's arbitrary order.) `chars` holds the tokens.
     """
 
-    def __init__(self, chars, min_count, source=None):
+    def __init__(self, chars, min_count, source=None, tokenizer="char"):
+        if tokenizer not in TOKENIZERS:
+            raise TitleError(f"unknown tokenizer {tokenizer!r}; expected one of {', '.join(TOKENIZERS)}")
         self.chars = list(chars)
         self.min_count = min_count
         self.source = source or {}
+        self.tokenizer = tokenizer
         self.char2id = {c: i for i, c in enumerate(self.chars, FIRST_CHAR)}
 
     @classmethod
-    def build(cls, texts, min_count, source=None):
-        """Count every character of `texts`; keep those seen at least `min_count` times."""
+    def build(cls, texts, min_count, source=None, tokenizer="char"):
+        """Count every token of `texts` (any iterable, read once); keep those seen at least
+        `min_count` times."""
         counts = Counter()
         for text in texts:
-            counts.update(text)
+            counts.update(tokenize(text, tokenizer))
         kept = sorted((c for c, n in counts.items() if n >= min_count), key=lambda c: (-counts[c], c))
-        return cls(kept, min_count, source)
+        return cls(kept, min_count, source, tokenizer)
 
     def __len__(self):
         return len(self.chars) + FIRST_CHAR
@@ -82,14 +74,22 @@ class Vocab:
     @property
     def fingerprint(self):
         """A short hash of the id assignment: a model is only valid with the vocabulary it was trained on."""
-        return hashlib.sha256("\n".join(self.chars).encode("utf-8")).hexdigest()[:16]
+        text = "\n".join(self.chars) if self.tokenizer == "char" else "word\n" + "\n".join(self.chars)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def tokens(self, text, maxlen):
+        """The first `maxlen` tokens of text. ("word" reads only the first maxlen * WORD_WINDOW
+        characters, so a million-character article costs no more than a long one.)"""
+        if self.tokenizer == "char":
+            return text[:maxlen]
+        return tokenize(text[:maxlen * WORD_WINDOW], "word")[:maxlen]
 
     def encode(self, text, maxlen):
-        """Article -> ids: the first `maxlen` characters, unknown ones as UNK."""
-        return [self.char2id.get(c, UNK) for c in text[:maxlen]]
+        """Article -> ids: the first `maxlen` tokens, unknown ones as UNK."""
+        return [self.char2id.get(c, UNK) for c in self.tokens(text, maxlen)]
 
     def encode_title(self, title, maxlen):
-        """Title -> [START] + ids of the first `maxlen - 2` characters + [END]."""
+        """Title -> [START] + ids of the first `maxlen - 2` tokens + [END]."""
         return [START] + self.encode(title, maxlen - 2) + [END]
 
     def decode(self, ids, oovs=()):
@@ -100,10 +100,10 @@ class Vocab:
                        for i in ids if i >= FIRST_CHAR and i - size < len(oovs))
 
     def encode_extended(self, text, maxlen):
-        """Article -> (extended ids, oovs) for copying: each out-of-vocabulary character of the
+        """Article -> (extended ids, oovs) for copying: each out-of-vocabulary token of the
         first `maxlen` gets a temporary id len(self) + i, i its place in oovs (first seen first)."""
         oovs, ids = [], []
-        for c in text[:maxlen]:
+        for c in self.tokens(text, maxlen):
             i = self.char2id.get(c)
             if i is None:
                 if c not in oovs:
@@ -115,17 +115,17 @@ class Vocab:
     def encode_title_extended(self, title, maxlen, oovs):
         """Title -> [START] + ids + [END], characters of the article's oovs as their temporary ids."""
         return [START] + [self.char2id.get(c, len(self) + oovs.index(c) if c in oovs else UNK)
-                          for c in title[:maxlen - 2]] + [END]
+                          for c in self.tokens(title, maxlen - 2)] + [END]
 
     def save(self, path):
-        write_json(path, {"min_count": self.min_count, "source": self.source,
+        write_json(path, {"min_count": self.min_count, "tokenizer": self.tokenizer, "source": self.source,
                           "fingerprint": self.fingerprint, "chars": self.chars})
 
     @classmethod
     def load(cls, path):
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
-        vocab = cls(d["chars"], d["min_count"], d.get("source"))
+        vocab = cls(d["chars"], d["min_count"], d.get("source"), d.get("tokenizer", "char"))
         if d.get("fingerprint") not in (None, vocab.fingerprint):
             raise TitleError(f"{path}: the characters do not match the file's own fingerprint; "
                              "the vocabulary was edited, restore it or retrain")
@@ -156,22 +156,61 @@ def pad(rows):
     return out
 
 
-def encode_pairs(rows, vocab, maxlen, copy=False):
-    """Articles and titles as id lists: [contents, titles], and with copy=True a third list, the
-    articles' extended ids; the titles then use the extended ids too."""
+def encode_example(vocab, title, content, maxlen, copy=False):
+    """One article and its title as id lists: (article, title), and with copy=True a third, the
+    article's extended ids; the title then uses the extended ids too."""
     if not copy:
-        return [[vocab.encode(r["content"], maxlen) for r in rows],
-                [vocab.encode_title(r["title"], maxlen) for r in rows]]
-    extended = [vocab.encode_extended(r["content"], maxlen) for r in rows]
-    return [[vocab.encode(r["content"], maxlen) for r in rows],
-            [vocab.encode_title_extended(r["title"], maxlen, oovs) for r, (_, oovs) in zip(rows, extended)],
-            [ids for ids, _ in extended]]
+        return vocab.encode(content, maxlen), vocab.encode_title(title, maxlen)
+    extended, oovs = vocab.encode_extended(content, maxlen)
+    return vocab.encode(content, maxlen), vocab.encode_title_extended(title, maxlen, oovs), extended
 
 
-def batches(columns, batch_size, rng=None):
-    """Padded batches over one pass of the data, a tuple with one array per column (a list of id
-    lists: articles, titles, ...); shuffled when `rng` is given."""
-    order = np.arange(len(columns[0])) if rng is None else rng.permutation(len(columns[0]))
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        yield tuple(pad([column[j] for j in idx]) for column in columns)
+def shuffled(items, buffer_size, rng):
+    """Items in a random order, holding at most `buffer_size` of them: each arriving item takes
+    the place of a random one in the buffer, which is yielded (tf.data's shuffle buffer)."""
+    buffer = []
+    for item in items:
+        if len(buffer) < buffer_size:
+            buffer.append(item)
+            continue
+        i = rng.integers(buffer_size)
+        buffer[i], item = item, buffer[i]
+        yield item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def chunked(items, size):
+    """Lists of `size` consecutive items (the last may be shorter)."""
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def bucketed(examples, batch_size, window, rng):
+    """Batches of examples of similar article length: each run of `window` batches' worth is
+    sorted by length, cut into batches, and the batches are yielded in a random order. Padding
+    shrinks to the length differences within a batch; memory stays at one window."""
+    for run in chunked(examples, batch_size * window):
+        run.sort(key=lambda example: len(example[0]))
+        group = list(chunked(run, batch_size))
+        for i in rng.permutation(len(group)):
+            yield group[i]
+
+
+def count_batches(n, batch_size, window=None):
+    """How many batches `n` examples make, plainly or bucketed by runs of `window` batches."""
+    if not window:
+        return -(-n // batch_size)
+    full, rest = divmod(n, batch_size * window)
+    return full * window + -(-rest // batch_size)
+
+
+def padded(batch):
+    """A list of examples (tuples of id lists) -> one zero-padded int32 array per column."""
+    return tuple(pad(column) for column in zip(*batch))

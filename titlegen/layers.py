@@ -10,6 +10,12 @@ from .data import END, PAD, UNK
 register = keras.saving.register_keras_serializable(package="seq2seq_title")
 
 
+def far(dtype):
+    """How far below the rest a masked value is pushed: the blog's 1e10, or 3e4 in float16 (mixed
+    precision), whose largest number is 65504 (1e10 would overflow to inf, and 0 · inf is NaN)."""
+    return 3e4 if keras.backend.standardize_dtype(dtype) == "float16" else 1e10
+
+
 @register
 class PadMask(layers.Layer):
     """True where an id is a real character: the blog's mask `ids > 0`."""
@@ -139,11 +145,11 @@ class Interact(ExplicitMask):
     def pool(self, v, v_mask):
         """The max over time of the unpadded encoder output, (batch, 1, dim)."""
         m = ops.cast(ops.expand_dims(v_mask, 2), v.dtype)  # (batch, tx, 1)
-        return ops.max(v - (1.0 - m) * 1e10, axis=1, keepdims=True)
+        return ops.max(v - (1.0 - m) * far(v.dtype), axis=1, keepdims=True)
 
     def keys(self, v, v_mask):
         """What attention needs of the encoder output, whatever the query: vᵀ, and -1e10 at padded keys."""
-        return ops.transpose(v, (0, 2, 1)), (1.0 - ops.cast(ops.expand_dims(v_mask, 1), v.dtype)) * 1e10
+        return ops.transpose(v, (0, 2, 1)), (1.0 - ops.cast(ops.expand_dims(v_mask, 1), v.dtype)) * far(v.dtype)
 
     def scores(self, q, v_t):
         """(q W) vᵀ / 10: (batch, tq, tk)."""
@@ -226,7 +232,7 @@ class MaskedMaxPool(ExplicitMask):
     def call(self, inputs):
         x, mask = inputs
         m = ops.cast(ops.expand_dims(mask, 2), x.dtype)
-        return ops.max(x - (1.0 - m) * 1e10, axis=1, keepdims=True)
+        return ops.max(x - (1.0 - m) * far(x.dtype), axis=1, keepdims=True)
 
     def compute_output_shape(self, input_shape):
         x_shape, _ = input_shape
@@ -273,7 +279,7 @@ class MultiHeadAttention(ExplicitMask):
     def keys(self, kw, vw, v_mask):
         """What attention needs of the projected keys and values, whatever the query: the keys'
         heads transposed (batch, heads, size, tk), the values' heads, and -1e10 at padded keys."""
-        bias = (1.0 - ops.cast(v_mask[:, None, None, :], kw.dtype)) * 1e10
+        bias = (1.0 - ops.cast(v_mask[:, None, None, :], kw.dtype)) * far(kw.dtype)
         return ops.transpose(self.split_heads(kw), (0, 1, 3, 2)), self.split_heads(vw), bias
 
     def scores(self, qw, k_t):

@@ -60,13 +60,13 @@ def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True, v
         xy = layers.Dense(char_size, name="hidden")(xy)
         xy = layers.LeakyReLU(0.2, name="leaky_relu")(xy)
     xy = layers.Dense(vocab_size, name="logits")(xy)
-    xy = PriorAverage(name="with_prior")([xy, prior])
-    probs = layers.Softmax(name="probs")(xy)
+    xy = PriorAverage(name="with_prior", dtype="float32")([xy, prior])  # float32 even under mixed precision
+    probs = layers.Softmax(name="probs", dtype="float32")(xy)
     if copy:
         x_ext = keras.Input(shape=(None,), dtype="int32", name="article_extended")
         inputs.append(x_ext)
         p_gen = CopyGate(name="copy_gate")([features, y_emb])
-        probs = PointerGenerator(copy_extra, name="pointer")([probs, attention, x_ext, p_gen])
+        probs = PointerGenerator(copy_extra, name="pointer", dtype="float32")([probs, attention, x_ext, p_gen])
     return keras.Model(inputs, probs, name=f"seq2seq_title_{version}")
 
 
@@ -103,9 +103,21 @@ def copies(model):
 def title_loss(y_true, y_pred):
     """The blog's loss: cross-entropy of each target character, summed over the real (non-pad)
     targets and divided by their number. y_true = y[:, 1:], y_pred = the model's output for y[:, :-1]."""
+    return summed_title_loss(y_true, y_pred) / real_targets(y_true, y_pred.dtype)
+
+
+def summed_title_loss(y_true, y_pred):
+    """The numerator of `title_loss`: the cross-entropy summed over the real targets. Training on
+    several devices divides each device's sum by the whole batch's count, so the loss and the
+    gradients are those of one device."""
     mask = ops.cast(ops.greater(y_true, PAD), y_pred.dtype)
     cross_entropy = ops.sparse_categorical_crossentropy(ops.cast(y_true, "int32"), y_pred)
-    return ops.sum(cross_entropy * mask) / ops.sum(mask)
+    return ops.sum(cross_entropy * mask)
+
+
+def real_targets(y_true, dtype="float32"):
+    """The denominator of `title_loss`: how many targets are real characters."""
+    return ops.sum(ops.cast(ops.greater(y_true, PAD), dtype))
 
 
 def compile_model(model, learning_rate=1e-3):

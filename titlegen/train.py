@@ -1,27 +1,48 @@
-"""Training with teacher forcing, and the output folder a trained model lives in.
+"""Training with teacher forcing, streamed from disk, resumable, on one device or several.
 
-The folder holds three files: `vocab.json` (the vocabulary and the data that built it),
-`config.json` (the settings the model was built and trained with, and its best epoch) and
-`model.weights.h5` (the best weights so far). `load_trained` rebuilds the model from them.
+The output folder holds `vocab.json` (the vocabulary, its tokenizer and the data that built it),
+`config.json` (the settings the model was built and trained with, the per-epoch history and the
+best epoch), `model.weights.h5` (the best weights so far), `checkpoint.npz` (weights, optimizer
+state, epoch and step: what `train --resume` continues from), `metrics.csv` (one row per epoch)
+and `steps.csv` (the loss of every batch). `load_trained` rebuilds the model from the first three.
+
+The corpus is never held in memory: one pass checks every record (and builds the vocabulary),
+then each epoch reads it again through a bounded shuffle buffer and optional length buckets.
 """
+import csv
+import io
+import itertools
 import json
 import os
+import signal
+import tempfile
 import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 from tqdm import tqdm
 
-from .data import (PAD, TitleError, Vocab, batches, encode_pairs, file_sha256, read_jsonl,
-                   write_json)
+from .checkpoint import load_checkpoint, read_state, save_checkpoint
+from .data import (PAD, TitleError, Vocab, bucketed, chunked, count_batches, encode_example, file_sha256, padded,
+                   shuffled, write_json)
 from .decode import Titler
 from .metrics import corpus_scores
-from .model import MAX_TITLE_LEN, build_model, compile_model, title_loss
+from .model import MAX_TITLE_LEN, build_model, real_targets, summed_title_loss
+from .sources import detect_format, read_jsonl, read_records
 
 VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE = "vocab.json", "config.json", "model.weights.h5"
-
+CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE = "checkpoint.npz", "metrics.csv", "steps.csv"
 
 MONITORS = {"loss": min, "val_loss": min, "val_rouge_l": max}  # what "best" means for each
+STRATEGIES = ("auto", "mirrored", "multiworker")
+ON_BAD = ("stop", "skip")
+# settings a resumed run may change: they do not alter the model, the data or its order
+RESUMABLE = ("epochs", "patience", "checkpoint_steps", "tensorboard")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during training: the checkpoint is saved and the message says so."""
 
 
 def model_args(settings, vocab):
@@ -44,101 +65,430 @@ def model_inputs(x, y, *extended):
     return [x, y[:, :-1], *extended], y[:, 1:]
 
 
-def dev_loss(model, columns, batch_size):
+# -- the corpus as a stream ------------------------------------------------------------------
+
+class Corpus:
+    """A corpus on disk (JSON Lines, TSV or a THUCNews-style folder), read anew at every pass."""
+
+    def __init__(self, path, fmt="auto", fields=("title", "content"), on_bad="stop"):
+        if on_bad not in ON_BAD:
+            raise TitleError(f"ON_BAD_RECORD must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
+        self.path, self.format, self.fields, self.on_bad = path, detect_format(path, fmt), tuple(fields), on_bad
+        self.skipped = []  # (where, why) of every bad record the scan skipped
+
+    def records(self):
+        """The good records, in stored order (bad ones were reported by `scan`)."""
+        return (r for r in read_records(self.path, self.format, self.fields) if r.error is None)
+
+    def scan(self, desc):
+        """One checking pass over every record, with a progress bar: yields the good ones.
+
+        A bad record stops everything with an error naming its file and line (on_bad "stop",
+        before anything is written) or is reported, counted in `skipped` and left out ("skip").
+        """
+        self.skipped = []
+        with tqdm(read_records(self.path, self.format, self.fields), desc=desc, unit=" articles") as bar:
+            for record in bar:
+                if record.error is None:
+                    yield record
+                elif self.on_bad == "stop":
+                    raise TitleError(f"{record.where}: {record.error}. Fix the record, or set ON_BAD_RECORD = "
+                                     "'skip' (train --skip-bad) to leave such records out")
+                else:
+                    self.skipped.append((record.where, record.error))
+                    bar.write(f"skipped {record.where}: {record.error}")
+
+    def count(self, desc):
+        return sum(1 for _ in self.scan(desc))
+
+
+def epoch_batches(corpus, vocab, settings, epoch):
+    """The padded batches of one epoch. The order depends on the seed and the epoch alone, so a
+    resumed run sees the very batches the interrupted one would have."""
+    rng = np.random.default_rng([settings["seed"], epoch])
+    records = corpus.records()
+    if settings["shuffle"]:
+        records = shuffled(records, settings["shuffle_buffer"], rng)
+    examples = (encode_example(vocab, r.title, r.content, settings["maxlen"], settings.get("copy", False))
+                for r in records)
+    if settings.get("bucket"):
+        groups = bucketed(examples, settings["batch_size"], settings["bucket_window"], rng)
+    else:
+        groups = chunked(examples, settings["batch_size"])
+    return (padded(group) for group in groups)
+
+
+def dev_loss(model, batches):
     """The blog's loss over a whole set: summed cross-entropy of every real target character
     divided by their number (so it does not depend on how the set is batched)."""
-    total, count = 0.0, 0
-    for batch in batches(columns, batch_size):
+    total, count = 0.0, 0.0
+    for batch in batches:
         inputs, target = model_inputs(*batch)
-        n = int((target > PAD).sum())
-        total += float(title_loss(target, model.predict_on_batch(inputs))) * n  # the batch's mean, summed back
-        count += n
+        probs = model.predict_on_batch(inputs)
+        total += float(summed_title_loss(target, probs))
+        count += float(real_targets(target))
     return total / count
 
 
-def train(settings, out_dir, overwrite=False, log=print):
-    """Train the blog's model as `settings` says, writing the artifacts to `out_dir`.
+# -- devices --------------------------------------------------------------------------------
 
-    Everything is read and checked before anything is written, so bad data never touches a saved
-    model; an existing model is only replaced with overwrite=True. Returns (model, vocab, config),
-    the model as it stands after the last epoch.
+def make_strategy(name):
+    """The tf.distribute strategy: "auto" mirrors over every GPU when there are several and is
+    the default (one device) otherwise; "mirrored" mirrors over the local GPUs (or the CPU);
+    "multiworker" spans the machines TF_CONFIG names."""
+    if name not in STRATEGIES:
+        raise TitleError(f"STRATEGY must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored" or len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """Whether this process writes the run's files (only one worker of several does)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker"
+                                             and resolver.task_id == 0)
+
+
+def make_optimizer(learning_rate, mixed_precision):
+    optimizer = keras.optimizers.Adam(learning_rate)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
+
+
+def make_train_step(model, optimizer, strategy):
+    """batch -> its loss, after one Adam step on it.
+
+    Each replica sums the cross-entropy of its share of the batch and divides by the real targets
+    of the whole batch; the optimizer sums the replicas' gradients. So the loss and the update are
+    exactly those of one device on the whole batch (a coverage loss, a mean per replica, is
+    averaged over the replicas).
     """
-    weights_path = os.path.join(out_dir, WEIGHTS_FILE)
-    if os.path.exists(weights_path) and not overwrite:
-        raise TitleError(f"{out_dir} already holds a trained model; pass --overwrite to replace it, "
-                         "or --out DIR to train into another folder")
-    train_rows = read_jsonl(settings["train_path"])
-    dev_rows = read_jsonl(settings["dev_path"]) if settings.get("dev_path") else []
-    samples = read_samples(settings)
+    replicas = strategy.num_replicas_in_sync
 
-    keras.utils.set_random_seed(settings["seed"])
-    vocab = Vocab.build((t for r in train_rows for t in (r["content"], r["title"])),
-                        settings["min_count"],
-                        source={"path": settings["train_path"], "articles": len(train_rows),
-                                "sha256": file_sha256(settings["train_path"])})
-    maxlen = settings["maxlen"]
-    columns = encode_pairs(train_rows, vocab, maxlen, settings.get("copy", False))
-    dev_columns = encode_pairs(dev_rows, vocab, maxlen, settings.get("copy", False)) if dev_rows else None
+    def replica_step(inputs, target, count):
+        with tf.GradientTape() as tape:
+            probs = model(inputs, training=True)
+            loss = summed_title_loss(target, probs) / count
+            if model.losses:  # the coverage loss
+                loss += tf.cast(tf.add_n(model.losses), loss.dtype) / replicas
+            scaled = optimizer.scale_loss(loss)  # loss scaling under mixed precision; else itself
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return loss
+
+    def distributed_step(inputs, target, count):
+        losses = strategy.run(replica_step, args=(inputs, target, count))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    if replicas == 1:  # one graph for every batch shape
+        ids = tf.TensorSpec([None, None], tf.int32)
+        step = tf.function(distributed_step, input_signature=[[ids] * len(model.inputs), ids,
+                                                              tf.TensorSpec([], tf.float32)])
+    else:
+        step = tf.function(distributed_step, reduce_retracing=True)
+
+    def split(array):  # replica i gets the i-th of `replicas` near-equal slices of the batch
+        parts = np.array_split(array, replicas)
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(parts[ctx.replica_id_in_sync_group]))
+
+    def train_step(batch):
+        inputs, target = model_inputs(*batch)
+        count = tf.constant(float((target > PAD).sum()))
+        if replicas == 1:
+            return float(step([tf.constant(a) for a in inputs], tf.constant(target), count))
+        return float(step([split(a) for a in inputs], split(target), count))
+
+    return train_step
+
+
+# -- the run --------------------------------------------------------------------------------
+
+class StopRequest:
+    """Ctrl-C or SIGTERM asks the loop to stop after the current batch (a second Ctrl-C stops at once)."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self.handle)
+            except ValueError:  # not the main thread: leave the signals alone
+                pass
+        return self
+
+    def handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def resume_settings(out_dir, **changes):
+    """The settings of the run in `out_dir`, with the few that may change on resuming changed."""
+    path = os.path.join(out_dir, CONFIG_FILE)
+    if not os.path.exists(path) or not os.path.exists(os.path.join(out_dir, CHECKPOINT_FILE)):
+        raise TitleError(f"nothing to resume in {out_dir}: no {CONFIG_FILE} and {CHECKPOINT_FILE}; "
+                         "start a run with `train` (without --resume)")
+    with open(path, encoding="utf-8") as f:
+        settings = json.load(f)["settings"]
+    for key, value in changes.items():
+        if value is not None:
+            if key not in RESUMABLE:
+                raise TitleError(f"--resume continues the run with its own settings; {key} cannot change "
+                                 f"(only {', '.join(RESUMABLE)} can)")
+            settings[key] = value
+    return settings
+
+
+def train(settings, out_dir, overwrite=False, resume=False, log=print):
+    """Train the blog's model as `settings` says, writing the run's files to `out_dir`.
+
+    Fresh runs read and check all the data (building the vocabulary) before anything is written,
+    so bad data never touches a saved model; an existing model is only replaced with
+    overwrite=True. resume=True continues the run in `out_dir` from its checkpoint (`settings`
+    then come from `resume_settings`). Returns (model, vocab, config) as they stand at the end.
+    """
+    settings = {**DEFAULTS, **settings}
+    strategy = make_strategy(settings["strategy"])
+    if not is_chief(strategy):  # other workers write their copies where nobody reads them
+        out_dir = tempfile.mkdtemp(prefix="seq2seq_title_worker_")
+    paths = {name: os.path.join(out_dir, name) for name in
+             (VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE)}
     monitor = settings["monitor"]
     if monitor not in MONITORS:
         raise TitleError(f"MONITOR must be one of {', '.join(MONITORS)}, got {monitor!r}")
-    if monitor.startswith("val_") and not dev_rows:
+    if monitor.startswith("val_") and not settings.get("dev_path"):
         raise TitleError(f"MONITOR is {monitor!r} but no dev set is given; set DEV_PATH or MONITOR = 'loss'")
     if monitor == "val_rouge_l" and not settings["val_rouge_samples"]:
         raise TitleError("MONITOR is 'val_rouge_l' but VAL_ROUGE_SAMPLES is 0; title some dev articles or "
                          "monitor 'val_loss'")
-    if dev_rows:
-        samples.append(("dev[0] " + dev_rows[0]["title"], dev_rows[0]["content"]))
+    if not resume and not overwrite and any(os.path.exists(paths[n]) for n in (WEIGHTS_FILE, CHECKPOINT_FILE)):
+        raise TitleError(f"{out_dir} already holds a trained model or a run; pass --resume to continue it, "
+                         "--overwrite to replace it, or --out DIR to train into another folder")
+    state = read_state(paths[CHECKPOINT_FILE]) if resume else None
+    if state and state["done"] and settings["epochs"] < state["epoch"]:
+        raise TitleError(f"the run in {out_dir} finished after epoch {state['epoch'] - 1} "
+                         f"({state['done']}); pass --epochs N (more than it ran) to train further")
 
-    model = compile_model(build_model(**model_args(settings, vocab)), settings["learning_rate"])
-    os.makedirs(out_dir, exist_ok=True)
-    vocab.save(os.path.join(out_dir, VOCAB_FILE))
-    config = {"settings": settings, "model": model_args(settings, vocab),
-              "vocab_fingerprint": vocab.fingerprint, "best": None, "history": []}
-    write_json(os.path.join(out_dir, CONFIG_FILE), config)
-    log(f"vocabulary: {len(vocab)} ids ({len(vocab.chars)} characters seen >= {vocab.min_count} times); "
-        f"{len(train_rows)} training and {len(dev_rows)} dev articles; {model.count_params():,} parameters")
+    fields = (settings["title_field"], settings["content_field"])
+    corpus = Corpus(settings["train_path"], settings["data_format"], fields, settings["on_bad_record"])
+    dev = (Corpus(settings["dev_path"], settings["data_format"], fields, settings["on_bad_record"])
+           if settings.get("dev_path") else None)
+    samples = read_samples(settings)
+
+    keras.utils.set_random_seed(settings["seed"])
+    if resume:
+        vocab = Vocab.load(paths[VOCAB_FILE])
+        n_train = corpus.count("checking the training data")
+        if n_train != state["articles"]:
+            raise TitleError(f"{settings['train_path']} now holds {n_train} usable articles, the run started with "
+                             f"{state['articles']}; resume with the data it started with, or start again")
+    else:
+        counted = [0]
+
+        def texts():  # the vocabulary is counted in the checking pass: one read of the corpus
+            for record in corpus.scan("reading the training data, counting tokens"):
+                counted[0] += 1
+                yield record.content
+                yield record.title
+
+        vocab = Vocab.build(texts(), settings["min_count"], tokenizer=settings["tokenizer"])
+        n_train = counted[0]
+        if not n_train:
+            raise TitleError(f"{settings['train_path']}: no usable articles")
+        vocab.source = {"path": settings["train_path"], "format": corpus.format, "articles": n_train,
+                        "sha256": file_sha256(settings["train_path"]) if os.path.isfile(settings["train_path"]) else None}
+    rouge_rows, n_dev = [], 0
+    if dev:
+        for record in dev.scan("reading the dev data"):
+            n_dev += 1
+            if len(rouge_rows) < max(settings["val_rouge_samples"], 1):
+                rouge_rows.append(record)
+        if not n_dev:
+            raise TitleError(f"{settings['dev_path']}: no usable articles")
+        samples.append(("dev[0] " + rouge_rows[0].title, rouge_rows[0].content))
+        rouge_rows = rouge_rows[:settings["val_rouge_samples"]]
+
+    if settings["mixed_precision"]:
+        if not tf.config.list_logical_devices("GPU"):
+            log("MIXED_PRECISION without a GPU: float16 runs, but slowly, on a CPU")
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with strategy.scope():
+            model = build_model(**model_args(settings, vocab))
+            optimizer = make_optimizer(settings["learning_rate"], settings["mixed_precision"])
+            optimizer.build(model.trainable_variables)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # the model keeps its own
+
+    batch_size = settings["batch_size"]
+    n_batches = count_batches(n_train, batch_size, settings["bucket_window"] if settings.get("bucket") else None)
+    steps = min(n_batches, settings["steps_per_epoch"] or n_batches)
+    if resume:
+        state = load_checkpoint(paths[CHECKPOINT_FILE], model, optimizer)
+        if state["steps_per_epoch"] != steps:
+            raise TitleError(f"the run had {state['steps_per_epoch']} batches per epoch, these settings give "
+                             f"{steps}; resume with the settings it started with")
+        config = {"settings": settings, "model": model_args(settings, vocab), "vocab_fingerprint": vocab.fingerprint,
+                  "best": state["best"], "history": state["history"], "skipped": state.get("skipped")}
+        state["done"] = None
+        log(f"resuming {out_dir} at epoch {state['epoch']}, step {state['step']} of {steps}")
+    else:
+        os.makedirs(out_dir, exist_ok=True)
+        for name in (WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE):  # a replaced run's files
+            if os.path.exists(paths[name]):
+                os.remove(paths[name])
+        vocab.save(paths[VOCAB_FILE])
+        skipped = {"train": len(corpus.skipped), "dev": len(dev.skipped) if dev else 0}
+        config = {"settings": settings, "model": model_args(settings, vocab), "vocab_fingerprint": vocab.fingerprint,
+                  "best": None, "history": [], "skipped": skipped}
+        write_json(paths[CONFIG_FILE], config)
+        state = {"epoch": 1, "step": 0, "loss_sum": 0.0, "history": [], "best": None, "articles": n_train,
+                 "steps_per_epoch": steps, "steps_logged": 0, "skipped": skipped, "done": None}
+        with open(paths[STEPS_FILE], "w", encoding="utf-8") as f:
+            f.write("epoch,step,loss\n")
+        save_checkpoint(paths[CHECKPOINT_FILE], model, optimizer, state)
+    log(f"vocabulary: {len(vocab)} ids ({len(vocab.chars)} {'characters' if vocab.tokenizer == 'char' else 'words'} "
+        f"seen >= {vocab.min_count} times); {n_train} training and {n_dev} dev articles; "
+        f"{model.count_params():,} parameters; {steps} batches per epoch"
+        + (f" on {strategy.num_replicas_in_sync} devices" if strategy.num_replicas_in_sync > 1 else ""))
 
     titler = make_titler(model, vocab, settings)
-    rouge_rows = dev_rows[:settings["val_rouge_samples"]]
-    rng = np.random.default_rng(settings["seed"]) if settings["shuffle"] else None
-    n_batches = -(-len(train_rows) // settings["batch_size"])
-    steps = min(n_batches, settings["steps_per_epoch"] or n_batches)
+    train_step = make_train_step(model, optimizer, strategy)
+    summaries = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard")) if settings["tensorboard"] else None
     better = MONITORS[monitor]
-    best, best_epoch = None, 0
-    for epoch in range(1, settings["epochs"] + 1):
-        start = time.perf_counter()
-        losses = []
-        bar = tqdm(batches(columns, settings["batch_size"], rng), total=steps,
-                   desc=f"epoch {epoch}/{settings['epochs']}", unit="batch")
-        for step, batch in enumerate(bar, 1):
-            losses.append(float(model.train_on_batch(*model_inputs(*batch))))
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
-            if step == steps:
+    history = state["history"]
+    best_epoch = state["best"]["epoch"] if state["best"] else 0
+    steps_log = _reopen_steps(paths[STEPS_FILE], state["steps_logged"])
+    with steps_log, StopRequest() as stop:
+        for epoch in range(state["epoch"], settings["epochs"] + 1):
+            step, loss_sum = state["step"], state["loss_sum"]
+            batches = itertools.islice(epoch_batches(corpus, vocab, settings, epoch), step, steps)  # skip done ones
+            start = time.perf_counter()
+            with tqdm(batches, total=steps, initial=step, desc=f"epoch {epoch}/{settings['epochs']}",
+                      unit="batch") as bar:
+                for batch in bar:
+                    loss = train_step(batch)
+                    step, loss_sum = step + 1, loss_sum + loss
+                    steps_log.write(f"{epoch},{step},{loss:.9g}\n")
+                    bar.set_postfix(loss=f"{loss_sum / step:.4f}")
+                    if summaries:
+                        with summaries.as_default():
+                            tf.summary.scalar("batch_loss", loss, step=(epoch - 1) * steps + step)
+                    if stop.requested or (settings["checkpoint_steps"] and step % settings["checkpoint_steps"] == 0
+                                          and step < steps):
+                        steps_log.flush()
+                        state.update(epoch=epoch, step=step, loss_sum=loss_sum, steps_logged=steps_log.count)
+                        save_checkpoint(paths[CHECKPOINT_FILE], model, optimizer, state)
+                        if stop.requested:
+                            bar.close()
+                            raise Interrupted(f"interrupted at epoch {epoch}, step {step}: checkpoint saved in "
+                                              f"{paths[CHECKPOINT_FILE]}; `train --resume` continues from there")
+            seconds = time.perf_counter() - start
+            logs = {"epoch": epoch, "loss": loss_sum / max(step, 1), "seconds": round(seconds, 1),
+                    "articles_per_s": round((step - state["step"]) * batch_size / max(seconds, 1e-9), 1)}
+            if dev:
+                logs["val_loss"] = dev_loss(model, epoch_batches(dev, vocab, {**settings, "shuffle": False,
+                                                                               "bucket": False}, 0))
+            if rouge_rows:  # ROUGE-L of the titles the model writes for a sample of the dev set
+                titles = titler([r.content for r in rouge_rows])
+                logs["val_rouge_l"] = corpus_scores(titles, [r.title for r in rouge_rows])["rouge-l"]
+            log(f"epoch {epoch}: " + "  ".join(f"{k} {logs[k]:.4f}" for k in MONITORS if k in logs)
+                + f"  ({seconds:.0f} s training, {logs['articles_per_s']:.0f} articles/s)")
+            for (name, _), title in zip(samples, titler([c for _, c in samples])):  # watch the titles improve
+                log(f"  [{name}] {title}")
+            history.append(logs)
+            if state["best"] is None or better(logs[monitor], state["best"]["value"]) == logs[monitor]:
+                best_epoch = epoch  # ties count as better, as the blog's <=
+                state["best"] = {"epoch": epoch, "monitor": monitor, "value": logs[monitor]}
+                save_weights(model, paths[WEIGHTS_FILE])
+                log(f"  saved {paths[WEIGHTS_FILE]} ({monitor} {logs[monitor]:.4f})")
+            if summaries:
+                with summaries.as_default():
+                    for key in ("loss", "val_loss", "val_rouge_l"):
+                        if key in logs:
+                            tf.summary.scalar(key, logs[key], step=epoch)
+                summaries.flush()
+            config.update(best=state["best"], history=history)
+            write_json(paths[CONFIG_FILE], config)
+            write_metrics(paths[METRICS_FILE], history)
+            if settings["patience"] and epoch - best_epoch >= settings["patience"]:
+                log(f"  stopping: no better {monitor} for {settings['patience']} epochs")
+                state["done"] = f"no better {monitor} for {settings['patience']} epochs"
+            elif epoch == settings["epochs"]:
+                state["done"] = f"{epoch} epochs"
+            steps_log.flush()
+            state.update(epoch=epoch + 1, step=0, loss_sum=0.0, steps_logged=steps_log.count)
+            save_checkpoint(paths[CHECKPOINT_FILE], model, optimizer, state)
+            if state["done"]:
                 break
-        bar.close()
-        train_seconds = time.perf_counter() - start
-        logs = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(train_seconds, 1)}
-        if dev_rows:
-            logs["val_loss"] = dev_loss(model, dev_columns, settings["batch_size"])
-        if rouge_rows:  # ROUGE-L of the titles the model writes for a sample of the dev set
-            titles = titler([r["content"] for r in rouge_rows])
-            logs["val_rouge_l"] = corpus_scores(titles, [r["title"] for r in rouge_rows])["rouge-l"]
-        log(f"epoch {epoch}: " + "  ".join(f"{k} {logs[k]:.4f}" for k in MONITORS if k in logs)
-            + f"  ({train_seconds:.0f} s training)")
-        for (name, _), title in zip(samples, titler([c for _, c in samples])):  # watch the titles improve
-            log(f"  [{name}] {title}")
-        config["history"].append(logs)
-        if best is None or better(logs[monitor], best) == logs[monitor]:  # ties count as better, as the blog's <=
-            best, best_epoch = logs[monitor], epoch
-            save_weights(model, weights_path)
-            config["best"] = {"epoch": epoch, "monitor": monitor, "value": best}
-            log(f"  saved {weights_path} ({monitor} {best:.4f})")
-        write_json(os.path.join(out_dir, CONFIG_FILE), config)
-        if settings["patience"] and epoch - best_epoch >= settings["patience"]:
-            log(f"  stopping: no better {monitor} for {settings['patience']} epochs")
-            break
+    skipped = config.get("skipped") or {}
+    if any(skipped.values()):
+        log(f"skipped {skipped['train']} bad training and {skipped['dev']} bad dev records (listed above, by file "
+            "and line)")
     return model, vocab, config
+
+
+DEFAULTS = {  # settings older runs and callers may lack: the behaviour before they existed
+    "data_format": "auto", "title_field": "title", "content_field": "content", "on_bad_record": "stop",
+    "tokenizer": "char", "shuffle_buffer": 10000, "bucket": False, "bucket_window": 100, "checkpoint_steps": 0,
+    "strategy": "auto", "mixed_precision": False, "tensorboard": False,
+}
+
+
+def _reopen_steps(path, keep):
+    """steps.csv open for appending, cut back to its header and the first `keep` batches (a
+    resumed run drops the lines the interrupted one wrote after its checkpoint)."""
+    with open(path, encoding="utf-8") as f:
+        lines = list(itertools.islice(f, keep + 1))
+    f = open(path, "w", encoding="utf-8")
+    f.writelines(lines)
+    return _Lines(f, len(lines) - 1)
+
+
+class _Lines:
+    """A text file that counts the lines written to it."""
+
+    def __init__(self, f, count):
+        self.f, self.count = f, count
+
+    def write(self, line):
+        self.f.write(line)
+        self.count += 1
+
+    def flush(self):
+        self.f.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def write_metrics(path, history):
+    """One CSV row per epoch: its number, losses, dev ROUGE-L, seconds and speed."""
+    columns = [c for c in ("epoch", "loss", "val_loss", "val_rouge_l", "seconds", "articles_per_s")
+               if any(c in h for h in history)]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(history)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(out.getvalue())
+    os.replace(tmp, path)
 
 
 def save_weights(model, path):

@@ -1,0 +1,151 @@
+"""Corpora on disk -> a stream of (title, content) records, one at a time, never the whole corpus.
+
+Three layouts are read:
+- "jsonl": one JSON object per line, the title and content under configurable field names;
+- "tsv": `title<TAB>content` per line (the CLGE benchmark's layout; further tabs belong to the content);
+- "thucnews": a folder tree of `.txt` files, one article each, its first non-empty line the title
+  and the rest the content (THUCNews, the blog's corpus), files in natural name order.
+
+A record that cannot be read (bytes that are not UTF-8, malformed JSON, a missing or empty field,
+a line without a tab) comes out as a Record with `error` set and `where` naming the file and line,
+so the caller decides to stop or skip; nothing is dropped silently. Every text passes `clean`.
+"""
+import json
+import os
+import re
+import unicodedata
+from typing import NamedTuple
+
+from .data import TitleError
+
+FORMATS = ("jsonl", "tsv", "thucnews")
+
+
+class Record(NamedTuple):
+    where: str  # "file:line" (or the file, for a THUCNews article)
+    title: str = None
+    content: str = None
+    error: str = None  # why the record is unusable; None when it is good
+
+
+def clean(text):
+    """Control characters (Unicode category Cc: tabs, newlines, NUL, escapes) become spaces.
+
+    They carry no meaning in a title and would otherwise enter the vocabulary or break a line-based
+    file; the shipped corpora hold none, so the blog's training data is unchanged by this.
+    """
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+
+
+def detect_format(path, fmt="auto"):
+    """The layout of `path`: `fmt` itself, or with "auto" a folder -> thucnews, *.tsv -> tsv,
+    anything else -> jsonl."""
+    if fmt != "auto":
+        if fmt not in FORMATS:
+            raise TitleError(f"unknown data format {fmt!r}; expected auto or one of {', '.join(FORMATS)}")
+        return fmt
+    if os.path.isdir(path):
+        return "thucnews"
+    return "tsv" if path.lower().endswith(".tsv") else "jsonl"
+
+
+def read_records(path, fmt="auto", fields=("title", "content")):
+    """Stream the records of a corpus: Record(where, title, content, error) for every article.
+
+    fields: the JSON Lines field names of the title and the content.
+    """
+    fmt = detect_format(path, fmt)
+    if fmt == "thucnews":
+        if not os.path.isdir(path):
+            raise TitleError(f"{path}: not a folder; a THUCNews-style corpus is a folder of .txt files")
+        return _thucnews(path)
+    if not os.path.isfile(path):
+        expected = ('a JSON Lines file of {"%s": ..., "%s": ...} objects' % fields if fmt == "jsonl"
+                    else "a TSV file of title<TAB>content lines")
+        raise TitleError(f"{path}: no such file; expected {expected}")
+    return _lines(path, fmt, fields)
+
+
+def _lines(path, fmt, fields):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield Record(where, error=f"not UTF-8 ({e.reason} at byte {e.start}); re-save the file as UTF-8")
+                continue
+            if not line.strip():
+                continue  # a blank line holds no article
+            if fmt == "tsv":
+                title, tab, content = line.rstrip("\r\n").partition("\t")
+                if not tab:
+                    yield Record(where, error="no tab; expected title<TAB>content")
+                    continue
+                yield _checked(where, {"title": title, "content": content}, ("title", "content"))
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield Record(where, error=f"not valid JSON ({e.msg} at column {e.colno}); expected one "
+                                          '{"%s": ..., "%s": ...} object per line' % fields)
+                continue
+            if not isinstance(row, dict):
+                yield Record(where, error=f"expected a JSON object, got {type(row).__name__}")
+                continue
+            yield _checked(where, row, fields)
+
+
+def _checked(where, row, fields):
+    """A Record of row's two fields, cleaned, or the reason they are unusable."""
+    texts = []
+    for field in fields:
+        value = row.get(field)
+        text = clean(value) if isinstance(value, str) else None
+        if text is None or not text.strip():
+            got = "missing" if field not in row else repr(value)[:40]
+            return Record(where, error=f"field {field!r} must be a non-empty string, got {got}")
+        texts.append(text)
+    return Record(where, *texts)
+
+
+def _natural(name):
+    """Sort key putting 2.txt before 10.txt."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _thucnews(root):
+    """The .txt files under root, walked in natural name order, one folder listing at a time."""
+    for folder, dirs, files in os.walk(root):
+        dirs.sort(key=_natural)
+        for name in sorted((n for n in files if n.endswith(".txt")), key=_natural):
+            path = os.path.join(folder, name)
+            try:
+                with open(path, "rb") as f:
+                    text = f.read().decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield Record(path, error=f"not UTF-8 ({e.reason} at byte {e.start}); re-save the file as UTF-8")
+                continue
+            except OSError as e:
+                yield Record(path, error=f"cannot be read ({e.strerror})")
+                continue
+            lines = [line.strip() for line in text.splitlines()]
+            lines = [line for line in lines if line]
+            if len(lines) < 2:
+                yield Record(path, error="expected a title line and at least one line of content")
+                continue
+            # paragraphs are joined without a separator: the article as one run of characters
+            yield _checked(path, {"title": lines[0], "content": "".join(lines[1:])}, ("title", "content"))
+
+
+def read_jsonl(path, fields=("title", "content")):
+    """A small JSON Lines file (a dev set, the sample articles) as a list of {field: text} dicts;
+    any bad line is an error naming the file and line."""
+    rows = []
+    for record in read_records(path, "jsonl", fields):
+        if record.error:
+            raise TitleError(f"{record.where}: {record.error}")
+        rows.append(dict(zip(fields, (record.title, record.content))))
+    if not rows:
+        raise TitleError(f"{path}: no articles in the file")
+    return rows
