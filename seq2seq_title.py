@@ -18,7 +18,7 @@ from tqdm import tqdm  # noqa: E402
 
 import config  # noqa: E402
 from titlegen.data import TitleError, write_json  # noqa: E402 (numpy only: quick to import)
-from titlegen.sources import read_jsonl  # noqa: E402
+from titlegen.sources import clean, read_jsonl  # noqa: E402
 from titlegen.decode import check_article  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,8 +104,8 @@ def read_articles(source):
                 if not isinstance(line, str):
                     yield lineno, None, 'no "content" string in the JSON object'
                     continue
-            if not line.strip():
-                yield lineno, None, "empty article"
+            if not clean(line).strip():
+                yield lineno, None, "empty article (nothing but spaces or control characters)"
                 continue
             yield lineno, line, None
 

@@ -203,12 +203,9 @@ def bucketed(examples, batch_size, window, rng):
             yield group[i]
 
 
-def count_batches(n, batch_size, window=None):
-    """How many batches `n` examples make, plainly or bucketed by runs of `window` batches."""
-    if not window:
-        return -(-n // batch_size)
-    full, rest = divmod(n, batch_size * window)
-    return full * window + -(-rest // batch_size)
+def count_batches(n, batch_size):
+    """How many batches `n` examples make (bucketing too: each window is a whole number of batches)."""
+    return -(-n // batch_size)
 
 
 def padded(batch):

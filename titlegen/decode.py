@@ -3,6 +3,7 @@ its decoding options, and Titler: articles -> titles with either decoder."""
 import numpy as np
 
 from .data import END, START, TitleError
+from .sources import clean
 
 
 def top_k(x, k):
@@ -118,9 +119,14 @@ def naive_next_probs(model, article_ids, topk, extended_ids=None):
 
 
 def check_article(article):
-    if not article.strip():
+    """An article must be text with something in it besides spaces and control characters."""
+    if not isinstance(article, str) or not clean(article).strip():
         raise TitleError("the article is empty; pass the article's text, e.g. "
                          'python seq2seq_title.py generate "文章内容"')
+    try:
+        article.encode("utf-8")
+    except UnicodeEncodeError as e:  # lone surrogates: bytes the terminal could not decode
+        raise TitleError(f"the article is not valid UTF-8 text (at character {e.start}); pass it as UTF-8") from None
 
 
 DECODERS = ("naive", "incremental")
@@ -155,6 +161,7 @@ class Titler:
         """A list of article texts -> their titles, in order."""
         for article in articles:
             check_article(article)
+        articles = [clean(a) for a in articles]  # control characters read as spaces, as in training
         ids = [self.vocab.encode(a, self.maxlen) for a in articles]
         if self.copy:  # the articles' extended ids, and the characters their temporary ids stand for
             extended, oovs = zip(*(self.vocab.encode_extended(a, self.maxlen) for a in articles))

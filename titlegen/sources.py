@@ -16,9 +16,13 @@ import re
 import unicodedata
 from typing import NamedTuple
 
-from .data import TitleError
+import numpy as np
+from tqdm import tqdm
+
+from .data import TitleError, bucketed, chunked, encode_example, padded, shuffled
 
 FORMATS = ("jsonl", "tsv", "thucnews")
+ON_BAD = ("stop", "skip")
 
 
 class Record(NamedTuple):
@@ -149,3 +153,54 @@ def read_jsonl(path, fields=("title", "content")):
     if not rows:
         raise TitleError(f"{path}: no articles in the file")
     return rows
+
+
+class Corpus:
+    """A corpus on disk (JSON Lines, TSV or a THUCNews-style folder), read anew at every pass."""
+
+    def __init__(self, path, fmt="auto", fields=("title", "content"), on_bad="stop"):
+        if on_bad not in ON_BAD:
+            raise TitleError(f"ON_BAD_RECORD must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
+        self.path, self.format, self.fields, self.on_bad = path, detect_format(path, fmt), tuple(fields), on_bad
+        self.skipped = 0  # bad records the last scan reported and left out
+
+    def records(self):
+        """The good records, in stored order (bad ones were reported by `scan`)."""
+        return (r for r in read_records(self.path, self.format, self.fields) if r.error is None)
+
+    def scan(self, desc):
+        """One checking pass over every record, with a progress bar: yields the good ones.
+
+        A bad record stops everything with an error naming its file and line (on_bad "stop",
+        before anything is written) or is reported, counted in `skipped` and left out ("skip").
+        """
+        self.skipped = 0
+        with tqdm(read_records(self.path, self.format, self.fields), desc=desc, unit=" articles") as bar:
+            for record in bar:
+                if record.error is None:
+                    yield record
+                elif self.on_bad == "stop":
+                    raise TitleError(f"{record.where}: {record.error}. Fix the record, or set ON_BAD_RECORD = "
+                                     "'skip' (train --skip-bad) to leave such records out")
+                else:
+                    self.skipped += 1
+                    bar.write(f"skipped {record.where}: {record.error}")
+
+    def count(self, desc):
+        return sum(1 for _ in self.scan(desc))
+
+
+def epoch_batches(corpus, vocab, settings, epoch):
+    """The padded batches of one epoch. The order depends on the seed and the epoch alone, so a
+    resumed run sees the very batches the interrupted one would have."""
+    rng = np.random.default_rng([settings["seed"], epoch])
+    records = corpus.records()
+    if settings["shuffle"]:
+        records = shuffled(records, settings["shuffle_buffer"], rng)
+    examples = (encode_example(vocab, r.title, r.content, settings["maxlen"], settings.get("copy", False))
+                for r in records)
+    if settings.get("bucket"):
+        groups = bucketed(examples, settings["batch_size"], settings["bucket_window"], rng)
+    else:
+        groups = chunked(examples, settings["batch_size"])
+    return (padded(group) for group in groups)

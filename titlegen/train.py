@@ -24,19 +24,17 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, read_state, save_checkpoint
-from .data import (PAD, TitleError, Vocab, bucketed, chunked, count_batches, encode_example, file_sha256, padded,
-                   shuffled, write_json)
+from .data import PAD, TitleError, Vocab, count_batches, file_sha256, write_json
 from .decode import Titler
 from .metrics import corpus_scores
 from .model import MAX_TITLE_LEN, build_model, real_targets, summed_title_loss
-from .sources import detect_format, read_jsonl, read_records
+from .sources import Corpus, epoch_batches, read_jsonl
 
 VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE = "vocab.json", "config.json", "model.weights.h5"
 CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE = "checkpoint.npz", "metrics.csv", "steps.csv"
 
 MONITORS = {"loss": min, "val_loss": min, "val_rouge_l": max}  # what "best" means for each
 STRATEGIES = ("auto", "mirrored", "multiworker")
-ON_BAD = ("stop", "skip")
 # settings a resumed run may change: they do not alter the model, the data or its order
 RESUMABLE = ("epochs", "patience", "checkpoint_steps", "tensorboard")
 
@@ -63,59 +61,6 @@ def model_inputs(x, y, *extended):
     """Teacher forcing: the model reads the article and y[:, :-1] (and, copying, the article's
     extended ids) and is scored on y[:, 1:]."""
     return [x, y[:, :-1], *extended], y[:, 1:]
-
-
-# -- the corpus as a stream ------------------------------------------------------------------
-
-class Corpus:
-    """A corpus on disk (JSON Lines, TSV or a THUCNews-style folder), read anew at every pass."""
-
-    def __init__(self, path, fmt="auto", fields=("title", "content"), on_bad="stop"):
-        if on_bad not in ON_BAD:
-            raise TitleError(f"ON_BAD_RECORD must be one of {', '.join(ON_BAD)}, got {on_bad!r}")
-        self.path, self.format, self.fields, self.on_bad = path, detect_format(path, fmt), tuple(fields), on_bad
-        self.skipped = []  # (where, why) of every bad record the scan skipped
-
-    def records(self):
-        """The good records, in stored order (bad ones were reported by `scan`)."""
-        return (r for r in read_records(self.path, self.format, self.fields) if r.error is None)
-
-    def scan(self, desc):
-        """One checking pass over every record, with a progress bar: yields the good ones.
-
-        A bad record stops everything with an error naming its file and line (on_bad "stop",
-        before anything is written) or is reported, counted in `skipped` and left out ("skip").
-        """
-        self.skipped = []
-        with tqdm(read_records(self.path, self.format, self.fields), desc=desc, unit=" articles") as bar:
-            for record in bar:
-                if record.error is None:
-                    yield record
-                elif self.on_bad == "stop":
-                    raise TitleError(f"{record.where}: {record.error}. Fix the record, or set ON_BAD_RECORD = "
-                                     "'skip' (train --skip-bad) to leave such records out")
-                else:
-                    self.skipped.append((record.where, record.error))
-                    bar.write(f"skipped {record.where}: {record.error}")
-
-    def count(self, desc):
-        return sum(1 for _ in self.scan(desc))
-
-
-def epoch_batches(corpus, vocab, settings, epoch):
-    """The padded batches of one epoch. The order depends on the seed and the epoch alone, so a
-    resumed run sees the very batches the interrupted one would have."""
-    rng = np.random.default_rng([settings["seed"], epoch])
-    records = corpus.records()
-    if settings["shuffle"]:
-        records = shuffled(records, settings["shuffle_buffer"], rng)
-    examples = (encode_example(vocab, r.title, r.content, settings["maxlen"], settings.get("copy", False))
-                for r in records)
-    if settings.get("bucket"):
-        groups = bucketed(examples, settings["batch_size"], settings["bucket_window"], rng)
-    else:
-        groups = chunked(examples, settings["batch_size"])
-    return (padded(group) for group in groups)
 
 
 def dev_loss(model, batches):
@@ -333,7 +278,7 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
         keras.mixed_precision.set_global_policy("float32")  # the model keeps its own
 
     batch_size = settings["batch_size"]
-    n_batches = count_batches(n_train, batch_size, settings["bucket_window"] if settings.get("bucket") else None)
+    n_batches = count_batches(n_train, batch_size)
     steps = min(n_batches, settings["steps_per_epoch"] or n_batches)
     if resume:
         state = load_checkpoint(paths[CHECKPOINT_FILE], model, optimizer)
@@ -350,7 +295,7 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
             if os.path.exists(paths[name]):
                 os.remove(paths[name])
         vocab.save(paths[VOCAB_FILE])
-        skipped = {"train": len(corpus.skipped), "dev": len(dev.skipped) if dev else 0}
+        skipped = {"train": corpus.skipped, "dev": dev.skipped if dev else 0}
         config = {"settings": settings, "model": model_args(settings, vocab), "vocab_fingerprint": vocab.fingerprint,
                   "best": None, "history": [], "skipped": skipped}
         write_json(paths[CONFIG_FILE], config)
