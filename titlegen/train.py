@@ -397,7 +397,7 @@ def _reopen_steps(path, keep):
     resumed run drops the lines the interrupted one wrote after its checkpoint)."""
     with open(path, encoding="utf-8") as f:
         lines = list(itertools.islice(f, keep + 1))
-    f = open(path, "w", encoding="utf-8")
+    f = open(path, "w", encoding="utf-8", buffering=1)  # line by line: a crash loses no finished batch
     f.writelines(lines)
     return _Lines(f, len(lines) - 1)
 
