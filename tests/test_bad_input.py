@@ -1,0 +1,105 @@
+import json
+import os
+
+import pytest
+
+from conftest import ALPHABET, last_line, make_corpus, run_cli, tiny_settings, write_jsonl
+from seq2seq_title import main
+from titlegen.data import TitleError, Vocab, tokenize
+from titlegen.decode import Titler
+from titlegen.train import CONFIG_FILE, VOCAB_FILE, load_trained, train
+
+MILLION = "春夏秋冬" * 250_000
+
+
+def corpus_with_every_kind_of_bad_line(path):
+    """Good lines (one a million characters long, one of characters seen once, one with control
+    characters) and, at lines 3 to 7, five records that cannot be read."""
+    good = [json.dumps(r, ensure_ascii=False).encode() for r in make_corpus(40, seed=5)]
+    lines = good[:2] + [
+        '{"title": "春", "content": '.encode(),  # 3: malformed JSON
+        '{"content": "春夏秋冬"}'.encode(),  # 4: no title
+        '{"title": "", "content": "春夏"}'.encode(),  # 5: an empty title
+        '{"title": "春", "content": "夏秋"}'.encode("gbk"),  # 6: not UTF-8
+        '{"title": "\\u0000\\u0007", "content": "春夏"}'.encode(),  # 7: only control characters
+        json.dumps({"title": "春夏", "content": MILLION}).encode(),  # 8: a million characters
+        json.dumps({"title": "甲乙", "content": "丙丁戊己庚"}, ensure_ascii=False).encode(),  # 9: rare characters
+        json.dumps({"title": "春\t夏", "content": "春\x1b[1m夏\r\n秋"}).encode(),  # 10: control characters
+    ] + good[2:]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return str(path)
+
+
+def test_train_skips_bad_records_reporting_each(tmp_path, corpus, capsys):
+    train_path = corpus_with_every_kind_of_bad_line(tmp_path / "messy.jsonl")
+    logs = []
+    _, vocab, config = train(tiny_settings(train_path, corpus[1], on_bad_record="skip", min_count=2,
+                                           steps_per_epoch=None), str(tmp_path / "m"), log=logs.append)
+    captured = capsys.readouterr()
+    reported = captured.out + captured.err
+    for line, why in [(3, "not valid JSON"), (4, "field 'title' must be a non-empty string, got missing"),
+                      (5, "field 'title' must be a non-empty string, got ''"), (6, "not UTF-8"),
+                      (7, "field 'title' must be a non-empty string")]:
+        assert f"skipped {train_path}:{line}: {why}" in reported
+    assert config["skipped"] == {"train": 5, "dev": 0}
+    assert json.load(open(os.path.join(tmp_path, "m", VOCAB_FILE), encoding="utf-8"))["source"]["articles"] == 43
+    assert "skipped 5 bad training and 0 bad dev records (listed above, by file and line)" in logs
+    assert "甲" not in vocab.char2id and "\x1b" not in vocab.char2id  # seen once; a control character (cleaned)
+
+
+def test_train_stops_at_the_first_bad_record_and_touches_nothing(tmp_path, corpus):
+    out = str(tmp_path / "m")
+    train(tiny_settings(*corpus), out, log=lambda _: None)
+    before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
+    train_path = corpus_with_every_kind_of_bad_line(tmp_path / "messy.jsonl")
+    with pytest.raises(TitleError, match=rf"messy.jsonl:3: not valid JSON .*ON_BAD_RECORD = 'skip'"):
+        train(tiny_settings(train_path, corpus[1]), out, overwrite=True, log=lambda _: None)
+    assert before == {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
+    assert not os.path.exists(tmp_path / "fresh")
+    with pytest.raises(TitleError, match="messy.jsonl:3"):
+        train(tiny_settings(train_path, corpus[1]), str(tmp_path / "fresh"), log=lambda _: None)
+    assert not os.path.exists(tmp_path / "fresh")
+
+
+def test_generate_gives_a_title_or_a_one_line_error_for_every_bad_input(tmp_path, cli_model):
+    out, _ = cli_model
+    articles = tmp_path / "bad.txt"
+    articles.write_bytes(b"\n".join([MILLION.encode(), "甲乙丙丁".encode(), "\x01\x02\x1b".encode(),
+                                     "春\x1b[1m夏\x00秋".encode(), "春夏秋".encode("gbk"), "日月".encode()]) + b"\n")
+    result = run_cli("generate", "--file", str(articles), "--model", out, "--jsonl")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [("title" in r, r.get("error", "")[:13]) for r in rows] == [
+        (True, ""), (True, ""), (False, "empty article"), (True, ""), (False, "not UTF-8"), (True, "")]
+    assert all(set(r["title"]) <= set(ALPHABET) for r in rows if "title" in r)
+    assert f"{articles}:3: empty article" in result.stderr and f"{articles}:5: not UTF-8" in result.stderr
+
+    control = run_cli("generate", "\x01\x02", "--model", out)
+    assert control.returncode == 2 and last_line(control.stderr) == (
+        'error: the article is empty; pass the article\'s text, e.g. python seq2seq_title.py generate "文章内容"')
+
+
+def test_word_tokenizer_travels_with_the_model(tmp_path, capsys):
+    assert tokenize("我爱北京天安门", "word") == ["我", "爱", "北京", "天安门"]  # jieba's own example
+    sentences = ["北京天安门", "上海东方明珠", "广州塔"]  # jieba: 北京|天安门, 上海|东方明珠, 广州|塔
+    rows = [{"title": sentences[i % 3], "content": "".join(sentences[(i + j) % 3] for j in range(3))}
+            for i in range(24)]
+    train_path = write_jsonl(tmp_path / "words.jsonl", rows)
+    out = str(tmp_path / "m")
+    _, vocab, _ = train(tiny_settings(train_path, None, monitor="loss", tokenizer="word", epochs=2,
+                                      steps_per_epoch=None), out, log=lambda _: None)
+    saved = Vocab.load(os.path.join(out, VOCAB_FILE))
+    assert saved.tokenizer == "word" and set(saved.chars) == {"北京", "天安门", "上海", "东方明珠", "广州", "塔"}
+    assert saved.fingerprint != Vocab(saved.chars, 1).fingerprint  # the same tokens as characters are another vocabulary
+    assert saved.encode("北京天安门深圳", 400) == [saved.char2id["北京"], saved.char2id["天安门"], 1]  # 深圳: unknown
+    model, loaded, config = load_trained(out)
+    assert config["settings"]["tokenizer"] == "word"
+    title = Titler(model, loaded, 400, "naive", 3, 6)(["上海东方明珠北京"])[0]
+    capsys.readouterr()
+    assert main(["generate", "上海东方明珠北京", "--model", out, "--decoder", "naive", "--max-len", "6"]) == 0
+    assert capsys.readouterr().out.strip() == title
+    words = sorted(saved.chars, key=len, reverse=True)
+    rest = title
+    for word in words:
+        rest = rest.replace(word, "")
+    assert title and rest == ""  # made of whole words
