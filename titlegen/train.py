@@ -221,6 +221,11 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
     if not resume and not overwrite and any(os.path.exists(paths[n]) for n in (WEIGHTS_FILE, CHECKPOINT_FILE)):
         raise TitleError(f"{out_dir} already holds a trained model or a run; pass --resume to continue it, "
                          "--overwrite to replace it, or --out DIR to train into another folder")
+    if settings["tensorboard"]:
+        try:
+            import tensorboard  # noqa: F401 (tf.summary writes through it)
+        except ImportError:
+            raise TitleError("TENSORBOARD = True needs the tensorboard package: pip install tensorboard") from None
     state = read_state(paths[CHECKPOINT_FILE]) if resume else None
     if state and state["done"] and settings["epochs"] < state["epoch"]:
         raise TitleError(f"the run in {out_dir} finished after epoch {state['epoch'] - 1} "

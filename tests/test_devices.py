@@ -1,0 +1,87 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import ROOT, tiny_settings
+from titlegen.data import TitleError
+from titlegen.train import load_trained, make_strategy, train
+
+MIRRORED = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, {root!r})
+import keras
+from titlegen.data import pad
+from titlegen.model import build_model
+from titlegen.train import make_optimizer, make_train_step
+
+rng = np.random.default_rng(0)
+# five articles (an odd batch: the replicas get 3 and 2) of different lengths, titles of different lengths
+x = pad([list(rng.integers(4, 12, n)) for n in (7, 3, 9, 5, 2)])
+y = pad([[2] + list(rng.integers(4, 12, n)) + [3] for n in (4, 1, 3, 5, 2)])
+keras.utils.set_random_seed(3)
+weights = build_model(12, 8, 16).get_weights()
+out = {{}}
+for name, strategy in [("one", tf.distribute.get_strategy()),
+                       ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+    with strategy.scope():
+        model = build_model(12, 8, 16)
+        optimizer = make_optimizer(1e-2, False)
+        optimizer.build(model.trainable_variables)
+    model.set_weights(weights)
+    step = make_train_step(model, optimizer, strategy)
+    out[name] = {{"replicas": strategy.num_replicas_in_sync, "losses": [step((x, y)) for _ in range(2)],
+                 "weights": [w.tolist() for w in model.get_weights()]}}
+print(json.dumps(out))
+"""
+
+
+def test_two_replica_mirrored_strategy_gives_the_single_device_loss():
+    result = subprocess.run([sys.executable, "-c", MIRRORED.format(root=ROOT)], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.splitlines()[-1])
+    assert out["one"]["replicas"] == 1 and out["two"]["replicas"] == 2
+    # the loss of the first batch, and after one Adam step on it the second
+    np.testing.assert_allclose(out["two"]["losses"], out["one"]["losses"], rtol=1e-6)
+    assert out["one"]["losses"][1] < out["one"]["losses"][0]
+    for a, b in zip(out["one"]["weights"], out["two"]["weights"]):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_precision_trains_in_float16_with_float32_probabilities(tmp_path, corpus):
+    runs = {}
+    for mixed in (False, True):
+        model, _, config = train(tiny_settings(*corpus, mixed_precision=mixed, steps_per_epoch=None, epochs=2),
+                                 str(tmp_path / f"m{mixed}"), log=lambda _: None)
+        runs[mixed] = [h["loss"] for h in config["history"]]
+        assert model.get_layer("decoder_1").compute_dtype == ("float16" if mixed else "float32")
+        assert model.get_layer("probs").compute_dtype == "float32"
+        assert model.get_layer("embedding").variable_dtype == "float32"  # float32 master weights
+    assert keras.mixed_precision.global_policy().name == "float32"  # left as it was
+    assert all(np.isfinite(runs[True])) and runs[True][1] < runs[True][0]
+    np.testing.assert_allclose(runs[True], runs[False], rtol=1e-2)  # float16 rounding, not another model
+    model, _, _ = load_trained(str(tmp_path / "mTrue"))  # the weights reload as a float32 model
+    assert model.get_layer("decoder_1").compute_dtype == "float32"
+
+
+def test_tensorboard_and_metrics_files(tmp_path, corpus):
+    out = str(tmp_path / "m")
+    train(tiny_settings(*corpus, tensorboard=True, epochs=2), out, log=lambda _: None)
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(os.path.join(out, "tensorboard")))
+    with open(os.path.join(out, "metrics.csv"), encoding="utf-8") as f:
+        header, *rows = f.read().splitlines()
+    assert header == "epoch,loss,val_loss,seconds,articles_per_s" and [r.split(",")[0] for r in rows] == ["1", "2"]
+
+
+def test_unknown_strategy_is_an_error():
+    with pytest.raises(TitleError, match="STRATEGY must be one of auto, mirrored, multiworker"):
+        make_strategy("horovod")
