@@ -18,7 +18,7 @@ from tqdm import tqdm  # noqa: E402
 
 import config  # noqa: E402
 from titlegen.data import TitleError, write_json  # noqa: E402 (numpy only: quick to import)
-from titlegen.sources import clean, read_jsonl  # noqa: E402
+from titlegen.sources import clean, read_all  # noqa: E402
 from titlegen.decode import check_article  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -171,7 +171,8 @@ def cmd_evaluate(args, settings):
     data = args.data or settings["dev_path"]
     if not data:
         raise TitleError("nothing to evaluate: pass --data PATH or set DEV_PATH in config.py")
-    rows = read_jsonl(data)
+    rows = read_all(data, args.format or settings["data_format"],
+                    (settings["title_field"], settings["content_field"]))
     titler = load_titler(args, settings)
     contents, references = [r["content"] for r in rows], [r["title"] for r in rows]
     predictions = title_all(titler, contents, args, settings)
@@ -248,7 +249,8 @@ def parse_args(argv):
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("evaluate", help="title a JSON Lines set and score the titles (ROUGE, BLEU), beside LEAD")
-    p.add_argument("--data", help="JSON Lines with title and content (default: config.DEV_PATH)")
+    p.add_argument("--data", help="titled articles: JSON Lines, TSV or a THUCNews-style folder (default: config.DEV_PATH)")
+    p.add_argument("--format", choices=["auto", "jsonl", "tsv", "thucnews"], help="layout of --data (default: config.DATA_FORMAT)")
     p.add_argument("--out", help="predictions file (default: MODEL/predictions_<folder>_<file>.jsonl)")
     add_decoding_args(p)
     p.set_defaults(func=cmd_evaluate)

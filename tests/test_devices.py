@@ -85,3 +85,27 @@ def test_tensorboard_and_metrics_files(tmp_path, corpus):
 def test_unknown_strategy_is_an_error():
     with pytest.raises(TitleError, match="STRATEGY must be one of auto, mirrored, multiworker"):
         make_strategy("horovod")
+
+
+MULTIWORKER = """
+import json, sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from conftest import tiny_settings
+from titlegen.train import train
+model, vocab, config = train(tiny_settings(*sys.argv[1:3], strategy="multiworker", epochs=2), sys.argv[3],
+                             log=lambda _: None)
+print(json.dumps([h["loss"] for h in config["history"]]))
+"""
+
+
+def test_multiworker_strategy_trains_as_a_single_worker(tmp_path, corpus):
+    """Without TF_CONFIG, MultiWorkerMirroredStrategy is one worker: the run is the one-device run."""
+    _, _, config = train(tiny_settings(*corpus, epochs=2), str(tmp_path / "one"), log=lambda _: None)
+    script = MULTIWORKER.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
+    result = subprocess.run([sys.executable, "-c", script, *corpus, str(tmp_path / "multi")], capture_output=True,
+                            text=True, timeout=300,
+                            env={**{k: v for k, v in os.environ.items() if k != "TF_CONFIG"}, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(json.loads(result.stdout.splitlines()[-1]), [h["loss"] for h in config["history"]],
+                               rtol=1e-6)
+    assert os.path.exists(tmp_path / "multi" / "model.weights.h5")  # the only worker is the chief: it writes

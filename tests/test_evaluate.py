@@ -67,6 +67,12 @@ def test_cli_evaluate(tmp_path, cli_model):
     assert saved["scores"]["LEAD-2"] == pytest.approx(corpus_scores(["春夏", "风雨"], ["春夏秋", "风雨"]))
     assert "| LEAD-2 |" in result.stdout and "ROUGE-L" in result.stdout
 
+    tsv = tmp_path / "set.tsv"  # the same set in CLGE's layout
+    tsv.write_text("".join(f"{r['title']}\t{r['content']}\n" for r in rows), encoding="utf-8")
+    result = run_cli("evaluate", "--model", out, "--data", str(tsv), "--out", str(tmp_path / "pred_tsv.jsonl"))
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in open(tmp_path / "pred_tsv.jsonl", encoding="utf-8")] == predictions
+
 
 def test_copy_shares_by_hand():
     from titlegen.metrics import copy_shares

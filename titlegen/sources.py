@@ -142,17 +142,21 @@ def _thucnews(root):
             yield _checked(path, {"title": lines[0], "content": "".join(lines[1:])}, ("title", "content"))
 
 
-def read_jsonl(path, fields=("title", "content")):
-    """A small JSON Lines file (a dev set, the sample articles) as a list of {field: text} dicts;
-    any bad line is an error naming the file and line."""
+def read_all(path, fmt="auto", fields=("title", "content")):
+    """A small corpus (a dev set, the sample articles) as a list of {field: text} dicts; any bad
+    record is an error naming the file and line."""
     rows = []
-    for record in read_records(path, "jsonl", fields):
+    for record in read_records(path, fmt, fields):
         if record.error:
             raise TitleError(f"{record.where}: {record.error}")
         rows.append(dict(zip(fields, (record.title, record.content))))
     if not rows:
-        raise TitleError(f"{path}: no articles in the file")
+        raise TitleError(f"{path}: no articles in it")
     return rows
+
+
+def read_jsonl(path, fields=("title", "content")):
+    return read_all(path, "jsonl", fields)
 
 
 class Corpus:
