@@ -87,6 +87,7 @@ def main():
     parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument("--threads", type=int, help="TensorFlow intra- and inter-op threads (default: its own)")
     args = parser.parse_args()
+    tf.get_logger().setLevel("ERROR")  # each fresh model traces its own step: no retracing warnings
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
@@ -137,6 +138,8 @@ def main():
              ("whole training step", step_s)]
     for name, seconds in parts:
         print(f"| {name} | {seconds * 1000:.0f} | {seconds / step_s:.0%} |")
+    print("\n(The parts are timed one by one, each as its own graph; a small or negative remainder means the "
+          "Adam update costs less than the timing noise.)")
 
     # 3. the shipped corpora, plain and bucketed
     print(f"\n## the shipped corpora, the first {args.corpus_steps} batches of {batch_size} in stored order\n")
