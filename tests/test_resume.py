@@ -35,7 +35,7 @@ def long_corpus(tmp_path):
 
 def test_resume_after_kill_9_follows_the_uninterrupted_run(tmp_path, long_corpus):
     settings = {"epochs": 3, "steps_per_epoch": None, "batch_size": 4, "checkpoint_steps": 1, "shuffle": True,
-                "shuffle_buffer": 16, "char_size": 16, "hidden_size": 32}
+                "shuffle_buffer": 16, "bucket": True, "bucket_window": 5, "char_size": 16, "hidden_size": 32}
     whole = str(tmp_path / "whole")
     train(tiny_settings(*long_corpus, **settings), whole, log=lambda _: None)
 
