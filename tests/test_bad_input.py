@@ -7,7 +7,7 @@ from conftest import ALPHABET, last_line, make_corpus, run_cli, tiny_settings, w
 from seq2seq_title import main
 from titlegen.data import TitleError, Vocab, tokenize
 from titlegen.decode import Titler
-from titlegen.train import CONFIG_FILE, VOCAB_FILE, load_trained, train
+from titlegen.train import VOCAB_FILE, load_trained, train
 
 MILLION = "春夏秋冬" * 250_000
 
@@ -52,7 +52,7 @@ def test_train_stops_at_the_first_bad_record_and_touches_nothing(tmp_path, corpu
     train(tiny_settings(*corpus), out, log=lambda _: None)
     before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
     train_path = corpus_with_every_kind_of_bad_line(tmp_path / "messy.jsonl")
-    with pytest.raises(TitleError, match=rf"messy.jsonl:3: not valid JSON .*ON_BAD_RECORD = 'skip'"):
+    with pytest.raises(TitleError, match=r"messy.jsonl:3: not valid JSON .*ON_BAD_RECORD = 'skip'"):
         train(tiny_settings(train_path, corpus[1]), out, overwrite=True, log=lambda _: None)
     assert before == {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
     assert not os.path.exists(tmp_path / "fresh")

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, write_jsonl
 from titlegen.data import (TitleError, Vocab, bucketed, chunked, count_batches, encode_example, padded,
                            shuffled)
-from titlegen.sources import Corpus, clean, detect_format, epoch_batches, read_records
+from titlegen.sources import clean, detect_format, read_records
 
 
 

@@ -47,7 +47,7 @@ def test_train_refuses_to_overwrite_and_bad_data_touches_nothing(tmp_path, corpu
         train(tiny_settings(*corpus), out, log=lambda _: None)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(open(corpus[0], encoding="utf-8").read() + '{"title": "", "content": "春"}\n', encoding="utf-8")
-    with pytest.raises(TitleError, match=rf"bad.jsonl:49: field 'title'"):
+    with pytest.raises(TitleError, match=r"bad.jsonl:49: field 'title'"):
         train(tiny_settings(str(bad), corpus[1]), out, overwrite=True, log=lambda _: None)
     assert before == {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
 

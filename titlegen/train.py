@@ -10,6 +10,7 @@ The corpus is never held in memory: one pass checks every record (and builds the
 then each epoch reads it again through a bounded shuffle buffer and optional length buckets.
 """
 import csv
+import importlib.util
 import io
 import itertools
 import json
@@ -218,11 +219,8 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
     if not resume and not overwrite and any(os.path.exists(paths[n]) for n in (WEIGHTS_FILE, CHECKPOINT_FILE)):
         raise TitleError(f"{out_dir} already holds a trained model or a run; pass --resume to continue it, "
                          "--overwrite to replace it, or --out DIR to train into another folder")
-    if settings["tensorboard"]:
-        try:
-            import tensorboard  # noqa: F401 (tf.summary writes through it)
-        except ImportError:
-            raise TitleError("TENSORBOARD = True needs the tensorboard package: pip install tensorboard") from None
+    if settings["tensorboard"] and importlib.util.find_spec("tensorboard") is None:  # tf.summary writes through it
+        raise TitleError("TENSORBOARD = True needs the tensorboard package: pip install tensorboard")
     state = read_state(paths[CHECKPOINT_FILE]) if resume else None
     if state and state["done"] and settings["epochs"] < state["epoch"]:
         raise TitleError(f"the run in {out_dir} finished after epoch {state['epoch'] - 1} "
