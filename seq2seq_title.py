@@ -185,7 +185,7 @@ def cmd_evaluate(args, settings):
     lead_titles, k = lead(contents, references)
     scores = {"model": corpus_scores(predictions, references), f"LEAD-{k}": corpus_scores(lead_titles, references)}
     decoding = {"decoder": titler.decoder, "topk": titler.topk, "max_len": titler.max_len, **titler.options}
-    shares = copy_shares(predictions, contents, titler.vocab.char2id)
+    shares = copy_shares(predictions, contents, set("".join(titler.vocab.chars)))  # words: their characters
     write_json(os.path.splitext(out)[0] + ".scores.json",
                {"data": data, "articles": len(rows), "decoding": decoding, "scores": scores,
                 "title_characters": shares})

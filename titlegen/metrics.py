@@ -39,11 +39,11 @@ def lead(contents, references):
     return [c[:k] for c in contents], k
 
 
-def copy_shares(predictions, contents, char2id):
-    """Percent of the generated title characters that stand in their article, and that are outside
-    the vocabulary (only a copying model can write those)."""
+def copy_shares(predictions, contents, known):
+    """Percent of the generated title characters that stand in their article, and that are in no
+    token of the vocabulary (`known`: its characters; only a copying model can write the others)."""
     chars = [(c, content) for title, content in zip(predictions, contents) for c in title]
     if not chars:
         return {"in_article": 0.0, "out_of_vocab": 0.0}
     return {"in_article": 100 * sum(c in content for c, content in chars) / len(chars),
-            "out_of_vocab": 100 * sum(c not in char2id for c, _ in chars) / len(chars)}
+            "out_of_vocab": 100 * sum(c not in known for c, _ in chars) / len(chars)}
