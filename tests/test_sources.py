@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from conftest import ROOT, write_jsonl
 from titlegen.data import (TitleError, Vocab, bucketed, chunked, count_batches, encode_example, padded,
                            shuffled)
-from titlegen.sources import clean, detect_format, read_records
+from titlegen.sources import CONTROL_TO_SPACE, clean, detect_format, read_records
 
 
 
@@ -74,6 +75,7 @@ def test_each_bad_record_is_named_by_file_and_line(tmp_path, raw, error):
 
 
 def test_control_characters_become_spaces(tmp_path):
+    assert sorted(CONTROL_TO_SPACE) == [i for i in range(0x110000) if unicodedata.category(chr(i)) == "Cc"]
     assert clean("春\x00夏\t秋\r\n冬\x1b[0m\u3000") == "春 夏 秋  冬 [0m\u3000"  # Cc only; the ideographic space stays
     path = write_jsonl(tmp_path / "c.jsonl", [{"title": "标\x07题", "content": "正\n文"}])
     assert good(read_records(path)) == [("标 题", "正 文")]
