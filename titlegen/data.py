@@ -112,6 +112,11 @@ class Vocab:
             ids.append(i)
         return ids, oovs
 
+    def unextended(self, extended_ids):
+        """Extended ids -> the model's ids: every temporary id reads as UNK."""
+        size = len(self)
+        return [i if i < size else UNK for i in extended_ids]
+
     def encode_title_extended(self, title, maxlen, oovs):
         """Title -> [START] + ids + [END], characters of the article's oovs as their temporary ids."""
         return [START] + [self.char2id.get(c, len(self) + oovs.index(c) if c in oovs else UNK)
@@ -161,8 +166,8 @@ def encode_example(vocab, title, content, maxlen, copy=False):
     article's extended ids; the title then uses the extended ids too."""
     if not copy:
         return vocab.encode(content, maxlen), vocab.encode_title(title, maxlen)
-    extended, oovs = vocab.encode_extended(content, maxlen)
-    return vocab.encode(content, maxlen), vocab.encode_title_extended(title, maxlen, oovs), extended
+    extended, oovs = vocab.encode_extended(content, maxlen)  # the article is tokenized once
+    return vocab.unextended(extended), vocab.encode_title_extended(title, maxlen, oovs), extended
 
 
 def shuffled(items, buffer_size, rng):

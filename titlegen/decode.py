@@ -119,7 +119,8 @@ def naive_next_probs(model, article_ids, topk, extended_ids=None):
 
 
 def check_article(article):
-    """An article must be text with something in it besides spaces and control characters."""
+    """An article must be text with something in it besides spaces and control characters.
+    Returns it cleaned (control characters read as spaces, as in training)."""
     if not isinstance(article, str) or not clean(article).strip():
         raise TitleError("the article is empty; pass the article's text, e.g. "
                          'python seq2seq_title.py generate "文章内容"')
@@ -127,6 +128,7 @@ def check_article(article):
         article.encode("utf-8")
     except UnicodeEncodeError as e:  # lone surrogates: bytes the terminal could not decode
         raise TitleError(f"the article is not valid UTF-8 text (at character {e.start}); pass it as UTF-8") from None
+    return clean(article)
 
 
 DECODERS = ("naive", "incremental")
@@ -159,13 +161,12 @@ class Titler:
 
     def __call__(self, articles):
         """A list of article texts -> their titles, in order."""
-        for article in articles:
-            check_article(article)
-        articles = [clean(a) for a in articles]  # control characters read as spaces, as in training
-        ids = [self.vocab.encode(a, self.maxlen) for a in articles]
+        articles = [check_article(a) for a in articles]
         if self.copy:  # the articles' extended ids, and the characters their temporary ids stand for
             extended, oovs = zip(*(self.vocab.encode_extended(a, self.maxlen) for a in articles))
+            ids = [self.vocab.unextended(e) for e in extended]
         else:
+            ids = [self.vocab.encode(a, self.maxlen) for a in articles]
             extended, oovs = [None] * len(ids), [()] * len(ids)
         if self.decoder == "incremental":
             titles = self.incremental(ids, list(extended) if self.copy else None)

@@ -25,7 +25,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, read_state, save_checkpoint
-from .data import PAD, TitleError, Vocab, count_batches, file_sha256, write_json
+from .data import TitleError, Vocab, count_batches, file_sha256, write_json
 from .decode import Titler
 from .metrics import corpus_scores
 from .model import MAX_TITLE_LEN, build_model, real_targets, summed_title_loss
@@ -142,7 +142,7 @@ def make_train_step(model, optimizer, strategy):
 
     def train_step(batch):
         inputs, target = model_inputs(*batch)
-        count = tf.constant(float((target > PAD).sum()))
+        count = real_targets(target)
         if replicas == 1:
             return float(step([tf.constant(a) for a in inputs], tf.constant(target), count))
         return float(step([split(a) for a in inputs], split(target), count))
@@ -300,9 +300,7 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
                   "best": None, "history": [], "skipped": skipped}
         write_json(paths[CONFIG_FILE], config)
         state = {"epoch": 1, "step": 0, "loss_sum": 0.0, "history": [], "best": None, "articles": n_train,
-                 "steps_per_epoch": steps, "steps_logged": 0, "skipped": skipped, "done": None}
-        with open(paths[STEPS_FILE], "w", encoding="utf-8") as f:
-            f.write("epoch,step,loss\n")
+                 "steps_per_epoch": steps, "skipped": skipped, "done": None}
         save_checkpoint(paths[CHECKPOINT_FILE], model, optimizer, state)
     log(f"vocabulary: {len(vocab)} ids ({len(vocab.chars)} {'characters' if vocab.tokenizer == 'char' else 'words'} "
         f"seen >= {vocab.min_count} times); {n_train} training and {n_dev} dev articles; "
@@ -315,7 +313,11 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
     better = MONITORS[monitor]
     history = state["history"]
     best_epoch = state["best"]["epoch"] if state["best"] else 0
-    steps_log = _reopen_steps(paths[STEPS_FILE], state["steps_logged"])
+    def checkpoint(**position):  # where the run stands, with the weights and optimizer state
+        state.update(position)
+        save_checkpoint(paths[CHECKPOINT_FILE], model, optimizer, state)
+
+    steps_log = open_steps(paths[STEPS_FILE], (state["epoch"] - 1) * steps + state["step"])  # every batch, a line
     with steps_log, StopRequest() as stop:
         for epoch in range(state["epoch"], settings["epochs"] + 1):
             step, loss_sum = state["step"], state["loss_sum"]
@@ -333,9 +335,7 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
                             tf.summary.scalar("batch_loss", loss, step=(epoch - 1) * steps + step)
                     if stop.requested or (settings["checkpoint_steps"] and step % settings["checkpoint_steps"] == 0
                                           and step < steps):
-                        steps_log.flush()
-                        state.update(epoch=epoch, step=step, loss_sum=loss_sum, steps_logged=steps_log.count)
-                        save_checkpoint(paths[CHECKPOINT_FILE], model, optimizer, state)
+                        checkpoint(epoch=epoch, step=step, loss_sum=loss_sum)
                         if stop.requested:
                             bar.close()
                             raise Interrupted(f"interrupted at epoch {epoch}, step {step}: checkpoint saved in "
@@ -373,9 +373,7 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
                 state["done"] = f"no better {monitor} for {settings['patience']} epochs"
             elif epoch == settings["epochs"]:
                 state["done"] = f"{epoch} epochs"
-            steps_log.flush()
-            state.update(epoch=epoch + 1, step=0, loss_sum=0.0, steps_logged=steps_log.count)
-            save_checkpoint(paths[CHECKPOINT_FILE], model, optimizer, state)
+            checkpoint(epoch=epoch + 1, step=0, loss_sum=0.0)
             if state["done"]:
                 break
     skipped = config.get("skipped") or {}
@@ -392,34 +390,17 @@ DEFAULTS = {  # settings older runs and callers may lack: the behaviour before t
 }
 
 
-def _reopen_steps(path, keep):
-    """steps.csv open for appending, cut back to its header and the first `keep` batches (a
-    resumed run drops the lines the interrupted one wrote after its checkpoint)."""
-    with open(path, encoding="utf-8") as f:
-        lines = list(itertools.islice(f, keep + 1))
-    f = open(path, "w", encoding="utf-8", buffering=1)  # line by line: a crash loses no finished batch
+def open_steps(path, keep):
+    """steps.csv, written line by line (a crash loses no finished batch), holding its header and
+    the first `keep` batches' lines: a resumed run drops what the interrupted one wrote after its
+    checkpoint."""
+    lines = ["epoch,step,loss\n"]
+    if keep:
+        with open(path, encoding="utf-8") as f:
+            lines = list(itertools.islice(f, keep + 1))
+    f = open(path, "w", encoding="utf-8", buffering=1)
     f.writelines(lines)
-    return _Lines(f, len(lines) - 1)
-
-
-class _Lines:
-    """A text file that counts the lines written to it."""
-
-    def __init__(self, f, count):
-        self.f, self.count = f, count
-
-    def write(self, line):
-        self.f.write(line)
-        self.count += 1
-
-    def flush(self):
-        self.f.flush()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
+    return f
 
 
 def write_metrics(path, history):
