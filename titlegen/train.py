@@ -106,17 +106,25 @@ def make_optimizer(learning_rate, mixed_precision):
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
 
-def make_train_step(model, optimizer, strategy):
+def make_train_step(model, optimizer, strategy, jit_compile=False):
     """batch -> its loss, after one Adam step on it.
 
     Each replica sums the cross-entropy of its share of the batch and divides by the real targets
     of the whole batch; the optimizer sums the replicas' gradients. So the loss and the update are
     exactly those of one device on the whole batch (a coverage loss, a mean per replica, is
     averaged over the replicas).
+
+    The step is traced once per batch size (the last batch may be smaller), for any article and
+    title length, so the graph that runs a batch depends on the batch alone, never on where the
+    process started: a resumed run is the uninterrupted one bit for bit. (Traced for the first
+    batch's exact shapes and then generally, as tf.function's reduce_retracing does, the two graphs
+    rounded differently and a resumed run parted by a float32 ulp that grew. A batch size left
+    unknown too costs about 30% of the speed on a CPU; a known one costs nothing: docs/speed.md.)
     """
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(inputs, target, count):
+        inputs, target = [share(a) for a in inputs], share(target)
         with tf.GradientTape() as tape:
             probs = model(inputs, training=True)
             loss = summed_title_loss(target, probs) / count
@@ -127,25 +135,32 @@ def make_train_step(model, optimizer, strategy):
         optimizer.apply(grads, model.trainable_variables)
         return loss
 
+    def share(array):  # replica i takes the i-th of `replicas` near-equal slices of the batch, as np.array_split
+        if replicas == 1:
+            return array
+        i = tf.distribute.get_replica_context().replica_id_in_sync_group
+        n = tf.shape(array)[0]
+        size, extra = n // replicas, n % replicas
+        start = i * size + tf.minimum(i, extra)
+        return array[start:start + size + tf.cast(i < extra, tf.int32)]
+
     def distributed_step(inputs, target, count):
         losses = strategy.run(replica_step, args=(inputs, target, count))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
-    # traced for the first batch shapes, then once more for any shape (an input_signature of
-    # [None, None] from the start measured 10% slower on a CPU)
-    step = tf.function(distributed_step, reduce_retracing=True)
+    graphs = {}  # batch size -> the step for batches of that many rows and any lengths
 
-    def split(array):  # replica i gets the i-th of `replicas` near-equal slices of the batch
-        parts = np.array_split(array, replicas)
-        return strategy.experimental_distribute_values_from_function(
-            lambda ctx: tf.constant(parts[ctx.replica_id_in_sync_group]))
+    def graph(rows):
+        if rows not in graphs:
+            ids = tf.TensorSpec([rows, None], tf.int32)
+            graphs[rows] = tf.function(distributed_step, jit_compile=jit_compile,
+                                       input_signature=[[ids] * len(model.inputs), ids, tf.TensorSpec([], tf.float32)])
+        return graphs[rows]
 
     def train_step(batch):
         inputs, target = model_inputs(*batch)
-        count = real_targets(target)
-        if replicas == 1:
-            return float(step([tf.constant(a) for a in inputs], tf.constant(target), count))
-        return float(step([split(a) for a in inputs], split(target), count))
+        return float(graph(len(target))([tf.constant(a, tf.int32) for a in inputs], tf.constant(target, tf.int32),
+                                        real_targets(target)))
 
     return train_step
 
