@@ -119,3 +119,27 @@ def test_cli_file_and_stdin(tmp_path, cli_model):
 def test_cli_generate_needs_an_article_or_a_file(cli_model):
     result = run_cli("generate", "--model", cli_model[0])
     assert result.returncode == 2 and "give one article" in last_line(result.stderr)
+
+
+def test_best_ids_take_the_log_of_k_ids_and_keep_the_blogs_order():
+    """The k best of p + 1e-6 are the k best of log(p + 1e-6), the lower id first among equals:
+    checked against the log of every id, on rows made to tie, and on a row whose third best is
+    nearly zero (3e-22 and 0 give one float64 log, so the lower id must come first)."""
+    import tensorflow as tf
+    from types import SimpleNamespace
+
+    from titlegen.data import END
+
+    rows = np.array([[0, 0, 0, 0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],   # distinct, then a tie at 0.1
+                     [0, 0, 0, 0.2, 0.2, 0.2, 0.2, 0.1, 0.1, 0.0],   # four equal best
+                     [0, 0, 0, 0.6, 0.4, 0.0, 3e-22, 0.0, 0.0, 0.0]], dtype="float32")  # the nearly-zero tie
+    decoder = SimpleNamespace(topk=3, min_len=0, no_repeat_ngram=0)
+    scores, ids = IncrementalDecoder._best(decoder, tf.constant(rows), tf.constant(0), None)
+    log_p = tf.math.log(rows[:, END:].astype("float64") + 1e-6).numpy()  # as before: the log of every id
+    expected = np.argsort(-log_p, axis=1, kind="stable")[:, :3]  # numpy's stable sort: lower id first
+    assert ids.numpy().tolist() == expected.tolist() == [[0, 1, 2], [0, 1, 2], [0, 1, 2]]
+    np.testing.assert_array_equal(scores.numpy(), np.take_along_axis(log_p, expected, 1))
+    # the same rows with the nearly-zero one left out take the short way, with the same answers
+    scores, ids = IncrementalDecoder._best(decoder, tf.constant(rows[:2]), tf.constant(0), None)
+    assert ids.numpy().tolist() == expected[:2].tolist()
+    np.testing.assert_array_equal(scores.numpy(), np.take_along_axis(log_p[:2], expected[:2], 1))

@@ -2,7 +2,9 @@
 
 The article is encoded once (encoder output, mask, masked max-pool, prior); then the two decoder
 LSTMs advance one character at a time, each beam carrying its (h, c) states, which are reordered
-with the beams. The whole loop, for a batch of articles x beams, is one compiled TensorFlow graph.
+with the beams. An article's beams share its encoder memory: they are the query rows of one
+attention over it, so each step reads the memory once per article, not once per beam (at 64
+articles × 3 beams the per-beam copies outgrew the CPU's cache, and batch 64 ran no faster than 16). The whole loop, for a batch of articles x beams, is one compiled TensorFlow graph.
 Every weight is the trained model's own: its layers are called, looked up by name. Both model
 versions are served: the 2018 one (the blog's attention) and the 2019 one (self-modulated
 LayerNorms, 8-head attention).
@@ -61,11 +63,8 @@ class IncrementalDecoder:
     def __call__(self, articles_ids, extended_ids=None):
         """Lists of article ids -> list of title ids (START first), one per article. A copying
         model also reads the articles' extended ids."""
-        x = pad(articles_ids)
-        n = len(x)
-        if self.xla:  # a few shapes to compile, not one per article length and batch size
-            rows, cols = 1 << (n - 1).bit_length(), -(-x.shape[1] // ENCODE_BUCKET) * ENCODE_BUCKET
-            x = np.pad(x, [(0, rows - n), (0, cols - x.shape[1])])
+        x = self.encoder_input(articles_ids)
+        n = len(articles_ids)
         encoded = [t[:n] for t in self._encode(tf.constant(x))]
         if self.copy:  # padded like the encoder output
             given = pad(extended_ids)
@@ -74,6 +73,15 @@ class IncrementalDecoder:
             encoded.insert(-1, tf.constant(extended))
         ids, lengths = self._decode(*encoded)
         return [row[:k] for row, k in zip(ids.numpy(), lengths.numpy())]
+
+    def encoder_input(self, articles_ids):
+        """The articles zero-padded into one array; under XLA, to a power-of-two batch and a multiple
+        of ENCODE_BUCKET characters: a few shapes to compile, not one per article length and batch size."""
+        x = pad(articles_ids)
+        if self.xla:
+            rows, cols = 1 << (len(x) - 1).bit_length(), -(-x.shape[1] // ENCODE_BUCKET) * ENCODE_BUCKET
+            x = np.pad(x, [(0, rows - len(x)), (0, cols - x.shape[1])])
+        return x
 
     def _encode_graph(self, x):
         """What the decoder reads of each article, computed once: (attention memory..., prior)."""
@@ -85,10 +93,18 @@ class IncrementalDecoder:
 
     def _step(self, last, states, memory, prior):
         """Next-id probabilities (n, V) for each beam's last id (n,), and the new states: the LSTMs'
-        (h, c), and with coverage a last entry [coverage (n, tk)]."""
+        (h, c), and with coverage a last entry [coverage (n, tk)].
+
+        The beams of an article are its rows k·i … k·i + k - 1; the encoder memory and the prior
+        are the article's, held once: its k beams are the k query rows of one attention, as a
+        title's steps are in training, so the memory is read once per article, not once per beam."""
+        k = self.topk
+        batch = tf.shape(last)[0] // k
+        beams = lambda t: tf.reshape(t, tf.concat([[batch, k], tf.shape(t)[1:]], 0))  # (n, 1, ...) -> (batch, k, ...)
         coverage = None
         if self.coverage:
             *states, (coverage,) = states
+            coverage = beams(coverage)
         if self.copy:
             *memory, article_extended = memory
             last = self.title_ids(last)
@@ -100,29 +116,31 @@ class IncrementalDecoder:
                 h = out[:, None]
                 new_states.append(state)
             v, v_t, bias, mv = memory
+            h = beams(h[:, 0])
             a = self.interact.weights_of(h, v_t, bias, coverage)
-            xy = tf.concat([tf.matmul(a, v), h, mv], axis=-1)
+            xy = tf.concat([tf.matmul(a, v), h, tf.broadcast_to(mv, tf.shape(h))], axis=-1)
             if self.coverage:
-                new_states.append([coverage + a[:, 0, :]])
+                new_states.append([tf.reshape(coverage + a, [batch * k, -1])])
         else:
             k_t, v_heads, bias, x_max = memory
+            x_max_beams = tf.repeat(x_max, k, axis=0)
             for norm, cell, state in zip(self.norms, self.cells, states):
-                out, state = cell(norm([h, x_max])[:, 0], state)
+                out, state = cell(norm([h, x_max_beams])[:, 0], state)
                 h = out[:, None]
                 new_states.append(state)
-            h = self.norms[2]([h, x_max])
+            h = beams(self.norms[2]([h, x_max_beams])[:, 0])
             heads = self.attention.weights_of(self.attention.q_dense(h), k_t, bias, coverage)
             a = tf.reduce_mean(heads, axis=1)
             xy = tf.concat([h, self.attention.combine(heads, v_heads)], axis=-1)
             if self.coverage:
-                new_states.append([coverage + tf.reduce_mean(heads[:, :, 0, :], axis=1)])
+                new_states.append([tf.reshape(coverage + a, [batch * k, -1])])
         features = xy
         for layer in self.head:
             xy = layer(xy)
         probs = self.softmax(self.with_prior([xy, prior]))
         if self.copy:
-            probs = self.pointer([probs, a, article_extended, self.copy_gate([features, emb])])
-        return probs[:, 0, :], new_states
+            probs = self.pointer([probs, a, article_extended, self.copy_gate([features, beams(emb[:, 0])])])
+        return tf.reshape(probs, [batch * k, -1]), new_states
 
     def _banned(self, yid, t, size):
         """(n, size) True where id END + column would repeat an n-gram of its beam (yid (n, L), step t)."""
@@ -140,10 +158,32 @@ class IncrementalDecoder:
                                tf.ones_like(ids), [tf.shape(yid)[0], size])  # repeats add up
         return counts > 0
 
+    def _best(self, probs, t, yid):
+        """Each beam's k best next ids and their scores log(p + 1e-6), ids below END never chosen,
+        the options' bans at -inf: (n, k) each, best first, the lower id first among equals.
+
+        The log is monotonic, so the best k of p + 1e-6 (in float64) are the best k of its log and
+        only those k logs are taken, not all V. The one case where that could differ: logs of two
+        nearly-zero p (below 1e-12) that round to one float64, a tie the log's order breaks by id;
+        when a beam's k-th best is that small, or banned, the log of every id is taken as before."""
+        k = self.topk
+        shifted = tf.cast(probs[:, END:], tf.float64) + 1e-6
+        never = tf.constant(-np.inf, tf.float64)
+        banned = tf.zeros(tf.shape(shifted), tf.bool)
+        if self.min_len:  # END (column 0) not before min_len characters
+            end_column = tf.equal(tf.range(tf.shape(shifted)[1]), 0)[None]
+            banned = tf.logical_or(banned, tf.logical_and(t < self.min_len, end_column))
+        if self.no_repeat_ngram:
+            banned = tf.logical_or(banned, self._banned(yid, t, tf.shape(shifted)[1]))
+        top, ids = tf.math.top_k(tf.where(banned, never, shifted), k)
+        return tf.cond(tf.reduce_all(top[:, -1] >= 1e-6 + 1e-12),
+                       lambda: (tf.math.log(top), ids),
+                       lambda: tuple(tf.math.top_k(tf.where(banned, never, tf.math.log(shifted)), k)))
+
     def _decode_graph(self, *encoded):
         """Beam search for a batch of encoded articles: title ids (batch, max_len + 1) and lengths."""
         k, steps = self.topk, self.max_len
-        *memory, prior = (tf.repeat(t, k, axis=0) for t in encoded)  # an article's beams side by side
+        *memory, prior = encoded  # an article's, shared by its beams (rows k·i … k·i + k - 1)
         batch = tf.shape(encoded[0])[0]
         n = batch * k
         states = [[tf.zeros([n, cell.units]), tf.zeros([n, cell.units])] for cell in self.cells]
@@ -159,15 +199,7 @@ class IncrementalDecoder:
 
         def body(t, last, states, yid, scores, done, result, lengths):
             probs, states = self._step(last, states, memory, prior)
-            log_p = tf.math.log(tf.cast(probs[:, END:], tf.float64) + 1e-6)  # ids below END never chosen
-            never = tf.constant(-np.inf, tf.float64)
-            if self.min_len:  # END (column 0) not before min_len characters
-                end_column = tf.equal(tf.range(tf.shape(log_p)[1]), 0)[None]
-                log_p = tf.where(tf.logical_and(t < self.min_len, end_column), never, log_p)
-            if self.no_repeat_ngram:
-                log_p = tf.where(self._banned(tf.reshape(yid, [n, steps + 1]), t, tf.shape(log_p)[1]),
-                                 never, log_p)
-            top_lp, top_ids = tf.math.top_k(log_p, k)  # each beam's best k: (n, k)
+            top_lp, top_ids = self._best(probs, t, tf.reshape(yid, [n, steps + 1]))  # each beam's best k: (n, k)
             cand = tf.reshape(scores[:, :, None] + tf.reshape(top_lp, [batch, k, k]), [batch, k * k])
             scores, best = tf.math.top_k(cand, k)  # the new beams, best first: (batch, k)
             parent = best // k

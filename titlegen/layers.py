@@ -156,11 +156,11 @@ class Interact(ExplicitMask):
         return ops.matmul(ops.matmul(q, self.kernel), v_t) / 10.0
 
     def weights_of(self, q, v_t, bias, coverage=None):
-        """softmax(scores - bias): (batch, tq, tk); v_t and bias from keys(). With coverage (batch, tk),
-        one step of covered_attention: softmax(scores + weight · coverage - bias)."""
+        """softmax(scores - bias): (batch, tq, tk); v_t and bias from keys(). With coverage (batch, tq, tk),
+        each query row's own, one step of covered_attention: softmax(scores + weight · coverage - bias)."""
         s = self.scores(q, v_t)
         if coverage is not None:
-            s = s + self.coverage_weight * coverage[:, None, :]
+            s = s + self.coverage_weight * coverage
         return ops.softmax(s - bias, axis=-1)
 
     def attend(self, q, v, v_t, bias):
@@ -288,10 +288,10 @@ class MultiHeadAttention(ExplicitMask):
 
     def weights_of(self, qw, k_t, bias, coverage=None):
         """Each head's attention weights over keys() output: (batch, heads, tq, tk). With coverage
-        (batch, tk), one step of covered_attention."""
+        (batch, tq, tk), each query row's own, one step of covered_attention."""
         a = self.scores(qw, k_t)
         if coverage is not None:
-            a = a + self.coverage_weight * coverage[:, None, None, :]
+            a = a + self.coverage_weight * coverage[:, None, :, :]
         return ops.softmax(a - bias, axis=-1)
 
     def combine(self, a, v_heads):
