@@ -3,10 +3,11 @@
     python bench/decode.py                  # the model in runs/lcsts, or a fresh one of the same size
     python bench/decode.py --model DIR
 
-Prints ms per title for both decoders on a 400-character article (3 beams, forced to the full
-MAX_TITLE_LEN steps so both do the same work), titles per second for batches of 1, 16 and 64 dev
-articles, the peak memory of the process, and whether both decoders give the same titles on
-dev articles for top-k 1, 3 and 5. A benchmark, not a test: timings on a shared machine are noisy.
+Prints the machine; ms per title for both decoders on a 400-character article (3 beams, forced
+to the full MAX_TITLE_LEN steps so both do the same work); titles per second for batches of 1, 16
+and 64 dev articles, with where the time goes (the encoder, the steps of the loop, ms per step);
+the peak memory of the process; and whether both decoders give the same titles on dev articles for
+top-k 1, 3 and 5. A benchmark, not a test: timings on a shared machine move 10-20% between runs.
 """
 import argparse
 import os
@@ -16,11 +17,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
+import titlegen  # noqa: E402,F401  (first: its oneDNN default is read when TensorFlow starts)
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import config  # noqa: E402
+from machine import describe  # noqa: E402
 from titlegen.data import Vocab  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
 from titlegen.decode import beam_search, naive_next_probs  # noqa: E402
@@ -50,8 +54,8 @@ def main():
     parser.add_argument("--steps", type=int, help="steps per forced title (default: the model's title length)")
     parser.add_argument("--threads", type=int, help="TensorFlow intra- and inter-op threads (default: its own)")
     args = parser.parse_args()
+    print(f"machine: {describe()}; TensorFlow {tf.__version__}")
     if args.threads:
-        import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         print(f"TensorFlow threads: {args.threads}")
@@ -86,18 +90,24 @@ def main():
 
     decoder = IncrementalDecoder(model, topk, max_len)
     dev_ids = [vocab.encode(r["content"], maxlen) for r in dev]
-    print("| batch (dev articles) | titles per second | peak memory (MB) |")
-    print("|---|---|---|")
-    n = 128
+    print("| batch (dev articles) | titles per second | ms per batch | of which the encoder | loop steps | ms per step "
+          "| peak memory (MB) |")
+    print("|---|---|---|---|---|---|---|")
+    n, rates = 128, {}
     for size in (1, 16, 64):
-        def run():
-            for i in range(0, n, size):
-                decoder(dev_ids[i:i + size])
-        print(f"| {size} | {n / timed(run, repeat=1):.1f} | {peak_mb():.0f} |")
+        batches = [dev_ids[i:i + size] for i in range(0, n, size)]
+        seconds = timed(lambda: [decoder(b) for b in batches], repeat=1)
+        steps = np.mean([max(len(t) for t in decoder(b)) - 1 for b in batches])
+        encoder = timed(lambda: [[t.numpy() for t in decoder._encode(tf.constant(decoder.encoder_input(b)))] for b in batches],
+                        repeat=1) / len(batches)
+        per_batch, rates[size] = seconds / len(batches), n / seconds
+        print(f"| {size} | {rates[size]:.1f} | {per_batch * 1000:.1f} | {encoder * 1000:.1f} | {steps:.1f} "
+              f"| {(per_batch - encoder) / steps * 1000:.2f} | {peak_mb():.0f} |")
     sample = dev_ids[:10]
     per_title = timed(lambda: [beam_search(naive_next_probs(model, a, topk), topk, max_len)
                                for a in sample], repeat=1) / len(sample)
-    print(f"| naive, one at a time | {1 / per_title:.1f} | {peak_mb():.0f} |\n")
+    print(f"| naive, one at a time | {1 / per_title:.1f} | | | | | {peak_mb():.0f} |")
+    print(f"batch 64 / batch 1: {rates[64] / rates[1]:.1f}×, batch 64 / batch 16: {rates[64] / rates[16]:.2f}×\n")
 
     ids = dev_ids[:args.identity_articles]
     print(f"| top-k | identical titles, naive vs incremental ({len(ids)} dev articles) |")

@@ -1,38 +1,59 @@
-"""Training speed: articles per second and peak memory, and where a training step's time goes.
+"""Training speed: articles per second, the share of the machine's float32 limit the step reaches,
+what each speed lever gives, where a step's time goes, and bucketing on the shipped corpora.
 
-    python bench/train.py                     # the blog's settings, then LCSTS and CSL with and without bucketing
-    python bench/train.py --mixed-precision   # the same with float16 compute (for GPUs)
+    python bench/train.py                     # everything (about 10 minutes on 2 cores)
+    python bench/train.py --skip-levers       # without the lever table (its runs are separate processes)
+    python bench/train.py --mixed-precision   # float16 compute (for GPUs)
 
-1. The default model (the LCSTS vocabulary, CHAR_SIZE 128, HIDDEN_SIZE 512) at the blog's settings:
-   batches of 64 articles of exactly MAXLEN = 400 characters (LCSTS text run together) with LCSTS titles.
-2. A profile of that step: the data pipeline (encode + pad), the forward pass alone, and forward +
-   backward for the parts of the model (encoder, decoder, attention, output head) by difference.
-3. The shipped LCSTS and CSL training sets as `train` reads them (stored order), plain and bucketed
-   by length (BUCKET_WINDOW), with the padding share of the batches and the ratio.
+1. The machine: CPU model, cores, vector extensions, oneDNN, and its float32 limit (the best
+   GFLOP/s of a 2048 × 2048 matmul, measured in this run).
+2. The default model (the LCSTS vocabulary, CHAR_SIZE 128, HIDDEN_SIZE 512) at the blog's settings:
+   batches of 64 articles of exactly MAXLEN = 400 characters (LCSTS text run together) with LCSTS
+   titles: articles/s, the step's FLOPs (its matrix products, counted from the model's shapes;
+   backward = 2 × forward) and the GFLOP/s it reaches, as a share of the limit.
+3. Levers, each run in a process of its own (oneDNN and threads are fixed when TensorFlow
+   starts), as shipped first and last so the table shows its own noise: oneDNN off, each LSTM's
+   input projections for the whole sequence in one product outside the recurrence, XLA on the
+   step, one inter-op thread.
+4. Where a step's time goes: the data pipeline, the forward pass, forward + backward of the parts.
+5. The shipped LCSTS and CSL training sets as `train` reads them, plain and bucketed by length.
 
 Every step is the training step `train` runs (titlegen.train.make_train_step). A benchmark, not a
-test: timings on a shared machine are noisy; run it on a quiet one.
+test: timings on a shared machine move 10-20% between runs, so compare within one run.
 """
 import argparse
 import itertools
+import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
+import titlegen  # noqa: E402,F401  (first: its oneDNN default is read when TensorFlow starts)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import config  # noqa: E402
+from machine import describe, matmul_limit  # noqa: E402
 from titlegen.data import Vocab, encode_example, padded  # noqa: E402
+from titlegen.layers import Interact, MultiHeadAttention  # noqa: E402
 from titlegen.model import build_model  # noqa: E402
 from titlegen.sources import Corpus, epoch_batches, read_jsonl  # noqa: E402
 from titlegen.train import make_optimizer, make_train_step, model_inputs  # noqa: E402
+
+LEVERS = {  # name -> (environment, flags of the child run)
+    "as shipped": ({}, []),
+    "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, []),
+    "LSTM input projections outside the recurrence": ({}, ["--project-inputs"]),
+    "XLA on the step (jit_compile)": ({}, ["--xla"]),
+    "one inter-op thread": ({}, ["--inter-op", "1"]),
+}
 
 
 def peak_mb():
@@ -50,7 +71,7 @@ def seconds_per_call(fn, batches, warmup=2):
     return float(np.median(times))
 
 
-def fresh(vocab_size, mixed):
+def fresh(vocab_size, mixed, xla=False):
     keras.utils.set_random_seed(config.SEED)
     if mixed:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -58,7 +79,100 @@ def fresh(vocab_size, mixed):
     keras.mixed_precision.set_global_policy("float32")
     optimizer = make_optimizer(config.LEARNING_RATE, mixed)
     optimizer.build(model.trainable_variables)
-    return model, make_train_step(model, optimizer, tf.distribute.get_strategy())
+    return model, make_train_step(model, optimizer, tf.distribute.get_strategy(), jit_compile=xla)
+
+
+def step_flops(model, batch, tx, ty):
+    """FLOPs of one training step's matrix products, counted from the model's shapes (forward, then
+    backward as twice the forward); element-wise work, softmaxes and the optimizer left out."""
+    forward = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Bidirectional):  # the encoder, over the article
+            for lstm in (layer.forward_layer, layer.backward_layer):
+                (d, g), (h, _) = lstm.cell.kernel.shape, lstm.cell.recurrent_kernel.shape
+                forward += 2 * batch * tx * (d + h) * g
+        elif isinstance(layer, keras.layers.LSTM):  # the decoder, over the title
+            (d, g), (h, _) = layer.cell.kernel.shape, layer.cell.recurrent_kernel.shape
+            forward += 2 * batch * ty * (d + h) * g
+        elif isinstance(layer, keras.layers.Dense):  # the head, at every title step
+            d, o = layer.kernel.shape
+            forward += 2 * batch * ty * d * o
+        elif isinstance(layer, Interact):  # (q W), scores with every article position, a · v
+            q, v = layer.kernel.shape
+            forward += 2 * batch * ty * q * v + 2 * 2 * batch * ty * tx * v
+        elif isinstance(layer, MultiHeadAttention):
+            for dense, t in ((layer.q_dense, ty), (layer.k_dense, tx), (layer.v_dense, tx)):
+                forward += 2 * batch * t * dense.kernel.shape[0] * dense.kernel.shape[1]
+            forward += 2 * 2 * batch * ty * tx * layer.out_dim
+    return 3 * forward
+
+
+def project_inputs():
+    """The lever "LSTM input projections outside the recurrence", for this process: each Keras LSTM
+    computes x·W for the whole sequence in one product, then runs Keras's own loop adding h·U and
+    the bias per step (same weights, same math, z = x·W + h·U + b in Keras's order)."""
+    from keras.src.backend.tensorflow.rnn import rnn as keras_rnn
+    from keras import ops
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        cell, shape = self.cell, ops.shape(sequences)
+        projected = ops.reshape(ops.matmul(ops.reshape(sequences, (-1, shape[2])), cell.kernel),
+                                (shape[0], shape[1], -1))
+
+        def step(xw, states):
+            h, c = states
+            z = ops.add(ops.add(xw, ops.matmul(h, cell.recurrent_kernel)), cell.bias)
+            c, o = cell._compute_carry_and_output_fused(ops.split(z, 4, axis=1), c)
+            h = o * cell.activation(c)
+            return h, [h, c]
+
+        return keras_rnn(step, projected, list(initial_state), go_backwards=self.go_backwards,
+                         mask=mask[0] if isinstance(mask, (list, tuple)) else mask, input_length=sequences.shape[1],
+                         zero_output_for_mask=self.zero_output_for_mask, return_all_outputs=self.return_sequences)
+
+    keras.layers.LSTM.inner_loop = inner_loop
+
+
+def blog_batches(steps):
+    """The default vocabulary and `steps` batches at the blog's settings."""
+    rows = read_jsonl(os.path.join(ROOT, config.TRAIN_PATH))
+    vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), config.MIN_COUNT)
+    maxlen, batch_size = config.MAXLEN, config.BATCH_SIZE
+    text = "".join(r["content"] for r in rows)
+    examples = [encode_example(vocab, rows[i]["title"], text[i * maxlen:(i + 1) * maxlen], maxlen)
+                for i in range(batch_size * steps)]
+    return rows, text, vocab, [padded(examples[i:i + batch_size]) for i in range(0, len(examples), batch_size)]
+
+
+def lever_child(args):
+    """One lever's run (in its own process): the blog-settings step's articles/s, as JSON."""
+    if args.inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+    if args.project_inputs:
+        project_inputs()
+    _, _, vocab, batches = blog_batches(args.steps + 2)
+    if args.xla:  # XLA compiles per shape: one title length for every batch
+        ty = max(b[1].shape[1] for b in batches)
+        batches = [(x, np.pad(y, [(0, 0), (0, ty - y.shape[1])])) for x, y in batches]
+    _, train_step = fresh(len(vocab), False, xla=args.xla)
+    print(json.dumps({"articles_per_s": config.BATCH_SIZE / seconds_per_call(train_step, batches)}))
+
+
+def lever_table(args):
+    """Each lever's articles/s against the shipped step, in processes of their own."""
+    print("\n## levers (each a process of its own; \"as shipped\" first and last shows the noise)\n")
+    print("| lever | articles/s | against as shipped (first run) |\n|---|---|---|")
+    runs = list(LEVERS.items()) + [("as shipped (again)", LEVERS["as shipped"])]
+    first = None
+    for name, (env, flags) in runs:
+        result = subprocess.run([sys.executable, os.path.abspath(__file__), "--lever-child", "--steps", str(args.steps),
+                                 *flags], capture_output=True, text=True, env={**os.environ, **env})
+        if result.returncode:
+            print(f"| {name} | failed: {result.stderr.strip().splitlines()[-1]} | |")
+            continue
+        rate = json.loads(result.stdout.splitlines()[-1])["articles_per_s"]
+        first = first or rate
+        print(f"| {name} | {rate:.1f} | {rate / first:.2f}× |")
 
 
 def gradient_time(model, output_layers, inputs, steps):
@@ -86,45 +200,58 @@ def main():
                         help="timed batches per corpus run (default: one bucketing window, so both see the same articles)")
     parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument("--threads", type=int, help="TensorFlow intra- and inter-op threads (default: its own)")
+    parser.add_argument("--skip-levers", action="store_true", help="leave out the lever table (section 3)")
+    parser.add_argument("--lever-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--project-inputs", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--xla", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--inter-op", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     tf.get_logger().setLevel("ERROR")  # each fresh model traces its own step: no retracing warnings
+    if args.lever_child:
+        return lever_child(args)
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     gpus = tf.config.list_physical_devices("GPU")
-    print(f"devices: {len(gpus)} GPU(s)" + (f" ({gpus[0].name})" if gpus else " (CPU only)")
+    print(f"machine: {describe()}; TensorFlow {tf.__version__}; "
+          + (f"{len(gpus)} GPU(s) ({gpus[0].name})" if gpus else "CPU only")
           + f"; mixed precision: {'on' if args.mixed_precision else 'off'}")
+    limit = matmul_limit()
+    print(f"float32 limit (2048 × 2048 matmul, best of 5): {limit:.0f} GFLOP/s")
 
-    train_path = os.path.join(ROOT, config.TRAIN_PATH)
-    rows = read_jsonl(train_path)
-    vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), config.MIN_COUNT)
+    rows, text, vocab, batches = blog_batches(args.steps + 2)
     maxlen, batch_size = config.MAXLEN, config.BATCH_SIZE
-    text = "".join(r["content"] for r in rows)
-    examples = [encode_example(vocab, rows[i]["title"], text[i * maxlen:(i + 1) * maxlen], maxlen)
-                for i in range(batch_size * (args.steps + 2))]
-    blog_batches = [padded(examples[i:i + batch_size]) for i in range(0, len(examples), batch_size)]
-
-    # 1. the blog's settings
     model, train_step = fresh(len(vocab), args.mixed_precision)
-    step_s = seconds_per_call(train_step, blog_batches)
+    step_s = seconds_per_call(train_step, batches)
     blog_rate = batch_size / step_s
+    flops = np.mean([step_flops(model, batch_size, b[0].shape[1], b[1].shape[1] - 1) for b in batches])
     print(f"\n## the blog's settings: maxlen {maxlen}, batch {batch_size}, vocabulary {len(vocab)}, "
           f"{model.count_params():,} parameters\n")
-    print("| | s per batch | articles/s | peak memory |\n|---|---|---|---|")
-    print(f"| training step | {step_s:.3f} | {blog_rate:.1f} | {peak_mb():.0f} MB |")
+    print("| | s per batch | articles/s | GFLOP per step | GFLOP/s | share of the limit | peak memory |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| training step | {step_s:.3f} | {blog_rate:.1f} | {flops / 1e9:.1f} | {flops / step_s / 1e9:.0f} "
+          f"| {flops / step_s / 1e9 / limit:.0%} | {peak_mb():.0f} MB |")
+    if not args.skip_levers and not args.mixed_precision:
+        lever_table(args)
+    profile(model, rows, text, vocab, batches, step_s, args.steps)
+    corpora(vocab, batches, args)
+    print(f"\nblog settings: {blog_rate:.1f} articles/s on {describe()}")
 
-    # 2. where the time goes
+
+def profile(model, rows, text, vocab, blog_batches, step_s, steps):
+    """Section 4: where a step's time goes, each part timed as its own graph."""
+    maxlen, batch_size = config.MAXLEN, config.BATCH_SIZE
     inputs, _ = model_inputs(*blog_batches[0])
     pipeline_s = seconds_per_call(lambda _: padded([encode_example(vocab, rows[i]["title"], text[i * maxlen:(i + 1) * maxlen],
                                                                    maxlen) for i in range(batch_size)]),
-                                  range(args.steps + 2))
+                                  range(steps + 2))
     forward = tf.function(lambda x, y: model([x, y], training=False))
     forward_s = seconds_per_call(lambda _: forward(tf.constant(inputs[0]), tf.constant(inputs[1])).numpy(),
-                                 range(args.steps + 2))
-    encoder_s = gradient_time(model, ["encoder_2"], inputs, args.steps)
-    decoder_s = gradient_time(model, ["decoder_2"], inputs, args.steps)
-    attention_s = gradient_time(model, ["interact"], inputs, args.steps)
-    full_s = gradient_time(model, ["probs"], inputs, args.steps)
+                                 range(steps + 2))
+    encoder_s = gradient_time(model, ["encoder_2"], inputs, steps)
+    decoder_s = gradient_time(model, ["decoder_2"], inputs, steps)
+    attention_s = gradient_time(model, ["interact"], inputs, steps)
+    full_s = gradient_time(model, ["probs"], inputs, steps)
     print(f"\n## where a step's time goes (batch of {batch_size} × {maxlen} characters)\n")
     print("| part | ms | share of the step |\n|---|---|---|")
     parts = [("data: encode + pad (Python)", pipeline_s),
@@ -141,7 +268,10 @@ def main():
     print("\n(The parts are timed one by one, each as its own graph; a small or negative remainder means the "
           "Adam update costs less than the timing noise.)")
 
-    # 3. the shipped corpora, plain and bucketed
+
+def corpora(vocab, blog_batches, args):
+    """Section 5: the shipped corpora in stored order, plain and bucketed by length."""
+    maxlen, batch_size = config.MAXLEN, config.BATCH_SIZE
     print(f"\n## the shipped corpora, the first {args.corpus_steps} batches of {batch_size} in stored order\n")
     print("| corpus | batching | mean padded length | padding | articles/s | peak memory |\n|---|---|---|---|---|---|")
     for name, path in [("LCSTS", "data/lcsts/train.jsonl"), ("CSL", "data/csl/train.jsonl")]:
@@ -153,7 +283,7 @@ def main():
             batches = list(itertools.islice(epoch_batches(corpus, vocab, settings, 1), args.corpus_steps))
             _, train_step = fresh(len(vocab), args.mixed_precision)
             for batch in blog_batches[:2]:
-                train_step(batch)  # warm-up: the step's graph is traced once for every shape
+                train_step(batch)  # warm-up: the step is traced once per batch size
             start = time.perf_counter()
             for batch in batches:
                 train_step(batch)
@@ -162,7 +292,6 @@ def main():
             print(f"| {name} | {'bucketed' if bucket else 'plain'} | {np.mean([b[0].shape[1] for b in batches]):.0f} "
                   f"| {np.mean(x == 0):.0%} | {rates[bucket]:.1f} | {peak_mb():.0f} MB |")
         print(f"| {name} | bucketed / plain | | | {rates[True] / rates[False]:.2f}× | |")
-    print(f"\nblog settings: {blog_rate:.1f} articles/s against the prototype's 47 ({blog_rate / 47:.2f}×)")
 
 
 if __name__ == "__main__":

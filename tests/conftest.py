@@ -9,6 +9,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import titlegen  # noqa: E402,F401  (before any test imports TensorFlow: the package's oneDNN default)
 
 ALPHABET = "春夏秋冬山水日月风雨花草"  # a dozen characters
 

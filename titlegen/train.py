@@ -20,7 +20,7 @@ import tempfile
 import time
 
 import keras
-import numpy as np
+
 import tensorflow as tf
 from tqdm import tqdm
 
