@@ -103,8 +103,8 @@ class IncrementalDecoder:
         beams = lambda t: tf.reshape(t, tf.concat([[batch, k], tf.shape(t)[1:]], 0))  # (n, 1, ...) -> (batch, k, ...)
         coverage = None
         if self.coverage:
-            *states, (coverage,) = states
-            coverage = beams(coverage)
+            *states, (beam_coverage,) = states
+            coverage = beams(beam_coverage)
         if self.copy:
             *memory, article_extended = memory
             last = self.title_ids(last)
@@ -120,7 +120,7 @@ class IncrementalDecoder:
             a = self.interact.weights_of(h, v_t, bias, coverage)
             xy = tf.concat([tf.matmul(a, v), h, tf.broadcast_to(mv, tf.shape(h))], axis=-1)
             if self.coverage:
-                new_states.append([tf.reshape(coverage + a, [batch * k, -1])])
+                new_states.append([tf.reshape(coverage + a, tf.shape(beam_coverage))])
         else:
             k_t, v_heads, bias, x_max = memory
             x_max_beams = tf.repeat(x_max, k, axis=0)
@@ -133,7 +133,7 @@ class IncrementalDecoder:
             a = tf.reduce_mean(heads, axis=1)
             xy = tf.concat([h, self.attention.combine(heads, v_heads)], axis=-1)
             if self.coverage:
-                new_states.append([tf.reshape(coverage + a, [batch * k, -1])])
+                new_states.append([tf.reshape(coverage + a, tf.shape(beam_coverage))])
         features = xy
         for layer in self.head:
             xy = layer(xy)
@@ -181,46 +181,72 @@ class IncrementalDecoder:
                        lambda: tuple(tf.math.top_k(tf.where(banned, never, tf.math.log(shifted)), k)))
 
     def _decode_graph(self, *encoded):
-        """Beam search for a batch of encoded articles: title ids (batch, max_len + 1) and lengths."""
+        """Beam search for a batch of encoded articles: title ids (batch, max_len + 1) and lengths.
+
+        An article is done when its best beam ends with END; its title is kept then, and once a
+        quarter of the articles in the loop are done they leave it (their memory, beams and states
+        gathered away), so the steps after cost what the articles still searched cost."""
         k, steps = self.topk, self.max_len
-        *memory, prior = encoded  # an article's, shared by its beams (rows k·i … k·i + k - 1)
         batch = tf.shape(encoded[0])[0]
         n = batch * k
         states = [[tf.zeros([n, cell.units]), tf.zeros([n, cell.units])] for cell in self.cells]
         if self.coverage:  # each beam's coverage of the article, reordered with it like the LSTM states
-            states.append([tf.zeros([n, tf.shape(memory[2])[-1]])])  # memory[2]: the keys' bias, (n, ..., tk)
+            states.append([tf.zeros([n, tf.shape(encoded[2])[-1]])])  # encoded[2]: the keys' bias, (batch, ..., tk)
         yid = tf.concat([tf.fill([batch, k, 1], START), tf.zeros([batch, k, steps], tf.int32)], axis=2)
         # step 0 expands the first beam only: the others start at -inf
         scores = tf.tile(tf.constant([[0.0] + [-np.inf] * (k - 1)], tf.float64), [batch, 1])
-        done = tf.zeros([batch], tf.bool)
-        result = tf.zeros([batch, steps + 1], tf.int32)
-        lengths = tf.zeros([batch], tf.int32)
-        beam_offsets = tf.range(batch)[:, None] * k
+        loop = {"last": tf.fill([n], START), "states": states, "yid": yid, "scores": scores,
+                "done": tf.zeros([batch], tf.bool), "article": tf.range(batch), "encoded": list(encoded)}
+        found = {"result": tf.zeros([batch, steps + 1], tf.int32), "lengths": tf.zeros([batch], tf.int32)}
 
-        def body(t, last, states, yid, scores, done, result, lengths):
-            probs, states = self._step(last, states, memory, prior)
-            top_lp, top_ids = self._best(probs, t, tf.reshape(yid, [n, steps + 1]))  # each beam's best k: (n, k)
-            cand = tf.reshape(scores[:, :, None] + tf.reshape(top_lp, [batch, k, k]), [batch, k * k])
-            scores, best = tf.math.top_k(cand, k)  # the new beams, best first: (batch, k)
+        def body(t, loop, found):
+            *memory, prior = loop["encoded"]  # each article's, shared by its beams (rows k·i … k·i + k - 1)
+            b = tf.shape(loop["article"])[0]
+            probs, states = self._step(loop["last"], loop["states"], memory, prior)
+            top_lp, top_ids = self._best(probs, t, tf.reshape(loop["yid"], [b * k, steps + 1]))  # (b·k, k) each
+            cand = tf.reshape(loop["scores"][:, :, None] + tf.reshape(top_lp, [b, k, k]), [b, k * k])
+            scores, best = tf.math.top_k(cand, k)  # the new beams, best first: (b, k)
             parent = best // k
-            new_ids = tf.gather(tf.reshape(top_ids, [batch, k * k]), best, batch_dims=1) + END
+            new_ids = tf.gather(tf.reshape(top_ids, [b, k * k]), best, batch_dims=1) + END
             column = tf.one_hot(t + 1, steps + 1, dtype=tf.int32)  # still zero in every beam
-            yid = tf.gather(yid, parent, batch_dims=1) + new_ids[:, :, None] * column
-            rows = tf.reshape(parent + beam_offsets, [n])  # reorder the states with their beams
-            states = [[tf.gather(s, rows) for s in state] for state in states]
-            ended = tf.logical_and(tf.equal(new_ids[:, 0], END), tf.logical_not(done))
+            yid = tf.gather(loop["yid"], parent, batch_dims=1) + new_ids[:, :, None] * column
+            rows = tf.reshape(parent + tf.range(b)[:, None] * k, [b * k])  # reorder the states with their beams
+            ended = tf.logical_and(tf.equal(new_ids[:, 0], END), tf.logical_not(loop["done"]))
             if not self.stop_at_end:
                 ended = tf.zeros_like(ended)
-            result = tf.where(ended[:, None], yid[:, 0], result)
-            lengths = tf.where(ended, t + 2, lengths)
-            return t + 1, tf.reshape(new_ids, [n]), states, yid, scores, tf.logical_or(done, ended), result, lengths
+            where = tf.boolean_mask(loop["article"], ended)[:, None]
+            found = {"result": tf.tensor_scatter_nd_update(found["result"], where, tf.boolean_mask(yid[:, 0], ended)),
+                     "lengths": tf.tensor_scatter_nd_update(found["lengths"], where,
+                                                            tf.fill(tf.shape(where)[:1], t + 2))}
+            loop = {"last": tf.reshape(new_ids, [b * k]), "states": [[tf.gather(s, rows) for s in st] for st in states],
+                    "yid": yid, "scores": scores, "done": tf.logical_or(loop["done"], ended),
+                    "article": loop["article"], "encoded": loop["encoded"]}
+            done = tf.reduce_sum(tf.cast(loop["done"], tf.int32))
+            loop = tf.cond(4 * done >= b, lambda: self._leave(loop, k), lambda: loop)
+            return t + 1, loop, found
 
-        def cond(t, last, states, yid, scores, done, *_):
-            return tf.logical_and(t < steps, tf.logical_not(tf.reduce_all(done)))
+        def cond(t, loop, found):
+            return tf.logical_and(t < steps, tf.logical_not(tf.reduce_all(loop["done"])))
 
-        t, _, _, yid, _, done, result, lengths = tf.while_loop(
-            cond, body, [tf.constant(0), tf.fill([n], START), states, yid, scores, done, result, lengths])
+        def relaxed(x):  # the articles' and beams' axis shrinks as articles leave
+            return tf.TensorShape([None] + x.shape.as_list()[1:])
+
+        start = (tf.constant(0), loop, found)
+        t, loop, found = tf.while_loop(cond, body, start, shape_invariants=(
+            tf.TensorShape([]), tf.nest.map_structure(relaxed, loop), tf.nest.map_structure(lambda x: x.shape, found)))
         # articles whose best beam never ended: the best beam after the last step
-        result = tf.where(done[:, None], result, yid[:, 0])
-        lengths = tf.where(done, lengths, t + 1)
+        open_ = tf.boolean_mask(loop["article"], tf.logical_not(loop["done"]))[:, None]
+        result = tf.tensor_scatter_nd_update(found["result"], open_,
+                                             tf.boolean_mask(loop["yid"][:, 0], tf.logical_not(loop["done"])))
+        lengths = tf.tensor_scatter_nd_update(found["lengths"], open_, tf.fill(tf.shape(open_)[:1], t + 1))
         return result, lengths
+
+    @staticmethod
+    def _leave(loop, k):
+        """The loop without its done articles: their memory, beams and states gathered away."""
+        keep = tf.where(tf.logical_not(loop["done"]))[:, 0]
+        keep_rows = tf.reshape(keep[:, None] * k + tf.range(k, dtype=keep.dtype)[None], [-1])
+        per_article = {name: tf.gather(loop[name], keep) for name in ("yid", "scores", "done", "article")}
+        return {**per_article, "last": tf.gather(loop["last"], keep_rows),
+                "states": [[tf.gather(s, keep_rows) for s in st] for st in loop["states"]],
+                "encoded": [tf.gather(e, keep) for e in loop["encoded"]]}
