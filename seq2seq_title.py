@@ -10,6 +10,8 @@ bojone/seq2seq). Hyperparameters live in config.py.
 import argparse
 import json
 import os
+import select
+import stat
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the screen
@@ -90,24 +92,48 @@ def read_articles(source):
     stream = sys.stdin.buffer if source == "-" else open(source, "rb")
     with stream:
         for lineno, raw in enumerate(stream, 1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                yield lineno, None, "not UTF-8"
-                continue
-            if line.lstrip().startswith("{"):
-                try:
-                    line = json.loads(line).get("content")
-                except (json.JSONDecodeError, AttributeError):
-                    yield lineno, None, 'not valid JSON; expected {"content": ...} or plain text'
-                    continue
-                if not isinstance(line, str):
-                    yield lineno, None, 'no "content" string in the JSON object'
-                    continue
-            if not clean(line).strip():
-                yield lineno, None, "empty article (nothing but spaces or control characters)"
-                continue
-            yield lineno, line, None
+            yield (lineno, *parse_line(raw))
+
+
+def parse_line(raw):
+    """One input line (bytes) -> (text, None), or (None, what is wrong with it)."""
+    try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    if line.lstrip().startswith("{"):
+        try:
+            line = json.loads(line).get("content")
+        except (json.JSONDecodeError, AttributeError):
+            return None, 'not valid JSON; expected {"content": ...} or plain text'
+        if not isinstance(line, str):
+            return None, 'no "content" string in the JSON object'
+    if not clean(line).strip():
+        return None, "empty article (nothing but spaces or control characters)"
+    return line, None
+
+
+def arriving_lines(size):
+    """Standard input as it arrives, in lists of at most `size` lines (bytes): a list waits for
+    its first line only and holds the lines already there with it, so a line written alone is
+    answered alone (a co-process), and a complete pipe still comes in full batches."""
+    fd, pending, ended = sys.stdin.fileno(), b"", False
+    while not ended or pending:
+        lines = []
+        while len(lines) < size:
+            if b"\n" in pending:
+                raw, pending = pending.split(b"\n", 1)
+                lines.append(raw)
+            elif ended or (lines and not select.select([fd], [], [], 0)[0]):
+                break
+            else:
+                chunk = os.read(fd, 1 << 16)
+                pending, ended = pending + chunk, not chunk
+        if ended and pending and len(lines) < size:  # a last line without its newline
+            lines.append(pending)
+            pending = b""
+        if lines:
+            yield lines
 
 
 DECODE_KEYS = ("topk", "decoder", "max_title_len", "min_title_len", "no_repeat_ngram", "length_penalty")
@@ -150,10 +176,25 @@ def cmd_generate(args, settings):
         print(titler([args.article])[0])
         return 0
 
-    rows = list(read_articles(source))
-    good = [(n, text) for n, text, error in rows if error is None]
-    titles = dict(zip((n for n, _ in good), title_all(titler, [text for _, text in good], args, settings)))
     name = "<stdin>" if source == "-" else source
+    if source == "-" and not stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode):  # a pipe or a terminal
+        size = 1 if titler.decoder == "naive" else args.batch_size or settings["generate_batch_size"]
+        lineno, bad = 0, 0
+        for lines in arriving_lines(size):
+            rows = [(lineno + i, *parse_line(raw)) for i, raw in enumerate(lines, 1)]
+            lineno += len(lines)
+            bad += write_titles(rows, name, args, lambda texts: titler(texts))
+        return 1 if bad else 0
+    rows = list(read_articles(source))
+    bad = write_titles(rows, name, args, lambda texts: title_all(titler, texts, args, settings))
+    return 1 if bad else 0
+
+
+def write_titles(rows, name, args, title):
+    """Print the title of each (line number, text, error) row in order, or its error, and flush;
+    returns how many rows were bad."""
+    good = [(n, text) for n, text, error in rows if error is None]
+    titles = dict(zip((n for n, _ in good), title([text for _, text in good]) if good else []))
     for n, _, error in rows:
         if error is not None:
             print(f"error: {name}:{n}: {error}", file=sys.stderr)
@@ -162,7 +203,8 @@ def cmd_generate(args, settings):
             print(json.dumps(out, ensure_ascii=False))
         else:
             print(titles.get(n, ""))  # a bad line keeps its place as an empty line
-    return 1 if len(good) < len(rows) else 0
+    sys.stdout.flush()
+    return len(rows) - len(good)
 
 
 def cmd_evaluate(args, settings):

@@ -143,3 +143,33 @@ def test_best_ids_take_the_log_of_k_ids_and_keep_the_blogs_order():
     scores, ids = IncrementalDecoder._best(decoder, tf.constant(rows[:2]), tf.constant(0), None)
     assert ids.numpy().tolist() == expected[:2].tolist()
     np.testing.assert_array_equal(scores.numpy(), np.take_along_axis(log_p[:2], expected[:2], 1))
+
+
+def test_generate_reads_a_pipe_line_by_line_as_a_co_process(cli_model):
+    """`generate -` on a pipe answers each line as it arrives: the test reads each title before it
+    writes the next article, as a program keeping one `generate` open would."""
+    import select
+    import subprocess
+    import sys
+
+    out, _ = cli_model
+    expected = [last_line(run_cli("generate", article, "--model", out).stdout) for article in ("春夏秋冬山水", "日月风雨花草")]
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "generate", "-", "--model", out],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+    def answer(line):
+        process.stdin.write(line.encode("utf-8") + b"\n")
+        process.stdin.flush()
+        ready = select.select([process.stdout], [], [], 120)[0]
+        assert ready, f"no answer to {line!r} while the pipe stays open"
+        return process.stdout.readline().decode("utf-8").rstrip("\n")
+
+    try:
+        assert answer("春夏秋冬山水") == expected[0]
+        assert answer("") == ""  # a bad line keeps its place, and the process goes on
+        assert answer('{"content": "日月风雨花草"}') == expected[1]
+    finally:
+        process.stdin.close()
+    assert process.wait(60) == 1  # one bad line
+    assert "<stdin>:2: empty article" in process.stderr.read().decode("utf-8")
