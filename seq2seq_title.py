@@ -152,9 +152,14 @@ def load_titler(args, settings):
     return make_titler(model, vocab, decode)
 
 
+def batch_size(titler, args, settings):
+    """Articles decoded together: one for the naive decoder, else --batch-size or GENERATE_BATCH_SIZE."""
+    return 1 if titler.decoder == "naive" else args.batch_size or settings["generate_batch_size"]
+
+
 def title_all(titler, articles, args, settings):
     """Titles for many articles, a batch at a time, with a progress bar when there is more than one."""
-    size = 1 if titler.decoder == "naive" else args.batch_size or settings["generate_batch_size"]
+    size = batch_size(titler, args, settings)
     titles = []
     with tqdm(total=len(articles), unit="article", disable=len(articles) <= size, file=sys.stderr) as bar:
         for i in range(0, len(articles), size):
@@ -178,12 +183,11 @@ def cmd_generate(args, settings):
 
     name = "<stdin>" if source == "-" else source
     if source == "-" and not stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode):  # a pipe or a terminal
-        size = 1 if titler.decoder == "naive" else args.batch_size or settings["generate_batch_size"]
         lineno, bad = 0, 0
-        for lines in arriving_lines(size):
+        for lines in arriving_lines(batch_size(titler, args, settings)):
             rows = [(lineno + i, *parse_line(raw)) for i, raw in enumerate(lines, 1)]
             lineno += len(lines)
-            bad += write_titles(rows, name, args, lambda texts: titler(texts))
+            bad += write_titles(rows, name, args, titler)
         return 1 if bad else 0
     rows = list(read_articles(source))
     bad = write_titles(rows, name, args, lambda texts: title_all(titler, texts, args, settings))

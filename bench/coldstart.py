@@ -5,8 +5,9 @@
 
 Prints the machine, the wall time of each command (median of --runs, alternating the two so both
 see the same machine), their ratio, and where a cold `generate` spends its time, measured inside
-one fresh process: imports, building the model, loading the weights, the first title (tracing and
-compiling the decoder) and a second title as long. A benchmark, not a test.
+one fresh process: imports, building the model, loading the weights (the steps of
+titlegen.train.load_trained, timed one by one), the first title (tracing and compiling the
+decoder) and a second title as long. A benchmark, not a test.
 """
 import argparse
 import os
@@ -31,14 +32,14 @@ stages = [("import tensorflow (and titlegen)", time.perf_counter())]
 import keras
 from titlegen.data import Vocab
 from titlegen.model import build_model
-from titlegen.train import make_titler
+from titlegen.train import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, make_titler
 stages.append(("import keras and the decoding code", time.perf_counter()))
-with open(os.path.join({model!r}, "config.json"), encoding="utf-8") as f:
+with open(os.path.join({model!r}, CONFIG_FILE), encoding="utf-8") as f:
     config = json.load(f)
-vocab = Vocab.load(os.path.join({model!r}, "vocab.json"))
+vocab = Vocab.load(os.path.join({model!r}, VOCAB_FILE))
 model = build_model(**config["model"])
 stages.append(("build the model", time.perf_counter()))
-model.load_weights(os.path.join({model!r}, "model.weights.h5"))
+model.load_weights(os.path.join({model!r}, WEIGHTS_FILE))
 stages.append(("load the weights", time.perf_counter()))
 titler = make_titler(model, vocab, config["settings"])
 titler([{article!r}])

@@ -4,7 +4,8 @@ The article is encoded once (encoder output, mask, masked max-pool, prior); then
 LSTMs advance one character at a time, each beam carrying its (h, c) states, which are reordered
 with the beams. An article's beams share its encoder memory: they are the query rows of one
 attention over it, so each step reads the memory once per article, not once per beam (at 64
-articles × 3 beams the per-beam copies outgrew the CPU's cache, and batch 64 ran no faster than 16). The whole loop, for a batch of articles x beams, is one compiled TensorFlow graph.
+articles × 3 beams the per-beam copies outgrew the CPU's cache, and batch 64 ran no faster than
+16). The whole loop, for a batch of articles x beams, is one compiled TensorFlow graph.
 Every weight is the trained model's own: its layers are called, looked up by name. Both model
 versions are served: the 2018 one (the blog's attention) and the 2019 one (self-modulated
 LayerNorms, 8-head attention).
@@ -100,7 +101,10 @@ class IncrementalDecoder:
         title's steps are in training, so the memory is read once per article, not once per beam."""
         k = self.topk
         batch = tf.shape(last)[0] // k
-        beams = lambda t: tf.reshape(t, tf.concat([[batch, k], tf.shape(t)[1:]], 0))  # (n, 1, ...) -> (batch, k, ...)
+
+        def beams(t):  # (n, ...) -> (batch, k, ...)
+            return tf.reshape(t, tf.concat([[batch, k], tf.shape(t)[1:]], 0))
+
         coverage = None
         if self.coverage:
             *states, (beam_coverage,) = states
@@ -122,13 +126,12 @@ class IncrementalDecoder:
             if self.coverage:
                 new_states.append([tf.reshape(coverage + a, tf.shape(beam_coverage))])
         else:
-            k_t, v_heads, bias, x_max = memory
-            x_max_beams = tf.repeat(x_max, k, axis=0)
+            k_t, v_heads, bias, x_max = memory  # x_max (batch, 1, c): each norm's condition, as in the model
             for norm, cell, state in zip(self.norms, self.cells, states):
-                out, state = cell(norm([h, x_max_beams])[:, 0], state)
+                out, state = cell(tf.reshape(norm([beams(h[:, 0]), x_max]), [batch * k, -1]), state)
                 h = out[:, None]
                 new_states.append(state)
-            h = beams(self.norms[2]([h, x_max_beams])[:, 0])
+            h = self.norms[2]([beams(h[:, 0]), x_max])
             heads = self.attention.weights_of(self.attention.q_dense(h), k_t, bias, coverage)
             a = tf.reduce_mean(heads, axis=1)
             xy = tf.concat([h, self.attention.combine(heads, v_heads)], axis=-1)
@@ -168,17 +171,22 @@ class IncrementalDecoder:
         when a beam's k-th best is that small, or banned, the log of every id is taken as before."""
         k = self.topk
         shifted = tf.cast(probs[:, END:], tf.float64) + 1e-6
-        never = tf.constant(-np.inf, tf.float64)
-        banned = tf.zeros(tf.shape(shifted), tf.bool)
+        bans = []
         if self.min_len:  # END (column 0) not before min_len characters
             end_column = tf.equal(tf.range(tf.shape(shifted)[1]), 0)[None]
-            banned = tf.logical_or(banned, tf.logical_and(t < self.min_len, end_column))
+            bans.append(tf.logical_and(t < self.min_len, end_column))
         if self.no_repeat_ngram:
-            banned = tf.logical_or(banned, self._banned(yid, t, tf.shape(shifted)[1]))
-        top, ids = tf.math.top_k(tf.where(banned, never, shifted), k)
+            bans.append(self._banned(yid, t, tf.shape(shifted)[1]))
+
+        def ban(x):  # -inf where an option forbids the id; nothing to do without options
+            for banned in bans:
+                x = tf.where(banned, tf.constant(-np.inf, tf.float64), x)
+            return x
+
+        top, ids = tf.math.top_k(ban(shifted), k)
         return tf.cond(tf.reduce_all(top[:, -1] >= 1e-6 + 1e-12),
                        lambda: (tf.math.log(top), ids),
-                       lambda: tuple(tf.math.top_k(tf.where(banned, never, tf.math.log(shifted)), k)))
+                       lambda: tuple(tf.math.top_k(ban(tf.math.log(shifted)), k)))
 
     def _decode_graph(self, *encoded):
         """Beam search for a batch of encoded articles: title ids (batch, max_len + 1) and lengths.

@@ -20,7 +20,6 @@ import tempfile
 import time
 
 import keras
-
 import tensorflow as tf
 from tqdm import tqdm
 
@@ -120,6 +119,7 @@ def make_train_step(model, optimizer, strategy, jit_compile=False):
     batch's exact shapes and then generally, as tf.function's reduce_retracing does, the two graphs
     rounded differently and a resumed run parted by a float32 ulp that grew. A batch size left
     unknown too costs about 30% of the speed on a CPU; a known one costs nothing: docs/speed.md.)
+    jit_compile=True runs the step under XLA (bench/train.py measures it: far slower on a CPU).
     """
     replicas = strategy.num_replicas_in_sync
 
