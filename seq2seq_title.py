@@ -230,7 +230,7 @@ def cmd_evaluate(args, settings):
             f.write(json.dumps({"line": line, "reference": ref, "prediction": pred}, ensure_ascii=False) + "\n")
     lead_titles, k = lead(contents, references)
     scores = {"model": corpus_scores(predictions, references), f"LEAD-{k}": corpus_scores(lead_titles, references)}
-    decoding = {"decoder": titler.decoder, "topk": titler.topk, "max_len": titler.max_len, **titler.options}
+    decoding = titler.settings
     shares = copy_shares(predictions, contents, set("".join(titler.vocab.chars)))  # words: their characters
     write_json(os.path.splitext(out)[0] + ".scores.json",
                {"data": data, "articles": len(rows), "decoding": decoding, "scores": scores,
@@ -252,7 +252,7 @@ def add_decoding_args(p):
     p.add_argument("--min-len", dest="min_title_len", type=int, help="no END before this many characters")
     p.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size in a title")
     p.add_argument("--max-len", dest="max_title_len", type=int, help="decoding steps at most")
-    p.add_argument("--length-penalty", type=float, help="length normalisation α (naive decoder only)")
+    p.add_argument("--length-penalty", type=float, help="length normalisation α (0 = off, the blog's search)")
 
 
 def parse_args(argv):

@@ -74,3 +74,17 @@ def cli_model(tmp_path_factory):
                      "--epochs", "1", "--steps-per-epoch", "1")
     assert result.returncode == 0, result.stderr
     return out, result
+
+
+def stub_search(next_probs, topk=3, max_len=50, **options):
+    """The one beam search (titlegen.search) over next-id probabilities set by hand, run eagerly:
+    next_probs(yid) -> (beams, V) for the prefix rows yid (beams, t + 1), START first. Returns the
+    title ids, START first."""
+    import tensorflow as tf
+    from titlegen.search import beam_search
+
+    def next_(yid, t, state, memory):
+        return tf.constant(np.asarray(next_probs(yid.numpy()[:, :int(t) + 1]), dtype="float64")), state
+
+    ids, lengths, _ = beam_search(next_, {"article": tf.zeros([1, 1])}, {}, topk, max_len, **options)
+    return ids.numpy()[0, :int(lengths[0])]

@@ -6,7 +6,7 @@ from conftest import tiny_settings, write_jsonl
 from titlegen.data import END, START, UNK, Vocab
 from titlegen.decode import Titler
 from titlegen.layers import PointerGenerator, TitleIds
-from titlegen.model import build_model, copies
+from titlegen.model import ModelParts, build_model
 from titlegen.train import load_trained, train
 
 
@@ -56,7 +56,7 @@ def test_copy_model_learns_to_copy_an_out_of_vocabulary_character(tmp_path, vers
                              max_title_len=6, monitor="loss")
     model, vocab, config = train(settings, str(tmp_path / "model"), log=lambda _: None)
     assert config["best"]["epoch"] == 25  # the saved weights are the returned model's
-    assert copies(model)
+    assert ModelParts.of(model).copy
     articles = ["亮春夏秋冬山水日月", "晶风雨花草山水日月"]  # 亮 and 晶 were never seen in training
     assert not any(c in vocab.char2id for c in "亮晶")
     naive = Titler(model, vocab, 400, "naive", 3, 6)(articles)
@@ -64,12 +64,12 @@ def test_copy_model_learns_to_copy_an_out_of_vocabulary_character(tmp_path, vers
     assert Titler(model, vocab, 400, "incremental", 3, 6)(articles) == naive
 
     loaded, loaded_vocab, _ = load_trained(str(tmp_path / "model"))
-    assert copies(loaded) and Titler(loaded, loaded_vocab, 400, "incremental", 3, 6)(articles) == naive
+    assert ModelParts.of(loaded).copy and Titler(loaded, loaded_vocab, 400, "incremental", 3, 6)(articles) == naive
 
 
 def test_copy_off_is_the_blogs_model():
     plain, copying = build_model(12, 8, 16), build_model(12, 8, 16, copy=True)
-    assert not copies(plain) and len(plain.inputs) == 2 and plain.output.shape[-1] == 12
+    assert not ModelParts.of(plain).copy and len(plain.inputs) == 2 and plain.output.shape[-1] == 12
     assert len(copying.inputs) == 3 and copying.output.shape[-1] == 12 + 400
     names = {layer.name for layer in plain.layers}
     assert not names & {"copy_gate", "pointer", "title_ids"}
@@ -106,6 +106,9 @@ def test_coverage_decoders_agree_and_reload(tmp_path, version, copy):
     articles = ["".join(chr(0x4e00 + i) for i in rng.integers(0, 36, n)) + "亮" for n in (5, 30, 12)]
     naive = Titler(model, vocab, 400, "naive", 3, 10)(articles)
     assert Titler(model, vocab, 400, "incremental", 3, 10)(articles) == naive
+    options = {"min_len": 2, "no_repeat_ngram": 2, "length_penalty": 0.8}  # every option at once, 5 beams
+    assert (Titler(model, vocab, 400, "incremental", 5, 10, **options)(articles)
+            == Titler(model, vocab, 400, "naive", 5, 10, **options)(articles))
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
     assert Titler(loaded, vocab, 400, "incremental", 3, 10)(articles) == naive

@@ -5,11 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, last_line, run_cli
+from conftest import ROOT, last_line, run_cli, stub_search
 from titlegen.data import START, Vocab, chunked, encode_example, padded
 from titlegen.sources import read_jsonl
-from titlegen.decode import Titler, beam_search, naive_next_probs, top_k
-from titlegen.incremental import IncrementalDecoder
+from titlegen.decode import IncrementalDecoder, NaiveDecoder, Titler
 from titlegen.model import build_model, compile_model
 
 MAX_LEN = 20
@@ -34,7 +33,7 @@ def trained():
 def test_incremental_gives_the_naive_titles(trained, topk):
     model, _, dev = trained
     incremental = IncrementalDecoder(model, topk, MAX_LEN)(dev)
-    naive = [beam_search(naive_next_probs(model, x, topk), topk, MAX_LEN) for x in dev]
+    naive = NaiveDecoder(model, topk, MAX_LEN)(dev)
     assert [t.tolist() for t in incremental] == [t.tolist() for t in naive]
     assert len({tuple(t) for t in naive}) > 5  # the titles differ from article to article
 
@@ -57,14 +56,15 @@ def test_a_title_does_not_depend_on_its_batch(trained):
 
 
 def reorders(model, article, topk):
-    """Whether the naive beam search on this article ever changes which beam a row continues."""
+    """Whether the beam search on this article ever changes which beam a row continues."""
     seen = []
 
     def record(yid):
         seen.append(yid.copy())
-        return naive_next_probs(model, article, topk)(yid)
+        rows = [np.array([article] * len(yid), dtype="int32"), yid]
+        return model.predict_on_batch(rows)[:, -1]
 
-    beam_search(record, topk, MAX_LEN)
+    stub_search(record, topk, MAX_LEN)
     return any(not np.array_equal(after[:, :-1], before) for before, after in zip(seen[1:], seen[2:]))
 
 
@@ -73,14 +73,25 @@ def test_beam_states_follow_their_beams_when_the_order_changes(trained):
     article = next((a for a in dev[:20] if reorders(model, a, 3)), None)
     assert article is not None, "no article of the sample reorders its beams"
     assert (IncrementalDecoder(model, 3, MAX_LEN)([article])[0].tolist()
-            == beam_search(naive_next_probs(model, article, 3), 3, MAX_LEN).tolist())
+            == NaiveDecoder(model, 3, MAX_LEN)([article])[0].tolist())
 
 
 def test_forced_length_runs_every_step(trained):
     model, _, dev = trained
     ids = IncrementalDecoder(model, 2, 7, stop_at_end=False)([dev[0]])[0]
     assert len(ids) == 8 and ids[0] == START
-    assert ids.tolist() == beam_search(naive_next_probs(model, dev[0], 2), 2, 7, stop_at_end=False).tolist()
+    assert ids.tolist() == NaiveDecoder(model, 2, 7, stop_at_end=False)([dev[0]])[0].tolist()
+
+
+def test_scores_are_the_titles_log_probabilities(trained):
+    """The score each decoder reports is the sum of log(p + 1e-6) of the title's ids under the model."""
+    model, _, dev = trained
+    for decoder in (NaiveDecoder(model, 3, MAX_LEN), IncrementalDecoder(model, 3, MAX_LEN)):
+        titles, scores = decoder.search(dev[:3])
+        for article, title, score in zip(dev[:3], titles, scores):
+            probs = model.predict_on_batch([np.array([article]), title[None, :-1]])[0]
+            expected = np.sum(np.log(probs[np.arange(len(title) - 1), title[1:]].astype("float64") + 1e-6))
+            assert score == pytest.approx(expected, rel=1e-5)
 
 
 def test_titler_gives_the_same_text_with_both_decoders(trained):
@@ -88,10 +99,6 @@ def test_titler_gives_the_same_text_with_both_decoders(trained):
     texts = [r["content"] for r in read_jsonl(os.path.join(ROOT, "data/lcsts/dev.jsonl"))[50:60]]
     assert (Titler(model, vocab, 400, "incremental", 3, MAX_LEN)(texts)
             == Titler(model, vocab, 400, "naive", 3, MAX_LEN)(texts))
-
-
-def test_top_k_breaks_ties_to_the_lower_index():
-    assert top_k(np.array([0.1, 0.5, 0.5, 0.2, 0.5]), 3).tolist() == [1, 2, 4]
 
 
 def test_cli_file_and_stdin(tmp_path, cli_model):
@@ -116,6 +123,17 @@ def test_cli_file_and_stdin(tmp_path, cli_model):
     assert rows[1]["error"].startswith("empty article") and "<stdin>:4: not valid JSON" in jsonl.stderr
 
 
+def test_cli_decoders_agree_with_every_decoding_flag(tmp_path, cli_model):
+    out, _ = cli_model
+    articles = tmp_path / "articles.txt"
+    articles.write_text("春夏秋冬山水\n日月风雨花草春夏\n山水日月\n", encoding="utf-8")
+    flags = ["--topk", "2", "--min-len", "1", "--no-repeat-ngram", "2", "--length-penalty", "0.8", "--max-len", "6"]
+    naive, incremental = (run_cli("generate", "--file", str(articles), "--model", out, "--decoder", d, *flags)
+                          for d in ("naive", "incremental"))
+    assert naive.returncode == incremental.returncode == 0
+    assert naive.stdout == incremental.stdout and len(naive.stdout.splitlines()) == 3
+
+
 def test_cli_generate_needs_an_article_or_a_file(cli_model):
     result = run_cli("generate", "--model", cli_model[0])
     assert result.returncode == 2 and "give one article" in last_line(result.stderr)
@@ -126,21 +144,20 @@ def test_best_ids_take_the_log_of_k_ids_and_keep_the_blogs_order():
     checked against the log of every id, on rows made to tie, and on a row whose third best is
     nearly zero (3e-22 and 0 give one float64 log, so the lower id must come first)."""
     import tensorflow as tf
-    from types import SimpleNamespace
 
     from titlegen.data import END
+    from titlegen.search import best_next
 
     rows = np.array([[0, 0, 0, 0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],   # distinct, then a tie at 0.1
                      [0, 0, 0, 0.2, 0.2, 0.2, 0.2, 0.1, 0.1, 0.0],   # four equal best
                      [0, 0, 0, 0.6, 0.4, 0.0, 3e-22, 0.0, 0.0, 0.0]], dtype="float32")  # the nearly-zero tie
-    decoder = SimpleNamespace(topk=3, min_len=0, no_repeat_ngram=0)
-    scores, ids = IncrementalDecoder._best(decoder, tf.constant(rows), tf.constant(0), None)
+    scores, ids = best_next(tf.constant(rows), tf.constant(0), None, 3)
     log_p = tf.math.log(rows[:, END:].astype("float64") + 1e-6).numpy()  # as before: the log of every id
     expected = np.argsort(-log_p, axis=1, kind="stable")[:, :3]  # numpy's stable sort: lower id first
     assert ids.numpy().tolist() == expected.tolist() == [[0, 1, 2], [0, 1, 2], [0, 1, 2]]
     np.testing.assert_array_equal(scores.numpy(), np.take_along_axis(log_p, expected, 1))
     # the same rows with the nearly-zero one left out take the short way, with the same answers
-    scores, ids = IncrementalDecoder._best(decoder, tf.constant(rows[:2]), tf.constant(0), None)
+    scores, ids = best_next(tf.constant(rows[:2]), tf.constant(0), None, 3)
     assert ids.numpy().tolist() == expected[:2].tolist()
     np.testing.assert_array_equal(scores.numpy(), np.take_along_axis(log_p[:2], expected[:2], 1))
 

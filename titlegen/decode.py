@@ -1,121 +1,116 @@
-"""Beam search as the blog wrote it (the naive decoder, which re-runs the whole model every step),
-its decoding options, and Titler: articles -> titles with either decoder."""
-import numpy as np
+"""Articles -> titles: the blog's naive decoder, the incremental one, and Titler (text in, text out).
 
-from .data import END, START, TitleError
+Both run the one beam search of `search.py` and differ only in how they get the next id's
+probabilities: the naive decoder re-runs the whole model on the article and the title so far, the
+incremental one encodes articles once and advances the model one step (`ModelParts.step`). Its
+encoder runs under XLA (`xla=True`, about eightfold less overhead on a CPU), compiled once per
+shape: articles are padded to a multiple of ENCODE_BUCKET characters and batches to a power of two,
+padding the masked encoder does not see.
+"""
+import numpy as np
+import tensorflow as tf
+
+from .data import END, TitleError, pad
+from .model import ModelParts
+from .search import beam_search
 from .sources import clean
 
-
-def top_k(x, k):
-    """Indices of the k largest entries of each row, best first; ties go to the lower index
-    (the rule of tf.math.top_k, so every decoder breaks ties alike)."""
-    return np.argsort(-x, axis=-1, kind="stable")[..., :k]
+ENCODE_BUCKET = 64  # articles are padded to a multiple of this many characters before encoding
 
 
-def banned_ids(prefix, no_repeat_ngram):
-    """The ids that would repeat an n-gram of `prefix` (START first, not counted), n = no_repeat_ngram."""
-    n, tokens = no_repeat_ngram, list(prefix[1:])
-    if n < 1 or len(tokens) < n - 1:
-        return set()
-    tail = tokens[len(tokens) - n + 1:]
-    return {tokens[j + n - 1] for j in range(len(tokens) - n + 1) if tokens[j:j + n - 1] == tail}
+class Decoder:
+    """Lists of article ids -> title ids (START first), the beam search's options fixed.
+
+    min_len, no_repeat_ngram and length_penalty are decoding options beyond the blog (0 = off);
+    stop_at_end=False always runs max_len steps (for benchmarks that need equal work)."""
+
+    def __init__(self, model, topk=3, max_len=50, min_len=0, no_repeat_ngram=0, length_penalty=0.0,
+                 stop_at_end=True):
+        self.model, self.parts = model, ModelParts.of(model)
+        if topk < 1:
+            raise TitleError(f"topk must be at least 1, got {topk}")
+        if topk > self.parts.vocab_size - END:
+            raise TitleError(f"topk {topk} is larger than the {self.parts.vocab_size - END} ids a title can use")
+        self.topk = topk
+        self.options = {"topk": topk, "max_len": max_len, "min_len": min_len, "no_repeat_ngram": no_repeat_ngram,
+                        "length_penalty": length_penalty, "stop_at_end": stop_at_end}
+
+    def __call__(self, articles_ids, extended_ids=None):
+        """The title ids of each article; a copying model also reads the articles' extended ids."""
+        return self.search(articles_ids, extended_ids)[0]
+
+    def search(self, articles_ids, extended_ids=None):
+        """(title ids, scores): each title's summed log(p + 1e-6)."""
+        if not articles_ids:
+            return [], np.zeros(0)
+        ids, lengths, scores = self._run(articles_ids, extended_ids)
+        return [row[:n] for row, n in zip(ids.numpy(), lengths.numpy())], scores.numpy()
 
 
-def step_log_probs(next_probs, yid, topk, step, min_len, no_repeat_ngram):
-    """log(p + 1e-6) of every id >= END after each prefix row of yid, with the options' bans as -inf."""
-    probs = np.asarray(next_probs(yid), dtype="float64")  # scores add up in float64
-    log_p = np.log(probs[:, END:] + 1e-6)  # ids below END are never chosen
-    if topk > log_p.shape[1]:
-        raise TitleError(f"topk {topk} is larger than the {log_p.shape[1]} ids a title can use")
-    if step < min_len:
-        log_p[:, 0] = -np.inf  # column 0 is END
-    for row, prefix in enumerate(yid):
-        for banned in banned_ids(prefix, no_repeat_ngram):
-            log_p[row, banned - END] = -np.inf
-    return log_p
+class NaiveDecoder(Decoder):
+    """The blog's decoder: at every step the whole model runs on the article and each beam's title
+    so far, and the last position's probabilities are read. One article at a time, as in the blog
+    (with the 2018 code's unmasked encoder a title depends on the padding it is batched with)."""
+
+    def __init__(self, model, *args, **kwargs):
+        super().__init__(model, *args, **kwargs)
+        inputs = 2 if self.parts.copy else 1
+        self._search = tf.function(self._graph, input_signature=[tf.TensorSpec([None, None], tf.int32)] * inputs)
+
+    def _run(self, articles_ids, extended_ids=None):  # one article at a time
+        rows = zip(articles_ids, *([extended_ids] if self.parts.copy else []))
+        results = [self._search(*(tf.constant([x], tf.int32) for x in row)) for row in rows]
+        return [tf.concat(parts, 0) for parts in zip(*results)]
+
+    def _graph(self, article, extended=None):
+        k, model = self.topk, self.model
+
+        def next_probs(yid, t, state, memory):  # the whole model on the article and the titles so far
+            rows = [tf.repeat(memory["article"], k, axis=0), yid[:, :t + 1]]
+            if "extended" in memory:
+                rows.append(tf.repeat(memory["extended"], k, axis=0))
+            return model(rows, training=False)[:, -1], state
+
+        memory = {"article": article} if extended is None else {"article": article, "extended": extended}
+        return beam_search(next_probs, memory, {}, **self.options)
 
 
-def beam_search(next_probs, topk=3, max_len=50, stop_at_end=True, min_len=0, no_repeat_ngram=0,
-                length_penalty=0.0):
-    """The blog's beam search over a function that scores the next character.
+class IncrementalDecoder(Decoder):
+    """Encodes a batch of articles once, then advances the model's decoder one step per character
+    for articles × beams in one compiled loop: the naive decoder's titles, without re-running the
+    whole model."""
 
-    next_probs(yid) -> (topk, V) probabilities of the id after each prefix row of yid (topk, t).
-    Each step scores log(p + 1e-6) over ids >= END only, so pad, unk and start are never chosen.
-    Step 0 expands the single START; later steps keep the best topk of the topk x topk
-    candidates. Stops as soon as the best-scoring beam ends with END; after max_len steps returns
-    the best beam. topk=1 is greedy search. Returns the ids, START first.
+    def __init__(self, model, *args, xla=True, **kwargs):
+        super().__init__(model, *args, **kwargs)
+        self.xla = xla
+        self._encode = tf.function(self.parts.memory, jit_compile=xla)
+        self._search = tf.function(self._graph, reduce_retracing=True)
 
-    Options beyond the blog, off by default: min_len forbids END before that many characters;
-    no_repeat_ngram=n forbids a character that would repeat an n-gram already in the beam;
-    length_penalty=α > 0 switches to `normalised_beam_search`.
-    stop_at_end=False always runs max_len steps (for benchmarks that need equal work).
-    """
-    if length_penalty:
-        return normalised_beam_search(next_probs, topk, max_len, min_len, no_repeat_ngram, length_penalty)
-    yid = np.full((topk, 1), START, dtype="int32")
-    scores = np.zeros(topk)
-    for step in range(max_len):
-        log_p = step_log_probs(next_probs, yid, topk, step, min_len, no_repeat_ngram)
-        arg_topk = top_k(log_p, topk)  # each row's best topk
-        if step == 0:  # every row is the same START: expand the first only
-            rows, ids = np.zeros(topk, dtype=int), arg_topk[0]
-        else:  # all topk x topk candidates, beam by beam
-            rows, ids = np.repeat(np.arange(topk), topk), arg_topk.reshape(-1)
-        cand_scores = scores[rows] + log_p[rows, ids]
-        keep = top_k(cand_scores, topk)  # the new beams, best first
-        yid = np.concatenate([yid[rows[keep]], (ids[keep] + END)[:, None]], axis=1).astype("int32")
-        scores = cand_scores[keep]
-        if stop_at_end and yid[0, -1] == END:  # the best beam has ended
-            return yid[0]
-    return yid[0]
+    def _run(self, articles_ids, extended_ids=None):
+        x, n = self.encoder_input(articles_ids), len(articles_ids)
+        memory = tf.nest.map_structure(lambda m: m[:n], self._encode(tf.constant(x)))
+        if self.parts.copy:  # padded like the encoder's input
+            given = pad(extended_ids)
+            memory["extended"] = tf.constant(np.pad(given, [(0, 0), (0, x.shape[1] - given.shape[1])]))
+        return self._search(memory)
 
+    def encoder_input(self, articles_ids):
+        """The articles zero-padded into one array; under XLA, to a power-of-two batch and a multiple
+        of ENCODE_BUCKET characters: a few shapes to compile, not one per article length and batch size."""
+        x = pad(articles_ids)
+        if self.xla:
+            rows, cols = 1 << (len(x) - 1).bit_length(), -(-x.shape[1] // ENCODE_BUCKET) * ENCODE_BUCKET
+            x = np.pad(x, [(0, rows - len(x)), (0, cols - x.shape[1])])
+        return x
 
-def normalised_beam_search(next_probs, topk, max_len, min_len=0, no_repeat_ngram=0, length_penalty=1.0):
-    """Beam search with length normalisation (Wu et al. 2016), an option beyond the blog.
+    def _graph(self, memory):
+        parts = self.parts
 
-    A beam that ends with END leaves the beam as a finished title, scored by its summed log
-    probability divided by ((5 + n) / 6) ** length_penalty, n its ids after START (END included);
-    the other candidates refill the beam. Stops once topk titles are finished (or no beam is left)
-    and returns the best finished one; after max_len steps with none finished, the best beam.
-    """
-    yid = np.full((1, 1), START, dtype="int32")
-    scores = np.zeros(1)
-    finished = []  # (normalised score, ids)
-    for step in range(max_len):
-        rows_in = np.concatenate([yid, np.repeat(yid[:1], topk - len(yid), axis=0)])  # the model takes topk rows
-        log_p = step_log_probs(next_probs, rows_in, topk, step, min_len, no_repeat_ngram)[:len(yid)]
-        arg_topk = top_k(log_p, topk)
-        rows, ids = np.repeat(np.arange(len(yid)), topk), arg_topk.reshape(-1)
-        cand_scores = scores[rows] + log_p[rows, ids]
-        alive = []
-        for c in top_k(cand_scores, len(cand_scores)):
-            if not np.isfinite(cand_scores[c]):
-                break
-            title = np.append(yid[rows[c]], ids[c] + END)
-            if ids[c] + END == END:
-                finished.append((cand_scores[c] / ((5 + len(title) - 1) / 6) ** length_penalty, title))
-            elif len(alive) < topk:
-                alive.append((cand_scores[c], title))
-        if len(finished) >= topk or not alive:
-            break
-        scores = np.array([a for a, _ in alive])
-        yid = np.array([t for _, t in alive], dtype="int32")
-    if finished:
-        return max(finished, key=lambda f: f[0])[1].astype("int32")
-    return yid[0]
+        def next_probs(yid, t, state, memory):  # one step of the model's decoder
+            return parts.step(yid[:, t], state, memory)
 
-
-def naive_next_probs(model, article_ids, topk, extended_ids=None):
-    """The blog's decoder step: run the whole model on the article and the full prefix, read the
-    last position. The article is re-encoded at every step. A copying model also reads the
-    article's extended ids."""
-    inputs = [np.array([article_ids] * topk, dtype="int32")]
-    extended = [] if extended_ids is None else [np.array([extended_ids] * topk, dtype="int32")]
-
-    def next_probs(yid):
-        return model.predict_on_batch(inputs + [yid] + extended)[:, -1]
-
-    return next_probs
+        rows = tf.shape(memory["prior"])[0] * self.topk
+        return beam_search(next_probs, memory, parts.start_state(memory, rows), **self.options)
 
 
 def check_article(article):
@@ -131,33 +126,25 @@ def check_article(article):
     return clean(article)
 
 
-DECODERS = ("naive", "incremental")
+DECODER_CLASSES = {"naive": NaiveDecoder, "incremental": IncrementalDecoder}
+DECODERS = tuple(DECODER_CLASSES)
 
 
 class Titler:
     """Articles -> titles with either decoder: `naive` (the blog's, one article at a time) or
     `incremental` (encodes once, articles x beams in one compiled loop, the same titles).
 
-    min_len, no_repeat_ngram and length_penalty are decoding options beyond the blog (0 = off);
-    length_penalty is the naive decoder's only."""
+    min_len, no_repeat_ngram and length_penalty are decoding options beyond the blog (0 = off)."""
 
     def __init__(self, model, vocab, maxlen, decoder="naive", topk=3, max_len=50, min_len=0, no_repeat_ngram=0,
                  length_penalty=0.0):
-        if decoder not in DECODERS:
+        if decoder not in DECODER_CLASSES:
             raise TitleError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
-        if topk < 1:
-            raise TitleError(f"topk must be at least 1, got {topk}")
-        from .model import copies
-
-        self.model, self.vocab, self.maxlen, self.copy = model, vocab, maxlen, copies(model)
-        self.decoder, self.topk, self.max_len = decoder, topk, max_len
-        self.options = {"min_len": min_len, "no_repeat_ngram": no_repeat_ngram, "length_penalty": length_penalty}
-        if decoder == "incremental" and length_penalty:
-            raise TitleError("length normalisation (LENGTH_PENALTY, --length-penalty) needs --decoder naive")
-        if decoder == "incremental":
-            from .incremental import IncrementalDecoder
-            self.incremental = IncrementalDecoder(model, topk, max_len, min_len=min_len,
-                                                  no_repeat_ngram=no_repeat_ngram)
+        self.vocab, self.maxlen, self.decoder = vocab, maxlen, decoder
+        self.decode = DECODER_CLASSES[decoder](model, topk, max_len, min_len, no_repeat_ngram, length_penalty)
+        self.settings = {"decoder": decoder, "topk": topk, "max_len": max_len, "min_len": min_len,
+                         "no_repeat_ngram": no_repeat_ngram, "length_penalty": length_penalty}
+        self.copy = self.decode.parts.copy
 
     def __call__(self, articles):
         """A list of article texts -> their titles, in order."""
@@ -168,9 +155,5 @@ class Titler:
         else:
             ids = [self.vocab.encode(a, self.maxlen) for a in articles]
             extended, oovs = [None] * len(ids), [()] * len(ids)
-        if self.decoder == "incremental":
-            titles = self.incremental(ids, list(extended) if self.copy else None)
-        else:
-            titles = [beam_search(naive_next_probs(self.model, x, self.topk, e), self.topk, self.max_len,
-                                  **self.options) for x, e in zip(ids, extended)]
+        titles = self.decode(ids, list(extended) if self.copy else None)
         return [self.vocab.decode(t, o) for t, o in zip(titles, oovs)]

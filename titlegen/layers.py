@@ -16,6 +16,12 @@ def far(dtype):
     return 3e4 if keras.backend.standardize_dtype(dtype) == "float16" else 1e10
 
 
+def masked_max(x, mask):
+    """The max over time of the unpadded steps of x (batch, t, dim): (batch, 1, dim)."""
+    m = ops.cast(ops.expand_dims(mask, 2), x.dtype)  # (batch, t, 1)
+    return ops.max(x - (1.0 - m) * far(x.dtype), axis=1, keepdims=True)
+
+
 @register
 class PadMask(layers.Layer):
     """True where an id is a real character: the blog's mask `ids > 0`."""
@@ -77,9 +83,18 @@ class ExplicitMask(layers.Layer):
         return None
 
 
+def attention_weights(scores, bias, coverage_term=None):
+    """softmax(scores + coverage_term - bias) over the keys: the attention of every query row,
+    padded keys pushed to 0 by bias (-1e10 there). With coverage (See et al. 2017), coverage_term is
+    the learnt weight times the coverage, each row's attention summed over the steps before."""
+    if coverage_term is not None:
+        scores = scores + coverage_term
+    return ops.softmax(scores - bias, axis=-1)
+
+
 def covered_attention(scores, bias, weight):
-    """Attention with coverage (See et al. 2017), one query step after another:
-    a_t = softmax(s_t + weight · c_t - bias), c_t the sum of the attention of the steps before.
+    """Attention with coverage over a whole title, one query step after another:
+    a_t = attention_weights(s_t, bias, weight · c_t), c_t the sum of the attention of the steps before.
 
     scores: (batch, tq, tk), or (batch, heads, tq, tk) where a key's coverage is the heads' mean
     attention to it; bias: -1e10 at padded keys, shaped like scores with tq = 1. Returns the
@@ -90,7 +105,7 @@ def covered_attention(scores, bias, weight):
 
     def step(carry, s_t):  # carry: (coverage, the last step's weights); TensorFlow's scan emits the carry
         coverage = carry[0]
-        a_t = ops.softmax(s_t + weight * (coverage[:, None, :] if heads else coverage) - bias_t, axis=-1)
+        a_t = attention_weights(s_t, bias_t, weight * (coverage[:, None, :] if heads else coverage))
         carry = (coverage + (ops.mean(a_t, axis=1) if heads else a_t), a_t)
         return carry, carry
 
@@ -110,18 +125,56 @@ def coverage_loss(a, coverage, title_in):
     return ops.sum(per_step * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
-@register
-class Interact(ExplicitMask):
-    """The blog's multiplicative attention of the decoder over the encoder.
-
-    scores = (q W) vᵀ / 10 with padded keys at -1e10; o = softmax(scores) v; returns
-    concat[o, q, mv] per decoder step, mv the max over time of the unpadded encoder output.
-    """
+class Attention(ExplicitMask):
+    """What both versions' attention layers share. Training calls the layer on a whole title (its
+    steps are the query rows; with coverage, each step's coverage is the attention of the steps
+    before); decoding computes `memory` once per article and `read`s it at every step (its beams
+    are the query rows, each with its own coverage)."""
 
     def __init__(self, return_attention=False, coverage=0.0, **kwargs):
         super().__init__(**kwargs)
         self.return_attention = return_attention  # also return the attention weights (for copying)
         self.coverage = coverage  # > 0: coverage fed to the scores, and its loss with this weight
+
+    def call(self, inputs):
+        q, *keys = inputs[:-1] if self.coverage else inputs  # with coverage, the title input comes last
+        memory = self.memory(*keys)
+        if self.coverage:
+            a, coverage = covered_attention(self.scores(q, memory), memory["bias"], self.coverage_weight)
+            self.add_loss(self.coverage * coverage_loss(self.mean(a), coverage, inputs[-1]))
+        else:
+            a = self.weights_of(q, memory)
+        out = self.output_of(q, a, memory)
+        return [out, self.mean(a)] if self.return_attention else out
+
+    def read(self, q, memory, coverage=None):
+        """One decoding step: (output, weights (batch, tq, tk)) for query rows q (batch, tq, dim), each
+        with its own coverage (batch, tq, tk) when the layer has coverage."""
+        a = self.weights_of(q, memory, coverage)
+        return self.output_of(q, a, memory), self.mean(a)
+
+    def weights_of(self, q, memory, coverage=None):
+        """The attention weights; with coverage (batch, tq, tk), each row's own."""
+        term = None if coverage is None else self.coverage_weight * self.per_head(coverage)
+        return attention_weights(self.scores(q, memory), memory["bias"], term)
+
+    def mean(self, a):  # the weights over the heads, (batch, tq, tk)
+        return a
+
+    def per_head(self, coverage):
+        return coverage
+
+    def get_config(self):
+        return {**super().get_config(), "return_attention": self.return_attention, "coverage": self.coverage}
+
+
+@register
+class Interact(Attention):
+    """The blog's multiplicative attention of the decoder over the encoder.
+
+    scores = (q W) vᵀ / 10 with padded keys at -1e10; o = softmax(scores) v; returns
+    concat[o, q, mv] per decoder step, mv the max over time of the unpadded encoder output.
+    """
 
     def build(self, input_shape):
         q_shape, v_shape = input_shape[:2]
@@ -130,50 +183,25 @@ class Interact(ExplicitMask):
         if self.coverage:
             self.coverage_weight = self.add_weight(name="coverage_weight", shape=(), initializer="zeros")
 
-    def call(self, inputs):
-        q, v, v_mask = inputs[:3]  # and, with coverage, the title input
-        mv = self.pool(v, v_mask) + ops.zeros_like(q[:, :, :1])  # repeated for every decoder step
-        v_t, bias = self.keys(v, v_mask)
-        if self.coverage:
-            a, coverage = covered_attention(self.scores(q, v_t), bias, self.coverage_weight)
-            self.add_loss(self.coverage * coverage_loss(a, coverage, inputs[3]))
-        else:
-            a = self.weights_of(q, v_t, bias)
-        out = ops.concatenate([ops.matmul(a, v), q, mv], axis=-1)
-        return [out, a] if self.return_attention else out
+    def memory(self, v, v_mask):
+        """What attention needs of the encoder output, whatever the query: v, vᵀ, -1e10 at padded
+        keys, and the max-pool mv."""
+        bias = (1.0 - ops.cast(ops.expand_dims(v_mask, 1), v.dtype)) * far(v.dtype)
+        return {"values": v, "keys_t": ops.transpose(v, (0, 2, 1)), "bias": bias, "pool": masked_max(v, v_mask)}
 
-    def pool(self, v, v_mask):
-        """The max over time of the unpadded encoder output, (batch, 1, dim)."""
-        m = ops.cast(ops.expand_dims(v_mask, 2), v.dtype)  # (batch, tx, 1)
-        return ops.max(v - (1.0 - m) * far(v.dtype), axis=1, keepdims=True)
-
-    def keys(self, v, v_mask):
-        """What attention needs of the encoder output, whatever the query: vᵀ, and -1e10 at padded keys."""
-        return ops.transpose(v, (0, 2, 1)), (1.0 - ops.cast(ops.expand_dims(v_mask, 1), v.dtype)) * far(v.dtype)
-
-    def scores(self, q, v_t):
+    def scores(self, q, memory):
         """(q W) vᵀ / 10: (batch, tq, tk)."""
-        return ops.matmul(ops.matmul(q, self.kernel), v_t) / 10.0
+        return ops.matmul(ops.matmul(q, self.kernel), memory["keys_t"]) / 10.0
 
-    def weights_of(self, q, v_t, bias, coverage=None):
-        """softmax(scores - bias): (batch, tq, tk); v_t and bias from keys(). With coverage (batch, tq, tk),
-        each query row's own, one step of covered_attention: softmax(scores + weight · coverage - bias)."""
-        s = self.scores(q, v_t)
-        if coverage is not None:
-            s = s + self.coverage_weight * coverage
-        return ops.softmax(s - bias, axis=-1)
-
-    def attend(self, q, v, v_t, bias):
-        """The attention output, weights_of(...) v: (batch, tq, dim)."""
-        return ops.matmul(self.weights_of(q, v_t, bias), v)
+    def output_of(self, q, a, memory):
+        """concat[a v, q, mv], mv repeated for every query row."""
+        mv = memory["pool"] + ops.zeros_like(q[:, :, :1])
+        return ops.concatenate([ops.matmul(a, memory["values"]), q, mv], axis=-1)
 
     def compute_output_shape(self, input_shape):
         q_shape, v_shape = input_shape[:2]
         out = (*q_shape[:2], 2 * v_shape[-1] + q_shape[-1])
         return [out, (*q_shape[:2], v_shape[1])] if self.return_attention else out
-
-    def get_config(self):
-        return {**super().get_config(), "return_attention": self.return_attention, "coverage": self.coverage}
 
 
 @register
@@ -230,9 +258,7 @@ class MaskedMaxPool(ExplicitMask):
     """The max over time of the unpadded steps, (batch, 1, dim): the 2019 code's x_max."""
 
     def call(self, inputs):
-        x, mask = inputs
-        m = ops.cast(ops.expand_dims(mask, 2), x.dtype)
-        return ops.max(x - (1.0 - m) * far(x.dtype), axis=1, keepdims=True)
+        return masked_max(*inputs)
 
     def compute_output_shape(self, input_shape):
         x_shape, _ = input_shape
@@ -240,15 +266,14 @@ class MaskedMaxPool(ExplicitMask):
 
 
 @register
-class MultiHeadAttention(ExplicitMask):
+class MultiHeadAttention(Attention):
     """The 2019 code's attention: q, k, v by Dense without bias, `heads` heads of `size_per_head`,
-    scores / sqrt(size_per_head), padded keys at -1e10."""
+    scores / sqrt(size_per_head), padded keys at -1e10. Its weights for copying and coverage are
+    the heads' mean."""
 
     def __init__(self, heads, size_per_head, return_attention=False, coverage=0.0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(return_attention, coverage, **kwargs)
         self.heads, self.size_per_head = heads, size_per_head
-        self.return_attention = return_attention  # also return the heads' mean attention weights (for copying)
-        self.coverage = coverage  # > 0: coverage fed to the scores, and its loss with this weight
         self.out_dim = heads * size_per_head
         self.q_dense, self.k_dense, self.v_dense = (layers.Dense(self.out_dim, use_bias=False) for _ in range(3))
 
@@ -260,57 +285,41 @@ class MultiHeadAttention(ExplicitMask):
         if self.coverage:
             self.coverage_weight = self.add_weight(name="coverage_weight", shape=(), initializer="zeros")
 
-    def call(self, inputs):
-        q, k, v, v_mask = inputs[:4]  # and, with coverage, the title input
-        k_t, v_heads, bias = self.keys(self.k_dense(k), self.v_dense(v), v_mask)
-        if self.coverage:
-            a, coverage = covered_attention(self.scores(self.q_dense(q), k_t), bias, self.coverage_weight)
-            self.add_loss(self.coverage * coverage_loss(ops.mean(a, axis=1), coverage, inputs[4]))
-        else:
-            a = self.weights_of(self.q_dense(q), k_t, bias)
-        out = self.combine(a, v_heads)
-        return [out, ops.mean(a, axis=1)] if self.return_attention else out
+    def memory(self, k, v, v_mask):
+        """What attention needs of the keys and values, whatever the query: the projected keys'
+        heads transposed (batch, heads, size, tk), the projected values' heads, -1e10 at padded keys."""
+        kw, vw = self.k_dense(k), self.v_dense(v)
+        bias = (1.0 - ops.cast(v_mask[:, None, None, :], kw.dtype)) * far(kw.dtype)
+        return {"keys_t": ops.transpose(self.split_heads(kw), (0, 1, 3, 2)), "values": self.split_heads(vw),
+                "bias": bias}
 
     def split_heads(self, x):
         """(batch, t, heads * size) -> (batch, heads, t, size)"""
         shape = ops.shape(x)
         return ops.transpose(ops.reshape(x, (shape[0], shape[1], self.heads, self.size_per_head)), (0, 2, 1, 3))
 
-    def keys(self, kw, vw, v_mask):
-        """What attention needs of the projected keys and values, whatever the query: the keys'
-        heads transposed (batch, heads, size, tk), the values' heads, and -1e10 at padded keys."""
-        bias = (1.0 - ops.cast(v_mask[:, None, None, :], kw.dtype)) * far(kw.dtype)
-        return ops.transpose(self.split_heads(kw), (0, 1, 3, 2)), self.split_heads(vw), bias
-
-    def scores(self, qw, k_t):
+    def scores(self, q, memory):
         """Each head's scores: (batch, heads, tq, tk)."""
-        return ops.matmul(self.split_heads(qw), k_t) / self.size_per_head ** 0.5
+        return ops.matmul(self.split_heads(self.q_dense(q)), memory["keys_t"]) / self.size_per_head ** 0.5
 
-    def weights_of(self, qw, k_t, bias, coverage=None):
-        """Each head's attention weights over keys() output: (batch, heads, tq, tk). With coverage
-        (batch, tq, tk), each query row's own, one step of covered_attention."""
-        a = self.scores(qw, k_t)
-        if coverage is not None:
-            a = a + self.coverage_weight * coverage[:, None, :, :]
-        return ops.softmax(a - bias, axis=-1)
-
-    def combine(self, a, v_heads):
+    def output_of(self, q, a, memory):
         """The heads' outputs side by side: (batch, tq, heads * size)."""
-        o = ops.transpose(ops.matmul(a, v_heads), (0, 2, 1, 3))
+        o = ops.transpose(ops.matmul(a, memory["values"]), (0, 2, 1, 3))
         shape = ops.shape(o)
         return ops.reshape(o, (shape[0], shape[1], self.out_dim))
 
-    def attend(self, qw, k_t, v_heads, bias):
-        """Attention of projected queries over keys() output: (batch, tq, heads * size)."""
-        return self.combine(self.weights_of(qw, k_t, bias), v_heads)
+    def mean(self, a):
+        return ops.mean(a, axis=1)
+
+    def per_head(self, coverage):  # one coverage for all heads
+        return coverage[:, None, :, :]
 
     def compute_output_shape(self, input_shape):
         out = (*input_shape[0][:2], self.out_dim)
         return [out, (*input_shape[0][:2], input_shape[1][1])] if self.return_attention else out
 
     def get_config(self):
-        return {**super().get_config(), "heads": self.heads, "size_per_head": self.size_per_head,
-                "return_attention": self.return_attention, "coverage": self.coverage}
+        return {**super().get_config(), "heads": self.heads, "size_per_head": self.size_per_head}
 
 
 # Copying from the article (pointer-generator, See et al. 2017): beyond the blog

@@ -4,6 +4,10 @@ the code the post was published with) and the author's 2019 version (24ff08f).
 inputs: article ids x (batch, tx) and the title so far y_in (batch, ty), starting with START;
 output: the probability of every next character, (batch, ty, V). Teacher forcing lives in the
 data: y_in = y[:, :-1], target = y[:, 1:].
+
+`ModelParts` holds the layer objects and writes each stage of the model once: `build_model` calls
+it on symbolic inputs (the training graph, a whole title at a time), and the decoders call it on
+tensors: `memory` encodes articles once, `step` advances every beam by one character.
 """
 import keras
 from keras import layers, ops
@@ -32,72 +36,180 @@ def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True, v
     """
     if version not in VERSIONS:
         raise ValueError(f"unknown model version {version!r}; expected one of {VERSIONS}")
+    parts = ModelParts.new(vocab_size, char_size, hidden_size, mask_encoder, version, copy, copy_extra, coverage)
     x_in = keras.Input(shape=(None,), dtype="int32", name="article")
     y_in = keras.Input(shape=(None,), dtype="int32", name="title_in")
     inputs = [x_in, y_in]
-    x_mask = PadMask(name="article_mask")(x_in)
-    prior = ScaleShift(name="prior")(ArticleChars(vocab_size, name="article_chars")(x_in))
-
-    embedding = layers.Embedding(vocab_size, char_size, name="embedding")  # shared by article and title
-    x = embedding(x_in)
-    y = y_emb = embedding(TitleIds(vocab_size, name="title_ids")(y_in) if copy else y_in)
-
-    if version == "2018":
-        encoder_mask = x_mask if mask_encoder else None
-        for i in (1, 2):  # encoder: two bidirectional LSTMs
-            x = layers.Bidirectional(layers.LSTM(char_size // 2, return_sequences=True),
-                                     name=f"encoder_{i}")(x, mask=encoder_mask)
-        for i in (1, 2):  # decoder: two LSTMs over the title
-            y = layers.LSTM(char_size, return_sequences=True, name=f"decoder_{i}")(y)
-        xy = Interact(return_attention=copy, coverage=coverage, name="interact")(
-            [y, x, x_mask] + ([y_in] if coverage else []))
-        xy, attention = xy if copy else (xy, None)
-        features = xy  # [context, decoder output, max-pool]
-        xy = layers.Dense(hidden_size, activation="relu", name="hidden")(xy)
-    else:
-        xy, attention = _decoder_2019(x, y, x_mask, char_size, copy, coverage, y_in)
-        features = xy  # [decoder output, context]
-        xy = layers.Dense(char_size, name="hidden")(xy)
-        xy = layers.LeakyReLU(0.2, name="leaky_relu")(xy)
-    xy = layers.Dense(vocab_size, name="logits")(xy)
-    xy = PriorAverage(name="with_prior", dtype="float32")([xy, prior])  # float32 even under mixed precision
-    probs = layers.Softmax(name="probs", dtype="float32")(xy)
     if copy:
-        x_ext = keras.Input(shape=(None,), dtype="int32", name="article_extended")
-        inputs.append(x_ext)
-        p_gen = CopyGate(name="copy_gate")([features, y_emb])
-        probs = PointerGenerator(copy_extra, name="pointer", dtype="float32")([probs, attention, x_ext, p_gen])
+        inputs.append(keras.Input(shape=(None,), dtype="int32", name="article_extended"))
+    encoded = parts.encode(x_in)
+    y_emb = parts.embed_title(y_in)
+    y, _ = parts.decoder(y_emb, encoded.get("condition"))
+    attended, attention = parts.attend(y, encoded, y_in)
+    probs = parts.head(parts.features(y, attended), encoded["prior"], y_emb, attention, inputs[2] if copy else None)
     return keras.Model(inputs, probs, name=f"seq2seq_title_{version}")
 
 
-def _decoder_2019(x, y, x_mask, char_size, copy, coverage, y_in):
-    """The 2019 model from the shared embedding to its head's input: LayerNorm before each masked
-    encoder BiLSTM, self-modulated LayerNorms around the decoder LSTMs conditioned on the encoder's
-    max-pool, 8-head attention. Returns concat[decoder output, attention] (and the attention weights
-    when copying)."""
-    for i in (1, 2):
-        x = layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"encoder_norm_{i}")(x)
-        x = layers.Bidirectional(layers.LSTM(char_size // 2, return_sequences=True),
-                                 name=f"encoder_{i}")(x, mask=x_mask)
-    x_max = MaskedMaxPool(name="encoder_max")([x, x_mask])
-    for i in (1, 2):
-        y = SelfModulatedLayerNorm(char_size // 4, LAYER_NORM_EPSILON, name=f"decoder_norm_{i}")([y, x_max])
-        y = layers.LSTM(char_size, return_sequences=True, name=f"decoder_{i}")(y)
-    y = SelfModulatedLayerNorm(char_size // 4, LAYER_NORM_EPSILON, name="decoder_norm_3")([y, x_max])
-    xy = MultiHeadAttention(8, 16, return_attention=copy, coverage=coverage, name="attention")(
-        [y, x, x, x_mask] + ([y_in] if coverage else []))
-    xy, attention = xy if copy else (xy, None)
-    return layers.Concatenate(name="concat")([y, xy]), attention
+class ModelParts:
+    """The model's layers (by name), and each stage of the model written once.
 
+    Training runs a whole title through `decoder`, `attend` and `head` (its steps are the query
+    rows of the attention). Decoding encodes articles once (`memory`, a dict of what every step
+    reads) and then calls `step`, where an article's beams are the query rows: the same layers and
+    functions, one character at a time.
+    """
 
-def model_version(model):
-    """"2018" or "2019": which of the blog's models this is."""
-    return "2019" if model.name.endswith("_2019") else "2018"
+    def __init__(self, layers, mask_encoder=True):
+        self.layers, self.mask_encoder = layers, mask_encoder
+        self.version = "2019" if "encoder_norm_1" in layers else "2018"
+        self.copy = "copy_gate" in layers
+        self.attention = layers["interact" if self.version == "2018" else "attention"]
+        self.coverage = self.attention.coverage
+        self.decoders = [layers["decoder_1"], layers["decoder_2"]]
+        self.vocab_size = layers["logits"].units
 
+    @classmethod
+    def new(cls, vocab_size, char_size, hidden_size, mask_encoder, version, copy, copy_extra, coverage):
+        """Fresh layers for build_model, created in the order the blog's code creates them: their
+        random initial weights are drawn in that order. The layers that draw theirs when built
+        (Interact's kernel, the self-modulated norms' second Dense) are built at once, as the blog's
+        code builds them by calling them before it creates the next layer."""
+        def built(layer, *shapes):
+            layer.build(list(shapes))
+            return layer
 
-def copies(model):
-    """Whether the model has the copy head (and reads the article's extended ids)."""
-    return any(layer.name == "copy_gate" for layer in model.layers)
+        def encoder(i):  # a bidirectional LSTM
+            return layers.Bidirectional(layers.LSTM(char_size // 2, return_sequences=True), name=f"encoder_{i}")
+
+        def decoder(i):
+            return layers.LSTM(char_size, return_sequences=True, name=f"decoder_{i}")
+
+        def norm(i):
+            return built(SelfModulatedLayerNorm(char_size // 4, LAYER_NORM_EPSILON, name=f"decoder_norm_{i}"),
+                         (None, None, char_size), (None, 1, char_size))
+
+        made = [PadMask(name="article_mask"), ArticleChars(vocab_size, name="article_chars"),
+                ScaleShift(name="prior"), layers.Embedding(vocab_size, char_size, name="embedding")]
+        made += [TitleIds(vocab_size, name="title_ids")] if copy else []
+        if version == "2018":
+            made += [encoder(1), encoder(2), decoder(1), decoder(2),
+                     built(Interact(return_attention=copy, coverage=coverage, name="interact"),
+                           (None, None, char_size), (None, None, char_size)),
+                     layers.Dense(hidden_size, activation="relu", name="hidden")]
+        else:
+            for i in (1, 2):
+                made += [layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"encoder_norm_{i}"), encoder(i)]
+            made += [MaskedMaxPool(name="encoder_max"), norm(1), decoder(1), norm(2), decoder(2), norm(3),
+                     MultiHeadAttention(8, 16, return_attention=copy, coverage=coverage, name="attention"),
+                     layers.Concatenate(name="concat"), layers.Dense(char_size, name="hidden"),
+                     layers.LeakyReLU(0.2, name="leaky_relu")]
+        made += [layers.Dense(vocab_size, name="logits"),
+                 PriorAverage(name="with_prior", dtype="float32"),  # float32 even under mixed precision
+                 layers.Softmax(name="probs", dtype="float32")]
+        if copy:
+            made += [CopyGate(name="copy_gate"), PointerGenerator(copy_extra, name="pointer", dtype="float32")]
+        return cls({layer.name: layer for layer in made}, mask_encoder)
+
+    @classmethod
+    def of(cls, model):
+        """The parts of a built (or loaded) model: its own layer objects."""
+        layers = {layer.name: layer for layer in model.layers}
+        node = layers["encoder_1"]._inbound_nodes[0]  # whether the model gave its encoder the mask
+        return cls(layers, node.arguments.kwargs.get("mask") is not None)
+
+    def encode(self, x):
+        """Article ids (batch, tx) -> {"encoded": the encoder output, "mask": the article's mask,
+        "prior": s⊗χ+t (batch, 1, V), and in 2019 "condition": the encoder's max-pool (batch, 1, c)}."""
+        L = self.layers
+        mask = L["article_mask"](x)
+        out = {"mask": mask, "prior": L["prior"](L["article_chars"](x))}
+        h = L["embedding"](x)
+        for i in (1, 2):  # two bidirectional LSTMs; in 2019, masked and each after a LayerNorm
+            if self.version == "2019":
+                h = L[f"encoder_norm_{i}"](h)
+            h = L[f"encoder_{i}"](h, mask=mask if self.mask_encoder or self.version == "2019" else None)
+        if self.version == "2019":
+            out["condition"] = L["encoder_max"]([h, mask])
+        return {**out, "encoded": h}
+
+    def embed_title(self, y):
+        """Title ids -> the shared embedding (a copying model reads copied characters as UNK)."""
+        return self.layers["embedding"](self.layers["title_ids"](y) if self.copy else y)
+
+    def decoder(self, y, condition=None, states=None):
+        """The decoder LSTMs (in 2019 inside self-modulated LayerNorms conditioned on the encoder's
+        max-pool) over y (batch, rows, dim). states None: the rows are a title's steps, run from zero
+        states. Else the rows are beams, each advanced one step from its own [h, c] per LSTM.
+        Returns the output and the new states."""
+        norms = [self.layers[f"decoder_norm_{i}"] for i in (1, 2, 3)] if self.version == "2019" else []
+        new_states = []
+        for i, lstm in enumerate(self.decoders):
+            y = norms[i]([y, condition]) if norms else y
+            if states is None:
+                y = lstm(y)
+            else:
+                shape = ops.shape(y)
+                out, state = lstm.cell(ops.reshape(y, (-1, shape[-1])), states[i])
+                y, new_states = ops.reshape(out, (shape[0], shape[1], -1)), new_states + [state]
+        return (norms[2]([y, condition]) if norms else y), new_states
+
+    def attend(self, y, encoded, y_in):
+        """The attention layer over a whole title: (output, weights or None)."""
+        x, mask = encoded["encoded"], encoded["mask"]
+        inputs = [y, x, mask] if self.version == "2018" else [y, x, x, mask]
+        xy = self.attention(inputs + ([y_in] if self.coverage else []))  # coverage's loss reads the title
+        return xy if self.copy else (xy, None)
+
+    def features(self, y, attended):
+        """What the head reads: 2018, the attention layer's concat[context, decoder output, max-pool];
+        2019, concat[decoder output, context]."""
+        return attended if self.version == "2018" else self.layers["concat"]([y, attended])
+
+    def head(self, features, prior, y_emb, attention=None, extended=None):
+        """Next-id probabilities: the head's dense layers, the logits averaged with the prior, softmax;
+        with copy, mixed with the attention over the article's extended ids by the copy gate."""
+        L, xy = self.layers, features
+        for name in ("hidden", "leaky_relu", "logits") if self.version == "2019" else ("hidden", "logits"):
+            xy = L[name](xy)
+        probs = L["probs"](L["with_prior"]([xy, prior]))
+        if self.copy:
+            probs = L["pointer"]([probs, attention, extended, L["copy_gate"]([features, y_emb])])
+        return probs
+
+    def memory(self, x, extended=None):
+        """Decoding: what every step reads of a batch of articles, computed once: {"attention": the
+        attention's memory, "prior", and when they exist "condition" (2019) and "extended" (copy:
+        the articles' extended ids, padded like x)}."""
+        encoded = self.encode(x)
+        v, mask = encoded["encoded"], encoded["mask"]
+        memory = {"attention": self.attention.memory(*([v] if self.version == "2018" else [v, v]), mask),
+                  "prior": encoded["prior"]}
+        memory.update({key: encoded[key] for key in ("condition",) if key in encoded})
+        return memory if extended is None else {**memory, "extended": extended}
+
+    def start_state(self, memory, rows):
+        """Every beam's state before the first step: zero LSTM states, and with coverage a zero
+        coverage of the article's keys."""
+        state = {"lstm": [[ops.zeros((rows, lstm.cell.units))] * 2 for lstm in self.decoders]}
+        if self.coverage:
+            state["coverage"] = ops.zeros((rows, ops.shape(memory["attention"]["bias"])[-1]))
+        return state
+
+    def step(self, last, state, memory):
+        """Decoding, one step. last: each beam's last id (batch·k,), an article's k beams in rows
+        k·i … k·i + k - 1, the k query rows of one attention over the article's memory (held once);
+        state: start_state's structure. Returns the next-id probabilities (batch·k, V') and the new state."""
+        batch = ops.shape(memory["prior"])[0]
+        k = ops.shape(last)[0] // batch
+        y_emb = self.embed_title(ops.reshape(last, (batch, k)))
+        y, lstm_states = self.decoder(y_emb, memory.get("condition"), state["lstm"])
+        coverage = ops.reshape(state["coverage"], (batch, k, -1)) if self.coverage else None
+        attended, attention = self.attention.read(y, memory["attention"], coverage)
+        probs = self.head(self.features(y, attended), memory["prior"], y_emb, attention, memory.get("extended"))
+        new_state = {"lstm": lstm_states}
+        if self.coverage:  # each beam's coverage grows by its attention at this step
+            new_state["coverage"] = ops.reshape(coverage + attention, (batch * k, -1))
+        return ops.reshape(probs, (batch * k, -1)), new_state
 
 
 def title_loss(y_true, y_pred):
