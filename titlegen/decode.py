@@ -19,10 +19,7 @@ ENCODE_BUCKET = 64  # articles are padded to a multiple of this many characters 
 
 
 class Decoder:
-    """Lists of article ids -> title ids (START first), the beam search's options fixed.
-
-    min_len, no_repeat_ngram and length_penalty are decoding options beyond the blog (0 = off);
-    stop_at_end=False always runs max_len steps (for benchmarks that need equal work)."""
+    """Lists of article ids -> title ids (START first), the beam search's options (search.py) fixed."""
 
     def __init__(self, model, topk=3, max_len=50, min_len=0, no_repeat_ngram=0, length_penalty=0.0,
                  stop_at_end=True):

@@ -198,11 +198,6 @@ class Interact(Attention):
         mv = memory["pool"] + ops.zeros_like(q[:, :, :1])
         return ops.concatenate([ops.matmul(a, memory["values"]), q, mv], axis=-1)
 
-    def compute_output_shape(self, input_shape):
-        q_shape, v_shape = input_shape[:2]
-        out = (*q_shape[:2], 2 * v_shape[-1] + q_shape[-1])
-        return [out, (*q_shape[:2], v_shape[1])] if self.return_attention else out
-
 
 @register
 class PriorAverage(layers.Layer):
@@ -211,9 +206,6 @@ class PriorAverage(layers.Layer):
     def call(self, inputs):
         logits, prior = inputs
         return (logits + prior) / 2.0
-
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
 
 
 # The author's 2019 model (bojone/seq2seq 24ff08f)
@@ -246,8 +238,6 @@ class SelfModulatedLayerNorm(layers.Layer):
         gamma = self.gamma_2(self.gamma_1(cond))
         return self.norm(x) * (gamma + 1.0) + beta
 
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
 
     def get_config(self):
         return {**super().get_config(), "hidden": self.hidden, "epsilon": self.epsilon}
@@ -259,10 +249,6 @@ class MaskedMaxPool(ExplicitMask):
 
     def call(self, inputs):
         return masked_max(*inputs)
-
-    def compute_output_shape(self, input_shape):
-        x_shape, _ = input_shape
-        return (x_shape[0], 1, x_shape[-1])
 
 
 @register
@@ -314,9 +300,6 @@ class MultiHeadAttention(Attention):
     def per_head(self, coverage):  # one coverage for all heads
         return coverage[:, None, :, :]
 
-    def compute_output_shape(self, input_shape):
-        out = (*input_shape[0][:2], self.out_dim)
-        return [out, (*input_shape[0][:2], input_shape[1][1])] if self.return_attention else out
 
     def get_config(self):
         return {**super().get_config(), "heads": self.heads, "size_per_head": self.size_per_head}
@@ -358,9 +341,6 @@ class CopyGate(layers.Layer):
     def call(self, inputs):
         return self.dense(ops.concatenate(inputs, axis=-1))
 
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[0][:-1], 1)
-
 
 @register
 class PointerGenerator(layers.Layer):
@@ -383,9 +363,6 @@ class PointerGenerator(layers.Layer):
         copied = ops.scatter(index, ops.reshape(a, (-1,)), (shape[0], shape[1], size))  # repeats add up
         return p_gen * vocab + (1.0 - p_gen) * copied
 
-    def compute_output_shape(self, input_shape):
-        probs = input_shape[0]
-        return (*probs[:-1], None if probs[-1] is None else probs[-1] + self.extra)
 
     def get_config(self):
         return {**super().get_config(), "extra": self.extra}

@@ -142,11 +142,8 @@ def leave(loop, k):
 def best_next(probs, t, yid, k, min_len=0, no_repeat_ngram=0):
     """Each beam's k best next ids (minus END) and their scores log(p + 1e-6), ids below END never
     chosen, the options' bans at -inf: (n, k) each, best first, the lower id first among equals.
-
-    The log is monotonic, so the best k of p + 1e-6 (in float64) are the best k of its log and only
-    those k logs are taken, not all V. The one case where that could differ: logs of two
-    nearly-zero p (below 1e-12) that round to one float64, a tie the log's order breaks by id; when
-    a beam's k-th best is that small, or banned, the log of every id is taken."""
+    Only the k best p + 1e-6 (float64) are logged, not all V; should two nearly-zero p (< 1e-12) log
+    to one float64 (a tie the log's order breaks by id), or an id be banned, every id is logged."""
     shifted = tf.cast(probs[:, END:], tf.float64) + 1e-6
     bans = []
     if min_len:  # END (column 0) not before min_len characters
