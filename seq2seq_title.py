@@ -3,6 +3,7 @@
     python seq2seq_title.py train                      # train on data/lcsts, save to runs/lcsts
     python seq2seq_title.py generate "文章内容"          # print one title for the article
     python seq2seq_title.py generate --file articles.txt --decoder incremental   # one title per line
+    python seq2seq_title.py export --out exported/lcsts   # a SavedModel that titles without this repository
 
 A Keras 3 port of Su Jianlin's 《玩转Keras之seq2seq自动生成标题》 (kexue.fm/archives/5861,
 bojone/seq2seq). Hyperparameters live in config.py.
@@ -244,11 +245,23 @@ def cmd_evaluate(args, settings):
           f"{shares['out_of_vocab']:.1f}% are outside the vocabulary")
 
 
-def add_decoding_args(p):
+def cmd_export(args, settings):
+    from titlegen.export import export
+
+    titler = load_titler(args, settings)
+    out = args.out or os.path.join(args.model or settings["output_dir"], "export")
+    options = {k: v for k, v in titler.settings.items() if k != "decoder"}
+    path = export(titler.decode.model, titler.vocab, titler.maxlen, out, **options)
+    print(f"SavedModel in {path} (endpoint serve: article strings -> title, score); in Python:\n"
+          f"  titles = tf.saved_model.load({path!r}); titles.serve(tf.constant([\"文章内容\"]))")
+
+
+def add_decoding_args(p, export=False):
     p.add_argument("--model", help="folder of a trained model (default: config.OUTPUT_DIR)")
     p.add_argument("--topk", type=int, help="beam width; 1 is greedy (default: config.TOPK)")
-    p.add_argument("--decoder", choices=["naive", "incremental"], help="default: config.DECODER")
-    p.add_argument("--batch-size", type=int, help="articles decoded together (default: config.GENERATE_BATCH_SIZE)")
+    if not export:
+        p.add_argument("--decoder", choices=["naive", "incremental"], help="default: config.DECODER")
+        p.add_argument("--batch-size", type=int, help="articles decoded together (default: config.GENERATE_BATCH_SIZE)")
     p.add_argument("--min-len", dest="min_title_len", type=int, help="no END before this many characters")
     p.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size in a title")
     p.add_argument("--max-len", dest="max_title_len", type=int, help="decoding steps at most")
@@ -300,6 +313,11 @@ def parse_args(argv):
     p.add_argument("--out", help="predictions file (default: MODEL/predictions_<folder>_<file>.jsonl)")
     add_decoding_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a TensorFlow SavedModel (TF Serving layout) that titles article strings")
+    p.add_argument("--out", help="folder for the numbered version folders (default: MODEL/export)")
+    add_decoding_args(p, export=True)
+    p.set_defaults(func=cmd_export)
     return parser.parse_args(argv)
 
 
