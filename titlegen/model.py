@@ -208,7 +208,7 @@ class ModelParts:
         probs = self.head(self.features(y, attended), memory["prior"], y_emb, attention, memory.get("extended"))
         new_state = {"lstm": lstm_states}
         if self.coverage:  # each beam's coverage grows by its attention at this step
-            new_state["coverage"] = ops.reshape(coverage + attention, (batch * k, -1))
+            new_state["coverage"] = ops.reshape(coverage + attention, ops.shape(state["coverage"]))
         return ops.reshape(probs, (batch * k, -1)), new_state
 
 

@@ -37,9 +37,9 @@ def beam_search(next_probs, memory, state, topk=3, max_len=50, min_len=0, no_rep
     loop = {"yid": tf.concat([tf.fill([batch, k, 1], START), tf.zeros([batch, k, max_len], tf.int32)], axis=2),
             # step 0 expands the first beam only: the others start at -inf
             "scores": tf.tile(tf.constant([[0.0] + [-np.inf] * (k - 1)], tf.float64), [batch, 1]),
-            "done": tf.zeros([batch], tf.bool), "article": tf.range(batch), "state": state, "memory": memory,
-            # length normalisation's best finished title, and how many have finished
-            "best": {**title, "normalised": tf.fill([batch], NEG_INF)}, "finished": tf.zeros([batch], tf.int32)}
+            "done": tf.zeros([batch], tf.bool), "article": tf.range(batch), "state": state, "memory": memory}
+    if length_penalty:  # the best finished title, and how many have finished
+        loop.update(best={**title, "normalised": tf.fill([batch], NEG_INF)}, finished=tf.zeros([batch], tf.int32))
 
     def body(t, loop, found):
         b = tf.shape(loop["article"])[0]
@@ -64,13 +64,14 @@ def beam_search(next_probs, memory, state, topk=3, max_len=50, min_len=0, no_rep
     def cond(t, loop, found):
         return tf.logical_and(t < max_len, tf.logical_not(tf.reduce_all(loop["done"])))
 
-    def relaxed(x):  # the articles' and beams' axis shrinks as articles leave, the caller's state may change
-        return tf.TensorShape([None] * x.shape.rank)
+    def relaxed(x):  # the articles' and beams' axis shrinks as articles leave
+        return tf.TensorShape([None] + x.shape.as_list()[1:])
 
     t, loop, found = tf.while_loop(cond, body, (tf.constant(0), loop, title), shape_invariants=(
         tf.TensorShape([]), tf.nest.map_structure(relaxed, loop), tf.nest.map_structure(lambda x: x.shape, title)))
     # the articles still searched: the best finished title if there is one, else the best beam
-    last = pick(loop["finished"] > 0, loop["best"], best_beam(loop, t + 1))
+    last = best_beam(loop, t + 1)
+    last = pick(loop["finished"] > 0, loop["best"], last) if length_penalty else last
     found = record(found, loop["article"], tf.logical_not(loop["done"]), last)
     return found["ids"], found["lengths"], found["scores"]
 
