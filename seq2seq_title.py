@@ -140,7 +140,7 @@ def arriving_lines(size):
 DECODE_KEYS = ("topk", "decoder", "max_title_len", "min_title_len", "no_repeat_ngram", "length_penalty")
 
 
-def load_titler(args, settings):
+def load_titler(args, settings, xla=True):
     """The trained model in --model (or OUTPUT_DIR), with the decoding settings of config.py and
     the command line; the model's own settings (version, maxlen) come from its folder."""
     from titlegen.train import load_trained, make_titler
@@ -150,7 +150,7 @@ def load_titler(args, settings):
     for key in DECODE_KEYS:
         if getattr(args, key, None) is not None:
             decode[key] = getattr(args, key)
-    return make_titler(model, vocab, decode)
+    return make_titler(model, vocab, decode, xla)
 
 
 def batch_size(titler, args, settings):
@@ -177,7 +177,8 @@ def cmd_generate(args, settings):
         check_article(args.article)  # before loading anything
     elif source != "-" and not os.path.isfile(source):
         raise TitleError(f"{source}: no such file; expected one article per line")
-    titler = load_titler(args, settings)
+    # one article from the command line: compiling the encoder with XLA costs more than it saves
+    titler = load_titler(args, settings, xla=source is not None)
     if source is None:
         print(titler([args.article])[0])
         return 0

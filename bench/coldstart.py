@@ -41,7 +41,7 @@ model = build_model(**config["model"])
 stages.append(("build the model", time.perf_counter()))
 model.load_weights(os.path.join({model!r}, WEIGHTS_FILE))
 stages.append(("load the weights", time.perf_counter()))
-titler = make_titler(model, vocab, config["settings"])
+titler = make_titler(model, vocab, config["settings"], xla=False)  # as generate "文章内容" does
 titler([{article!r}])
 stages.append(("first title (trace and compile the decoder, decode)", time.perf_counter()))
 titler([{article!r}[::-1]])

@@ -52,7 +52,8 @@ class NaiveDecoder(Decoder):
     def __init__(self, model, *args, **kwargs):
         super().__init__(model, *args, **kwargs)
         inputs = 2 if self.parts.copy else 1
-        self._search = tf.function(self._graph, input_signature=[tf.TensorSpec([None, None], tf.int32)] * inputs)
+        self._search = tf.function(self._graph, input_signature=[tf.TensorSpec([None, None], tf.int32)] * inputs,
+                                   autograph=False)  # its loops are tf.while_loop already; converting costs time
 
     def _run(self, articles_ids, extended_ids=None):  # one article at a time
         rows = zip(articles_ids, *([extended_ids] if self.parts.copy else []))
@@ -80,8 +81,8 @@ class IncrementalDecoder(Decoder):
     def __init__(self, model, *args, xla=True, **kwargs):
         super().__init__(model, *args, **kwargs)
         self.xla = xla
-        self._encode = tf.function(self.parts.memory, jit_compile=xla)
-        self._search = tf.function(self._graph, reduce_retracing=True)
+        self._encode = tf.function(self.parts.memory, jit_compile=xla, autograph=False)
+        self._search = tf.function(self._graph, reduce_retracing=True, autograph=False)
 
     def _run(self, articles_ids, extended_ids=None):
         x, n = self.encoder_input(articles_ids), len(articles_ids)
@@ -134,11 +135,12 @@ class Titler:
     min_len, no_repeat_ngram and length_penalty are decoding options beyond the blog (0 = off)."""
 
     def __init__(self, model, vocab, maxlen, decoder="naive", topk=3, max_len=50, min_len=0, no_repeat_ngram=0,
-                 length_penalty=0.0):
+                 length_penalty=0.0, xla=True):
         if decoder not in DECODER_CLASSES:
             raise TitleError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
         self.vocab, self.maxlen, self.decoder = vocab, maxlen, decoder
-        self.decode = DECODER_CLASSES[decoder](model, topk, max_len, min_len, no_repeat_ngram, length_penalty)
+        self.decode = DECODER_CLASSES[decoder](model, topk, max_len, min_len, no_repeat_ngram, length_penalty,
+                                               **({"xla": xla} if decoder == "incremental" else {}))
         self.settings = {"decoder": decoder, "topk": topk, "max_len": max_len, "min_len": min_len,
                          "no_repeat_ngram": no_repeat_ngram, "length_penalty": length_penalty}
         self.copy = self.decode.parts.copy

@@ -50,11 +50,11 @@ def model_args(settings, vocab):
             "coverage": settings.get("coverage", 0.0)}
 
 
-def make_titler(model, vocab, settings):
+def make_titler(model, vocab, settings, xla=True):
     """The decoder `settings` ask for, on this model."""
     return Titler(model, vocab, settings["maxlen"], settings["decoder"], settings["topk"],
                   settings["max_title_len"] or MAX_TITLE_LEN[settings["version"]],
-                  settings["min_title_len"], settings["no_repeat_ngram"], settings.get("length_penalty", 0.0))
+                  settings["min_title_len"], settings["no_repeat_ngram"], settings.get("length_penalty", 0.0), xla)
 
 
 def model_inputs(x, y, *extended):
