@@ -6,7 +6,7 @@
 Prints the machine, the wall time of each command (median of --runs, alternating the two so both
 see the same machine), their ratio, and where a cold `generate` spends its time, measured inside
 one fresh process: imports, building the model, loading the weights (the steps of
-titlegen.train.load_trained, timed one by one), the first title (tracing and compiling the
+titlegen.runfolder.load_trained, timed one by one), the first title (tracing and compiling the
 decoder) and a second title as long. A benchmark, not a test.
 """
 import argparse
@@ -32,7 +32,7 @@ stages = [("import tensorflow (and titlegen)", time.perf_counter())]
 import keras
 from titlegen.data import Vocab
 from titlegen.model import build_model
-from titlegen.train import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, make_titler
+from titlegen.runfolder import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, make_titler
 stages.append(("import keras and the decoding code", time.perf_counter()))
 with open(os.path.join({model!r}, CONFIG_FILE), encoding="utf-8") as f:
     config = json.load(f)

@@ -36,7 +36,7 @@ from machine import describe  # noqa: E402
 from titlegen.data import Vocab  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
 from titlegen.model import MAX_TITLE_LEN, build_model  # noqa: E402
-from titlegen.train import load_trained  # noqa: E402
+from titlegen.runfolder import load_trained  # noqa: E402
 
 
 def make_decoders(package, model, topk, max_len, **options):

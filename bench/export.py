@@ -26,7 +26,7 @@ import config  # noqa: E402
 from machine import describe  # noqa: E402
 from titlegen.export import export  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
-from titlegen.train import load_trained, make_titler  # noqa: E402
+from titlegen.runfolder import load_trained, make_titler  # noqa: E402
 
 
 def rate(title, batches):

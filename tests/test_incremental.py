@@ -190,3 +190,17 @@ def test_generate_reads_a_pipe_line_by_line_as_a_co_process(cli_model):
         process.stdin.close()
     assert process.wait(60) == 1  # one bad line
     assert "<stdin>:2: empty article" in process.stderr.read().decode("utf-8")
+
+
+def test_generate_never_imports_the_training_module(cli_model):
+    """Inference reads the run folder through titlegen.runfolder: not the training loop, nor what it
+    needs (checkpoints, metrics and their nltk, the data pipeline)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, seq2seq_title; code = seq2seq_title.main(['generate', '春夏秋冬', '--model', sys.argv[1]]); "
+            "print(sorted(m for m in sys.modules if m in ('titlegen.train', 'titlegen.metrics', 'titlegen.checkpoint', "
+            "'nltk')), code)")
+    result = subprocess.run([sys.executable, "-c", code, cli_model[0]], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+    assert result.stdout.splitlines()[-1] == "[] 0", result.stderr[-2000:]

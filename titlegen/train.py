@@ -4,7 +4,7 @@ The output folder holds `vocab.json` (the vocabulary, its tokenizer and the data
 `config.json` (the settings the model was built and trained with, the per-epoch history and the
 best epoch), `model.weights.h5` (the best weights so far), `checkpoint.npz` (weights, optimizer
 state, epoch and step: what `train --resume` continues from), `metrics.csv` (one row per epoch)
-and `steps.csv` (the loss of every batch). `load_trained` rebuilds the model from the first three.
+and `steps.csv` (the loss of every batch). `runfolder.load_trained` rebuilds the model from the first three.
 
 The corpus is never held in memory: one pass checks every record (and builds the vocabulary),
 then each epoch reads it again through a bounded shuffle buffer and optional length buckets.
@@ -25,13 +25,12 @@ from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, read_state, save_checkpoint
 from .data import TitleError, Vocab, count_batches, file_sha256, write_json
-from .decode import Titler
 from .metrics import corpus_scores
-from .model import MAX_TITLE_LEN, build_model, real_targets, summed_title_loss
+from .model import build_model, real_targets, summed_title_loss
+from .runfolder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE,
+                        load_trained, make_titler)  # noqa: F401 (load_trained: also reached through this module)
 from .sources import Corpus, epoch_batches, read_jsonl
 
-VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE = "vocab.json", "config.json", "model.weights.h5"
-CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE = "checkpoint.npz", "metrics.csv", "steps.csv"
 
 MONITORS = {"loss": min, "val_loss": min, "val_rouge_l": max}  # what "best" means for each
 STRATEGIES = ("auto", "mirrored", "multiworker")
@@ -48,13 +47,6 @@ def model_args(settings, vocab):
             "hidden_size": settings["hidden_size"], "mask_encoder": settings["mask_encoder"],
             "version": settings["version"], "copy": settings.get("copy", False), "copy_extra": settings["maxlen"],
             "coverage": settings.get("coverage", 0.0)}
-
-
-def make_titler(model, vocab, settings, xla=True):
-    """The decoder `settings` ask for, on this model."""
-    return Titler(model, vocab, settings["maxlen"], settings["decoder"], settings["topk"],
-                  settings["max_title_len"] or MAX_TITLE_LEN[settings["version"]],
-                  settings["min_title_len"], settings["no_repeat_ngram"], settings.get("length_penalty", 0.0), xla)
 
 
 def model_inputs(x, y, *extended):
@@ -448,26 +440,3 @@ def read_samples(settings):
     if missing:
         raise TitleError(f"{settings['samples_path']}: no sample named {', '.join(missing)}")
     return [(n, by_name[n]) for n in settings["sample_names"]]
-
-
-def load_trained(out_dir):
-    """Rebuild a trained model from its folder: (model, vocab, config).
-
-    A vocabulary other than the one the model was trained with is an error, never a silent mismatch.
-    """
-    paths = {name: os.path.join(out_dir, name) for name in (VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE)}
-    missing = [name for name, p in paths.items() if not os.path.exists(p)]
-    if missing:
-        raise TitleError(f"no trained model in {out_dir} ({', '.join(missing)} missing); run "
-                         "`python seq2seq_title.py train` first, or pass --model DIR")
-    with open(paths[CONFIG_FILE], encoding="utf-8") as f:
-        config = json.load(f)
-    vocab = Vocab.load(paths[VOCAB_FILE])
-    if vocab.fingerprint != config["vocab_fingerprint"] or len(vocab) != config["model"]["vocab_size"]:
-        raise TitleError(f"{paths[VOCAB_FILE]} is not the vocabulary this model was trained with "
-                         f"(fingerprint {vocab.fingerprint}, {len(vocab)} ids; the model expects "
-                         f"{config['vocab_fingerprint']}, {config['model']['vocab_size']} ids); restore the "
-                         "vocab.json saved with the weights, or retrain")
-    model = build_model(**config["model"])
-    model.load_weights(paths[WEIGHTS_FILE])
-    return model, vocab, config
