@@ -338,8 +338,11 @@ def quick_exit(code):
     """End `generate` without the interpreter's teardown of TensorFlow (0.8 s of a 4 s cold title on
     the machine in docs/speed.md): its output is flushed, and it writes no file that could be left
     half-written."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # the reader left (`| head -1`): nothing more to write
+            pass
     os._exit(code)
 
 
