@@ -22,7 +22,7 @@ from tqdm import tqdm  # noqa: E402
 import config  # noqa: E402
 from titlegen.data import TitleError, write_json  # noqa: E402 (numpy only: quick to import)
 from titlegen.sources import clean, read_all  # noqa: E402
-from titlegen.decode import check_article  # noqa: E402
+from titlegen.decode import DECODERS, check_article  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -251,8 +251,7 @@ def cmd_export(args, settings):
 
     titler = load_titler(args, settings)
     out = args.out or os.path.join(args.model or settings["output_dir"], "export")
-    options = {k: v for k, v in titler.settings.items() if k != "decoder"}
-    path = export(titler.decode.model, titler.vocab, titler.maxlen, out, **options)
+    path = export(titler, out)
     print(f"SavedModel in {path} (endpoint serve: article strings -> title, score); in Python:\n"
           f"  titles = tf.saved_model.load({path!r}); titles.serve(tf.constant([\"文章内容\"]))")
 
@@ -261,7 +260,7 @@ def add_decoding_args(p, export=False):
     p.add_argument("--model", help="folder of a trained model (default: config.OUTPUT_DIR)")
     p.add_argument("--topk", type=int, help="beam width; 1 is greedy (default: config.TOPK)")
     if not export:
-        p.add_argument("--decoder", choices=["naive", "incremental"], help="default: config.DECODER")
+        p.add_argument("--decoder", choices=DECODERS, help="default: config.DECODER")
         p.add_argument("--batch-size", type=int, help="articles decoded together (default: config.GENERATE_BATCH_SIZE)")
     p.add_argument("--min-len", dest="min_title_len", type=int, help="no END before this many characters")
     p.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size in a title")

@@ -48,10 +48,9 @@ def main():
     settings = {**cfg["settings"], "decoder": "incremental"}
     titler = make_titler(model, vocab, settings)
     print(f"model: {args.model} (best epoch {cfg['best']['epoch']}); decoding: {titler.settings}\n")
-    options = {k: v for k, v in titler.settings.items() if k != "decoder"}
     articles = [r["content"] for r in read_jsonl(os.path.join(ROOT, config.DEV_PATH))[:args.articles]]
     with tempfile.TemporaryDirectory() as tmp:
-        served = tf.saved_model.load(export(model, vocab, titler.maxlen, tmp, **options))
+        served = tf.saved_model.load(export(titler, tmp))
         print("| batch | generate's decoder (titles/s) | SavedModel (titles/s) | SavedModel / generate | same titles |")
         print("|---|---|---|---|---|")
         for size in (1, 16, 64):

@@ -70,8 +70,9 @@ def served(path, articles, tmp_path):
 def test_exported_model_gives_generates_titles_without_the_project(tmp_path, version, copy):
     model, vocab = trained(version, copy)
     options = {"min_len": 1, "no_repeat_ngram": 2} if version == "2019" else {}
-    expected = Titler(model, vocab, MAXLEN, "incremental", 3, MAX_LEN, **options)(ARTICLES)
-    path = export(model, vocab, MAXLEN, str(tmp_path / "exported"), 3, MAX_LEN, **options)
+    titler = Titler(model, vocab, MAXLEN, "incremental", 3, MAX_LEN, **options)
+    expected = titler(ARTICLES)
+    path = export(titler, str(tmp_path / "exported"))
     assert path == str(tmp_path / "exported" / "1")  # TF Serving's numbered version folder
     got = served(path, ARTICLES + EMPTY, tmp_path)
     assert got["title"] == expected + ["", ""]
@@ -79,7 +80,7 @@ def test_exported_model_gives_generates_titles_without_the_project(tmp_path, ver
     np.testing.assert_allclose(got["score"][:-2], generate_scores(model, vocab, copy, options), rtol=1e-6)
     if copy:  # 亮 and 晶 are not in the vocabulary: copied, they come back as themselves
         assert not {"亮", "晶"} & set(vocab.chars) and {"亮", "晶"} & set(got["title"][1])
-    assert export(model, vocab, MAXLEN, str(tmp_path / "exported")).endswith(os.sep + "2")
+    assert export(titler, str(tmp_path / "exported")).endswith(os.sep + "2")
 
 
 def test_cli_export(tmp_path, cli_model):
@@ -94,4 +95,4 @@ def test_cli_export(tmp_path, cli_model):
 def test_word_models_are_refused():
     vocab = Vocab(list(ALPHABET), 1, tokenizer="word")
     with pytest.raises(TitleError, match="jieba cannot run inside a TensorFlow graph"):
-        export(build_model(len(vocab), 8, 16), vocab, MAXLEN, "unused")
+        export(Titler(build_model(len(vocab), 8, 16), vocab, MAXLEN, "incremental"), "unused")

@@ -82,7 +82,7 @@ class IncrementalDecoder(Decoder):
         super().__init__(model, *args, **kwargs)
         self.xla = xla
         self._encode = tf.function(self.parts.memory, jit_compile=xla, autograph=False)
-        self._search = tf.function(self._graph, reduce_retracing=True, autograph=False)
+        self._search = tf.function(self.search_memory, reduce_retracing=True, autograph=False)
 
     def _run(self, articles_ids, extended_ids=None):
         x, n = self.encoder_input(articles_ids), len(articles_ids)
@@ -101,7 +101,8 @@ class IncrementalDecoder(Decoder):
             x = np.pad(x, [(0, rows - len(x)), (0, cols - x.shape[1])])
         return x
 
-    def _graph(self, memory):
+    def search_memory(self, memory):
+        """The beam search over articles already encoded (`ModelParts.memory`): ids, lengths, scores."""
         parts = self.parts
 
         def next_probs(yid, t, state, memory):  # one step of the model's decoder
@@ -141,8 +142,8 @@ class Titler:
         self.vocab, self.maxlen, self.decoder = vocab, maxlen, decoder
         self.decode = DECODER_CLASSES[decoder](model, topk, max_len, min_len, no_repeat_ngram, length_penalty,
                                                **({"xla": xla} if decoder == "incremental" else {}))
-        self.settings = {"decoder": decoder, "topk": topk, "max_len": max_len, "min_len": min_len,
-                         "no_repeat_ngram": no_repeat_ngram, "length_penalty": length_penalty}
+        # what evaluate records and export bakes in: the decoder and its options (stop_at_end is the benches')
+        self.settings = {"decoder": decoder, **{k: v for k, v in self.decode.options.items() if k != "stop_at_end"}}
         self.copy = self.decode.parts.copy
 
     def __call__(self, articles):

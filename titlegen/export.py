@@ -87,14 +87,16 @@ class TextIds:
         return tf.strings.unicode_encode(tf.ragged.boolean_mask(points, keep), "UTF-8")
 
 
-def export(model, vocab, maxlen, out_dir, topk=3, max_len=50, min_len=0, no_repeat_ngram=0, length_penalty=0.0):
-    """Write the SavedModel into out_dir/N (N one more than the highest version there); returns its path."""
-    decoder = IncrementalDecoder(model, topk, max_len, min_len, no_repeat_ngram, length_penalty, xla=False)
-    text = TextIds(vocab, maxlen, decoder.parts.copy)
+def export(titler, out_dir):
+    """Write the SavedModel of a Titler (its model, vocabulary, MAXLEN and decoding options: what
+    `generate` would use) into out_dir/N, N one more than the highest version there; returns its path."""
+    model = titler.decode.model
+    decoder = IncrementalDecoder(model, **titler.decode.options, xla=False)
+    text = TextIds(titler.vocab, titler.maxlen, decoder.parts.copy)
 
     def serve(articles):
         ids, extended, oov, n_oov, empty = text.encode(articles)
-        ids, lengths, scores = decoder._graph(decoder.parts.memory(ids, extended))
+        ids, lengths, scores = decoder.search_memory(decoder.parts.memory(ids, extended))
         titles = text.decode(ids, lengths, oov, n_oov)
         return {"title": tf.where(empty, "", titles), "score": tf.where(empty, tf.zeros_like(scores), scores)}
 
