@@ -1,7 +1,8 @@
 """Settings for `python seq2seq_title.py train | generate`. Edit the values here.
 
 Where a value differs from the blog's code (bojone/seq2seq f6f7bb7), its comment gives the blog's.
-Relative paths are relative to this folder.
+Relative paths are relative to this folder. Files in configs/ override some of these names for one
+run (`python seq2seq_title.py train configs/csl.py`), and flags override both (docs/settings.md).
 """
 
 # data

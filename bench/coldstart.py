@@ -32,16 +32,17 @@ stages = [("import tensorflow (and titlegen)", time.perf_counter())]
 import keras
 from titlegen.data import Vocab
 from titlegen.model import build_model
-from titlegen.runfolder import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, make_titler
+from titlegen.decode import make_titler
+from titlegen.runfolder import WEIGHTS_FILE, RunFolder
 stages.append(("import keras and the decoding code", time.perf_counter()))
-with open(os.path.join({model!r}, CONFIG_FILE), encoding="utf-8") as f:
-    config = json.load(f)
-vocab = Vocab.load(os.path.join({model!r}, VOCAB_FILE))
-model = build_model(**config["model"])
+folder = RunFolder({model!r})
+settings = folder.read_record()[0]
+vocab = folder.load_vocab()
+model = build_model(settings.model)
 stages.append(("build the model", time.perf_counter()))
 model.load_weights(os.path.join({model!r}, WEIGHTS_FILE))
 stages.append(("load the weights", time.perf_counter()))
-titler = make_titler(model, vocab, config["settings"], xla=False)  # as generate "文章内容" does
+titler = make_titler(model, vocab, settings.model.maxlen, settings.decode, xla=False)  # as generate "文章内容" does
 titler([{article!r}])
 stages.append(("first title (trace and compile the decoder, decode)", time.perf_counter()))
 titler([{article!r}[::-1]])

@@ -36,7 +36,8 @@ from machine import describe  # noqa: E402
 from titlegen.data import Vocab  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
 from titlegen.model import MAX_TITLE_LEN, build_model  # noqa: E402
-from titlegen.runfolder import load_trained  # noqa: E402
+from titlegen.runfolder import RunFolder, load_trained  # noqa: E402
+from titlegen.settings import load as load_settings  # noqa: E402
 
 
 def make_decoders(package, model, topk, max_len, **options):
@@ -86,15 +87,20 @@ def version(model):  # read from the layers, as either version of the code names
 
 
 def load(path):
-    """(model, vocab, what it is, the settings it was built with)."""
+    """(model, vocab, what it is, the arguments the code before typed settings builds it from)."""
     if os.path.exists(os.path.join(path, "model.weights.h5")):
-        model, vocab, cfg = load_trained(path)
-        return model, vocab, f"{path} (trained, best epoch {cfg['best']['epoch']})", cfg["model"]
-    rows = read_jsonl(os.path.join(ROOT, config.TRAIN_PATH))
-    vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), config.MIN_COUNT)
-    built = {"vocab_size": len(vocab), "char_size": config.CHAR_SIZE, "hidden_size": config.HIDDEN_SIZE,
-             "mask_encoder": config.MASK_ENCODER}
-    return build_model(**built), vocab, f"freshly initialised, {len(vocab)} ids (no trained model in {path})", built
+        model, vocab, settings = load_trained(path)
+        about = f"{path} (trained, best epoch {RunFolder(path).read_record()[1]['best']['epoch']})"
+    else:
+        rows = read_jsonl(os.path.join(ROOT, config.TRAIN_PATH))
+        vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), config.MIN_COUNT)
+        settings = load_settings(config, ROOT).replace(vocab_size=len(vocab))
+        model, about = build_model(settings.model), f"freshly initialised, {len(vocab)} ids (no trained model in {path})"
+    m = settings.model
+    built = {"vocab_size": m.vocab_size, "char_size": m.char_size, "hidden_size": m.hidden_size,
+             "mask_encoder": m.mask_encoder, "version": m.version, "copy": m.copy, "copy_extra": m.maxlen,
+             "coverage": m.coverage}
+    return model, vocab, about, built
 
 
 def compare(args, vocab, models, rounds=5):

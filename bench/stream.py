@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, sys.argv[3])
 import config
 from titlegen.data import Vocab
+from titlegen.settings import load
 from titlegen.sources import Corpus, epoch_batches
 
 path, n = sys.argv[1], int(sys.argv[2])
@@ -38,8 +39,7 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 corpus = Corpus(path)
 vocab = Vocab.build((t for r in corpus.scan("counting") for t in (r.content, r.title)), 1)
-settings = {"seed": 1, "shuffle": True, "shuffle_buffer": config.SHUFFLE_BUFFER, "maxlen": config.MAXLEN,
-            "batch_size": config.BATCH_SIZE, "bucket": True, "bucket_window": config.BUCKET_WINDOW, "copy": False}
+settings = load(config, sys.argv[3]).replace(seed=1, shuffle=True, bucket=True, copy=False)
 batches = sum(1 for _ in epoch_batches(corpus, vocab, settings, 1))
 seconds = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -44,8 +44,11 @@ from machine import describe, matmul_limit  # noqa: E402
 from titlegen.data import Vocab, encode_example, padded  # noqa: E402
 from titlegen.layers import Interact, MultiHeadAttention  # noqa: E402
 from titlegen.model import build_model  # noqa: E402
+from titlegen.settings import load  # noqa: E402
 from titlegen.sources import Corpus, epoch_batches, read_jsonl  # noqa: E402
 from titlegen.train import make_optimizer, make_train_step, model_inputs  # noqa: E402
+
+SETTINGS = load(config, ROOT)  # config.py's, as `train` reads them
 
 LEVERS = {  # name -> (environment, flags of the child run)
     "as shipped": ({}, []),
@@ -75,7 +78,7 @@ def fresh(vocab_size, mixed, xla=False):
     keras.utils.set_random_seed(config.SEED)
     if mixed:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    model = build_model(vocab_size, config.CHAR_SIZE, config.HIDDEN_SIZE, config.MASK_ENCODER)
+    model = build_model(SETTINGS.replace(vocab_size=vocab_size).model)
     keras.mixed_precision.set_global_policy("float32")
     optimizer = make_optimizer(config.LEARNING_RATE, mixed)
     optimizer.build(model.trainable_variables)
@@ -271,15 +274,14 @@ def profile(model, rows, text, vocab, blog_batches, step_s, steps):
 
 def corpora(vocab, blog_batches, args):
     """Section 5: the shipped corpora in stored order, plain and bucketed by length."""
-    maxlen, batch_size = config.MAXLEN, config.BATCH_SIZE
+    batch_size = SETTINGS.train.batch_size
     print(f"\n## the shipped corpora, the first {args.corpus_steps} batches of {batch_size} in stored order\n")
     print("| corpus | batching | mean padded length | padding | articles/s | peak memory |\n|---|---|---|---|---|---|")
     for name, path in [("LCSTS", "data/lcsts/train.jsonl"), ("CSL", "data/csl/train.jsonl")]:
         corpus = Corpus(os.path.join(ROOT, path))
         rates = {}
         for bucket in (False, True):
-            settings = {"seed": config.SEED, "shuffle": False, "maxlen": maxlen, "batch_size": batch_size,
-                        "bucket": bucket, "bucket_window": config.BUCKET_WINDOW, "copy": False}
+            settings = SETTINGS.replace(shuffle=False, bucket=bucket, copy=False)
             batches = list(itertools.islice(epoch_batches(corpus, vocab, settings, 1), args.corpus_steps))
             _, train_step = fresh(len(vocab), args.mixed_precision)
             for batch in blog_batches[:2]:

@@ -40,16 +40,29 @@ def corpus(tmp_path):
 
 
 def tiny_settings(train_path, dev_path, **overrides):
-    """Training settings for a model small enough to train in a second."""
-    settings = {
-        "train_path": train_path, "dev_path": dev_path, "samples_path": None, "sample_names": [],
+    """config.py's settings (a titlegen Settings) for a model small enough to train in a second."""
+    tiny = {
+        "train_path": train_path, "dev_path": dev_path, "samples_path": None, "sample_names": (),
         "min_count": 1, "maxlen": 400, "char_size": 8, "hidden_size": 16, "mask_encoder": True,
         "batch_size": 16, "learning_rate": 1e-2, "epochs": 1, "steps_per_epoch": 2,
         "shuffle": False, "monitor": "val_loss", "seed": 7, "topk": 3, "max_title_len": 10, "decoder": "naive",
         "version": "2018", "copy": False, "coverage": 0.0, "val_rouge_samples": 0, "patience": None, "min_title_len": 0, "no_repeat_ngram": 0, "length_penalty": 0.0,
+        "checkpoint_steps": 0,
     }
-    settings.update(overrides)
-    return settings
+    return project_settings().replace(**{**tiny, **overrides})
+
+
+def project_settings():
+    """config.py's settings, as the command line reads them."""
+    import config
+    from titlegen.settings import load
+
+    return load(config, ROOT)
+
+
+def model_settings(vocab_size, **changes):
+    """config.py's model settings for a vocabulary of `vocab_size` ids, changed: what build_model takes."""
+    return project_settings().replace(vocab_size=vocab_size, **changes).model
 
 
 def run_cli(*args, stdin=None):

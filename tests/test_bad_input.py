@@ -7,7 +7,8 @@ from conftest import ALPHABET, last_line, make_corpus, run_cli, tiny_settings, w
 from seq2seq_title import main
 from titlegen.data import TitleError, Vocab, tokenize
 from titlegen.decode import Titler
-from titlegen.train import VOCAB_FILE, load_trained, train
+from titlegen.runfolder import VOCAB_FILE, load_trained
+from titlegen.train import train
 
 MILLION = "春夏秋冬" * 250_000
 
@@ -92,8 +93,8 @@ def test_word_tokenizer_travels_with_the_model(tmp_path, capsys):
     assert saved.tokenizer == "word" and set(saved.chars) == {"北京", "天安门", "上海", "东方明珠", "广州", "塔"}
     assert saved.fingerprint != Vocab(saved.chars, 1).fingerprint  # the same tokens as characters are another vocabulary
     assert saved.encode("北京天安门深圳", 400) == [saved.char2id["北京"], saved.char2id["天安门"], 1]  # 深圳: unknown
-    model, loaded, config = load_trained(out)
-    assert config["settings"]["tokenizer"] == "word"
+    model, loaded, settings = load_trained(out)
+    assert settings.data.tokenizer == "word"
     title = Titler(model, loaded, 400, "naive", 3, 6)(["上海东方明珠北京"])[0]
     capsys.readouterr()
     assert main(["generate", "上海东方明珠北京", "--model", out, "--decoder", "naive", "--max-len", "6"]) == 0

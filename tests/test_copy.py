@@ -2,12 +2,13 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import tiny_settings, write_jsonl
+from conftest import model_settings, tiny_settings, write_jsonl
 from titlegen.data import END, START, UNK, Vocab
 from titlegen.decode import Titler
 from titlegen.layers import PointerGenerator, TitleIds
 from titlegen.model import ModelParts, build_model
-from titlegen.train import load_trained, train
+from titlegen.runfolder import load_trained
+from titlegen.train import train
 
 
 def test_extended_ids_of_an_article_and_its_title():
@@ -68,7 +69,7 @@ def test_copy_model_learns_to_copy_an_out_of_vocabulary_character(tmp_path, vers
 
 
 def test_copy_off_is_the_blogs_model():
-    plain, copying = build_model(12, 8, 16), build_model(12, 8, 16, copy=True)
+    plain, copying = build_model(model_settings(12, char_size=8, hidden_size=16)), build_model(model_settings(12, char_size=8, hidden_size=16, copy=True))
     assert not ModelParts.of(plain).copy and len(plain.inputs) == 2 and plain.output.shape[-1] == 12
     assert len(copying.inputs) == 3 and copying.output.shape[-1] == 12 + 400
     names = {layer.name for layer in plain.layers}
@@ -98,7 +99,7 @@ def test_covered_attention_by_hand():
 @pytest.mark.parametrize("copy", [False, True])
 def test_coverage_decoders_agree_and_reload(tmp_path, version, copy):
     keras.utils.set_random_seed(5)
-    model = build_model(40, char_size=16, hidden_size=32, version=version, copy=copy, coverage=1.0)
+    model = build_model(model_settings(40, char_size=16, hidden_size=32, version=version, copy=copy, coverage=1.0))
     attention = model.get_layer("interact" if version == "2018" else "attention")
     attention.coverage_weight.assign(-2.0)  # a strong coverage effect, so a wrong coverage shows
     vocab = Vocab([chr(0x4e00 + i) for i in range(36)], 1)

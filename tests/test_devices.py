@@ -9,7 +9,8 @@ import pytest
 
 from conftest import ROOT, tiny_settings
 from titlegen.data import TitleError
-from titlegen.train import load_trained, make_strategy, train
+from titlegen.runfolder import load_trained
+from titlegen.train import make_strategy, train
 
 MIRRORED = """
 import json, sys
@@ -17,8 +18,9 @@ import numpy as np
 import tensorflow as tf
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, {root!r})
+sys.path[:0] = [{root!r}, {tests!r}]
 import keras
+from conftest import model_settings
 from titlegen.data import pad
 from titlegen.model import build_model
 from titlegen.train import make_optimizer, make_train_step
@@ -28,12 +30,12 @@ rng = np.random.default_rng(0)
 x = pad([list(rng.integers(4, 12, n)) for n in (7, 3, 9, 5, 2)])
 y = pad([[2] + list(rng.integers(4, 12, n)) + [3] for n in (4, 1, 3, 5, 2)])
 keras.utils.set_random_seed(3)
-weights = build_model(12, 8, 16).get_weights()
+weights = build_model(model_settings(12, char_size=8, hidden_size=16)).get_weights()
 out = {{}}
 for name, strategy in [("one", tf.distribute.get_strategy()),
                        ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
     with strategy.scope():
-        model = build_model(12, 8, 16)
+        model = build_model(model_settings(12, char_size=8, hidden_size=16))
         optimizer = make_optimizer(1e-2, False)
         optimizer.build(model.trainable_variables)
     model.set_weights(weights)
@@ -45,7 +47,7 @@ print(json.dumps(out))
 
 
 def test_two_replica_mirrored_strategy_gives_the_single_device_loss():
-    result = subprocess.run([sys.executable, "-c", MIRRORED.format(root=ROOT)], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", MIRRORED.format(root=ROOT, tests=os.path.join(ROOT, "tests"))], capture_output=True, text=True,
                             timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.splitlines()[-1])

@@ -7,9 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ALPHABET, make_corpus, run_cli
+from conftest import ALPHABET, make_corpus, model_settings, run_cli
 from titlegen.data import TitleError, Vocab, encode_example, padded
-from titlegen.decode import IncrementalDecoder, Titler, check_article
+from titlegen.decode import IncrementalDecoder, Titler
+from titlegen.text import check_article
 from titlegen.export import export
 from titlegen.model import build_model, compile_model
 
@@ -37,7 +38,7 @@ def trained(version, copy):
     keras.utils.set_random_seed(2)
     rows = make_corpus(64, seed=5)
     vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), 1)
-    model = compile_model(build_model(len(vocab), 16, 32, version=version, copy=copy, copy_extra=MAXLEN), 1e-2)
+    model = compile_model(build_model(model_settings(len(vocab), char_size=16, hidden_size=32, version=version, copy=copy, maxlen=MAXLEN)), 1e-2)
     for i in range(0, 64, 16):
         x, y, *extended = padded([encode_example(vocab, r["title"], r["content"], MAXLEN, copy) for r in rows[i:i + 16]])
         model.train_on_batch([x, y[:, :-1], *extended], y[:, 1:])
@@ -95,4 +96,4 @@ def test_cli_export(tmp_path, cli_model):
 def test_word_models_are_refused():
     vocab = Vocab(list(ALPHABET), 1, tokenizer="word")
     with pytest.raises(TitleError, match="jieba cannot run inside a TensorFlow graph"):
-        export(Titler(build_model(len(vocab), 8, 16), vocab, MAXLEN, "incremental"), "unused")
+        export(Titler(build_model(model_settings(len(vocab), char_size=8, hidden_size=16)), vocab, MAXLEN, "incremental"), "unused")

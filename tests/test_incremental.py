@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, last_line, run_cli, stub_search
+from conftest import ROOT, last_line, model_settings, run_cli, stub_search
 from titlegen.data import START, Vocab, chunked, encode_example, padded
 from titlegen.sources import read_jsonl
 from titlegen.decode import IncrementalDecoder, NaiveDecoder, Titler
@@ -21,7 +21,7 @@ def trained():
     keras.utils.set_random_seed(1)
     rows = read_jsonl(os.path.join(ROOT, "data/lcsts/train.jsonl"))[:384]
     vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), 8)
-    model = compile_model(build_model(len(vocab), char_size=32, hidden_size=64), 1e-2)
+    model = compile_model(build_model(model_settings(len(vocab), char_size=32, hidden_size=64)), 1e-2)
     for batch in chunked((encode_example(vocab, r["title"], r["content"], 400) for r in rows), 64):
         x, y = padded(batch)
         model.train_on_batch([x, y[:, :-1]], y[:, 1:])
@@ -199,8 +199,8 @@ def test_generate_never_imports_the_training_module(cli_model):
     import sys
 
     code = ("import sys, seq2seq_title; code = seq2seq_title.main(['generate', '春夏秋冬', '--model', sys.argv[1]]); "
-            "print(sorted(m for m in sys.modules if m in ('titlegen.train', 'titlegen.metrics', 'titlegen.checkpoint', "
-            "'nltk')), code)")
+            "print(sorted(m for m in sys.modules if m in ('titlegen.train', 'titlegen.metrics', 'titlegen.evaluation', "
+            "'titlegen.sources', 'nltk')), code)")
     result = subprocess.run([sys.executable, "-c", code, cli_model[0]], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
     assert result.stdout.splitlines()[-1] == "[] 0", result.stderr[-2000:]

@@ -6,6 +6,7 @@ import pytest
 
 from titlegen.data import Vocab
 from titlegen.layers import ArticleChars, Interact, ScaleShift
+from conftest import model_settings
 from titlegen.model import build_model, compile_model, title_loss
 
 
@@ -39,7 +40,7 @@ def test_loss_on_a_2x3_toy():
 
 
 def test_compiled_training_loss_is_title_loss():
-    model = compile_model(build_model(10, char_size=8, hidden_size=16))
+    model = compile_model(build_model(model_settings(10, char_size=8, hidden_size=16)))
     x = np.array([[4, 5, 6, 7], [8, 9, 0, 0]])
     y = np.array([[2, 4, 5, 3], [2, 6, 3, 0]])
     probs = model.predict_on_batch([x, y[:, :-1]])
@@ -80,7 +81,7 @@ def outputs(model, layer_name, x, y):
 @pytest.mark.parametrize("mask_encoder", [True, False])
 def test_padding_invariance_of_the_encoder(mask_encoder):
     keras.utils.set_random_seed(0)
-    model = build_model(12, char_size=8, hidden_size=16, mask_encoder=mask_encoder)
+    model = build_model(model_settings(12, char_size=8, hidden_size=16, mask_encoder=mask_encoder))
     short, long = [4, 5, 6, 7, 8], [9, 10, 11, 4, 5, 6, 7, 8, 9, 10]
     y = np.array([[2, 4, 5], [2, 6, 7]])
     x_alone = np.array([short, short])
@@ -97,7 +98,7 @@ def test_padding_invariance_of_the_encoder(mask_encoder):
 
 
 def test_model_saves_and_reloads_as_keras_file(tmp_path):
-    model = build_model(12, char_size=8, hidden_size=16)
+    model = build_model(model_settings(12, char_size=8, hidden_size=16))
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
     x, y = np.array([[4, 5, 6, 0]]), np.array([[2, 7, 8]])

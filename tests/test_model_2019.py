@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import stub_search
+from conftest import model_settings, stub_search
 from titlegen.data import END, START
 from titlegen.decode import IncrementalDecoder, NaiveDecoder
 from titlegen.search import repeated_ngrams
@@ -50,8 +50,8 @@ def test_masked_max_pool_ignores_padding():
 
 def test_2019_model_is_padding_invariant_and_reloads(tmp_path):
     keras.utils.set_random_seed(0)
-    model = build_model(12, char_size=16, version="2019")
-    assert ModelParts.of(model).version == "2019" and ModelParts.of(build_model(12, 8, 16)).version == "2018"
+    model = build_model(model_settings(12, char_size=16, version="2019"))
+    assert ModelParts.of(model).version == "2019" and ModelParts.of(build_model(model_settings(12, char_size=8, hidden_size=16))).version == "2018"
     short, long = [4, 5, 6, 7, 8], [9, 10, 11, 4, 5, 6, 7, 8, 9, 10]
     y = np.array([[2, 4, 5], [2, 6, 7]])
     alone = np.asarray(model([np.array([short, short]), y]))[0]
@@ -112,7 +112,7 @@ OPTIONS = [(1, {}), (3, {}), (5, {}), (3, {"min_len": 4}), (3, {"no_repeat_ngram
 @pytest.mark.parametrize("topk, options", OPTIONS)
 def test_incremental_gives_the_naive_titles_with_options(version, topk, options):
     keras.utils.set_random_seed(3)
-    model = build_model(40, char_size=16, hidden_size=32, version=version)
+    model = build_model(model_settings(40, char_size=16, hidden_size=32, version=version))
     rng = np.random.default_rng(0)
     articles = [rng.integers(4, 40, size=n).tolist() for n in (5, 30, 12, 21)]
     options = {"max_len": 12, **options}
@@ -142,7 +142,7 @@ def hand_set_model(version):
     """A model whose every step gives the same probabilities, set by hand: all weights zero but the
     logits' bias, so the head's output is the bias and probs = softmax((bias + χ) / 2), χ = 1 on the
     article's characters. Chosen: p(END) = .3, p(4) = .4, p(5) = .2, p(6) = p(7) = .05."""
-    model = build_model(8, char_size=8, hidden_size=8, version=version)
+    model = build_model(model_settings(8, char_size=8, hidden_size=8, version=version))
     model.set_weights([np.zeros(w.shape) for w in model.get_weights()])
     p = np.array([1e-12, 1e-12, 1e-12, 0.3, 0.4, 0.2, 0.05, 0.05])
     chi = np.array([0, 0, 0, 0, 1, 1, 1, 0])  # the article [4, 5, 6]
@@ -174,7 +174,7 @@ def test_length_normalisation_works_with_either_decoder():
     from titlegen.data import Vocab
     from titlegen.decode import Titler
     keras.utils.set_random_seed(4)
-    model, vocab = build_model(12, 8, 16), Vocab(list("abcdefgh"), 1)
+    model, vocab = build_model(model_settings(12, char_size=8, hidden_size=16)), Vocab(list("abcdefgh"), 1)
     articles = ["abcdefgh", "hgfe", "aabbccdd"]
     naive = Titler(model, vocab, 400, "naive", 3, 8, length_penalty=1.0)(articles)
     assert Titler(model, vocab, 400, "incremental", 3, 8, length_penalty=1.0)(articles) == naive

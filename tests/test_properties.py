@@ -10,8 +10,9 @@ from conftest import ALPHABET, last_line
 from seq2seq_title import main
 from titlegen.data import END, FIRST_CHAR, START, UNK, TitleError, Vocab
 from titlegen.decode import Titler
-from titlegen.sources import clean, read_records
-from titlegen.train import load_trained
+from titlegen.sources import read_records
+from titlegen.text import clean
+from titlegen.runfolder import load_trained
 
 # any code point but lone surrogates (which no UTF-8 file or terminal can hold), mixed with the
 # model's own characters and control characters so that every branch is reached

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, make_corpus, run_cli, tiny_settings, write_jsonl
-from titlegen.checkpoint import read_state
 from titlegen.data import TitleError
-from titlegen.train import (CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE, load_trained, resume_settings, train)
+from titlegen.runfolder import CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE, load_trained, read_state
+from titlegen.train import resume_settings, train
 
 KILLED_RUN = """
 import sys

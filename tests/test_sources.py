@@ -10,7 +10,8 @@ import pytest
 from conftest import ROOT, write_jsonl
 from titlegen.data import (TitleError, Vocab, bucketed, chunked, count_batches, encode_example, padded,
                            shuffled)
-from titlegen.sources import CONTROL_TO_SPACE, clean, detect_format, read_records
+from titlegen.sources import detect_format, read_records
+from titlegen.text import CONTROL_TO_SPACE, clean
 
 
 
@@ -122,7 +123,8 @@ def test_a_million_character_article_costs_no_more_than_maxlen():
 STREAM = """
 import json, resource, sys
 import numpy as np
-sys.path.insert(0, {root!r})
+sys.path[:0] = [{root!r}, {tests!r}]
+from conftest import tiny_settings
 from titlegen.data import Vocab, count_batches
 from titlegen.sources import Corpus, epoch_batches
 
@@ -136,8 +138,8 @@ with open(path, "w", encoding="utf-8") as f:
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 corpus = Corpus(path)
 vocab = Vocab.build((t for r in corpus.scan("counting") for t in (r.content, r.title)), 1)
-settings = {{"seed": 1, "shuffle": True, "shuffle_buffer": 1000, "maxlen": 400, "batch_size": 64,
-            "bucket": True, "bucket_window": 10, "copy": False}}
+settings = tiny_settings(path, None, seed=1, shuffle=True, shuffle_buffer=1000, maxlen=400, batch_size=64,
+                         bucket=True, bucket_window=10, copy=False)
 batches = sum(1 for _ in epoch_batches(corpus, vocab, settings, 1))
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({{"vocab": len(vocab), "batches": batches, "expected": count_batches(n, 64),
@@ -149,7 +151,7 @@ def test_streaming_200k_articles_holds_a_buffer_not_the_corpus(tmp_path):
     """Reading, counting the vocabulary and one shuffled, bucketed epoch of 200,000 articles: the
     peak memory grows by what the buffers hold, not by the corpus (bench/stream.py prints it)."""
     path = tmp_path / "big.jsonl"
-    script = STREAM.format(root=ROOT)
+    script = STREAM.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
     result = subprocess.run([sys.executable, "-c", script, str(path), "200000"], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr

@@ -8,8 +8,9 @@ import pytest
 from conftest import last_line, run_cli, tiny_settings
 from titlegen.data import TitleError, Vocab
 from titlegen.decode import Titler
-from titlegen.train import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE,
-                            load_trained, train)
+from titlegen.runfolder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE,
+                                load_trained)
+from titlegen.train import train
 
 ARTICLES = ["春夏秋冬山水日月", "风雨花草春夏秋冬山水日月风雨花草", "日月"]
 
@@ -66,8 +67,8 @@ def test_cli_train_one_step_writes_artifacts(cli_model):
     assert sorted(os.listdir(out)) == sorted([CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE,
                                               STEPS_FILE])
     config = json.load(open(os.path.join(out, CONFIG_FILE), encoding="utf-8"))
-    assert config["settings"]["min_count"] == 32 and config["model"]["char_size"] == 128
-    assert config["model"]["vocab_size"] == 4 + 12  # the dozen characters, each seen >= 32 times
+    assert config["settings"]["data"]["min_count"] == 32 and config["settings"]["model"]["char_size"] == 128
+    assert config["settings"]["model"]["vocab_size"] == 4 + 12  # the dozen characters, each seen >= 32 times
     assert "[s1]" in result.stdout and "[s2]" in result.stdout and "[dev[0]" in result.stdout
     assert "epoch 1/1" in result.stderr  # the progress bar
 

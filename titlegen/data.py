@@ -13,15 +13,13 @@ from collections import Counter
 
 import numpy as np
 
+from .errors import TitleError  # noqa: F401 (also reached through this module)
+from .settings import TOKENIZERS
+
 PAD, UNK, START, END = 0, 1, 2, 3  # the blog's special ids; characters start at FIRST_CHAR
 FIRST_CHAR = 4
 
 
-class TitleError(Exception):
-    """An error a user can hit and fix: printed as one line by the command line, no traceback."""
-
-
-TOKENIZERS = ("char", "word")
 WORD_WINDOW = 8  # "word": an article is cut to maxlen * WORD_WINDOW characters before jieba reads it
 
 

@@ -7,13 +7,18 @@ encoder runs under XLA (`xla=True`, about eightfold less overhead on a CPU), com
 shape: articles are padded to a multiple of ENCODE_BUCKET characters and batches to a power of two,
 padding the masked encoder does not see.
 """
+import sys
+
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from .data import END, TitleError, pad
-from .model import ModelParts
+from .model import MAX_TITLE_LEN, ModelParts
+from .runfolder import load_trained
 from .search import beam_search
-from .sources import clean
+from .settings import DECODERS
+from .text import check_article
 
 ENCODE_BUCKET = 64  # articles are padded to a multiple of this many characters before encoding
 
@@ -112,21 +117,7 @@ class IncrementalDecoder(Decoder):
         return beam_search(next_probs, memory, parts.start_state(memory, rows), **self.options)
 
 
-def check_article(article):
-    """An article must be text with something in it besides spaces and control characters.
-    Returns it cleaned (control characters read as spaces, as in training)."""
-    if not isinstance(article, str) or not clean(article).strip():
-        raise TitleError("the article is empty; pass the article's text, e.g. "
-                         'python seq2seq_title.py generate "文章内容"')
-    try:
-        article.encode("utf-8")
-    except UnicodeEncodeError as e:  # lone surrogates: bytes the terminal could not decode
-        raise TitleError(f"the article is not valid UTF-8 text (at character {e.start}); pass it as UTF-8") from None
-    return clean(article)
-
-
-DECODER_CLASSES = {"naive": NaiveDecoder, "incremental": IncrementalDecoder}
-DECODERS = tuple(DECODER_CLASSES)
+DECODER_CLASSES = dict(zip(DECODERS, (NaiveDecoder, IncrementalDecoder)))  # settings.DECODERS: "naive", "incremental"
 
 
 class Titler:
@@ -157,3 +148,26 @@ class Titler:
             extended, oovs = [None] * len(ids), [()] * len(ids)
         titles = self.decode(ids, list(extended) if self.copy else None)
         return [self.vocab.decode(t, o) for t, o in zip(titles, oovs)]
+
+
+def make_titler(model, vocab, maxlen, decode, xla=True):
+    """The decoder `decode` (a settings.Decode) asks for, on this model reading `maxlen` characters."""
+    max_len = decode.max_title_len or MAX_TITLE_LEN[ModelParts.of(model).version]
+    return Titler(model, vocab, maxlen, decode.decoder, decode.topk, max_len, decode.min_title_len,
+                  decode.no_repeat_ngram, decode.length_penalty, xla)
+
+
+def load_titler(path, decode, xla=True):
+    """The trained model in the run folder `path`, decoding as `decode` says."""
+    model, vocab, settings = load_trained(path)
+    return make_titler(model, vocab, settings.model.maxlen, decode, xla)
+
+
+def title_in_batches(titler, articles, size):
+    """Titles for many articles, `size` at a time, with a progress bar when there is more than one batch."""
+    titles = []
+    with tqdm(total=len(articles), unit="article", disable=len(articles) <= size, file=sys.stderr) as bar:
+        for i in range(0, len(articles), size):
+            titles.extend(titler(articles[i:i + size]))
+            bar.update(len(articles[i:i + size]))
+    return titles

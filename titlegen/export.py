@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from .data import FIRST_CHAR, PAD, UNK, TitleError
 from .decode import IncrementalDecoder
-from .sources import CONTROL_TO_SPACE
+from .text import CONTROL_TO_SPACE
 
 SPACE = [c for c in range(0x110000) if chr(c).isspace()]  # what str.strip() removes
 

@@ -13,30 +13,35 @@ import keras
 from keras import layers, ops
 
 from .data import PAD
+from .settings import VERSIONS
 from .layers import (ArticleChars, CopyGate, Interact, MaskedMaxPool, MultiHeadAttention, PadMask,
                      PointerGenerator, PriorAverage, ScaleShift, SelfModulatedLayerNorm, TitleIds)
 
-VERSIONS = ("2018", "2019")
 MAX_TITLE_LEN = {"2018": 50, "2019": 64}  # each version's decoder allows this many steps
 LAYER_NORM_EPSILON = 1e-14  # the 2019 code's LayerNormalization (Keras's default is 1e-3)
 
 
-def build_model(vocab_size, char_size=128, hidden_size=512, mask_encoder=True, version="2018", copy=False,
-                copy_extra=400, coverage=0.0):
-    """The blog's model, as of `version`.
+def build_model(settings):
+    """The blog's model as `settings` (a `settings.Model`) describe it.
 
-    mask_encoder (2018): the encoder LSTMs skip the article's padding in both directions, so a
-    title does not depend on what shares its batch. False is the 2018 code, whose LSTMs read the
-    padding. The 2019 code always masks; hidden_size is the 2018 head's and unused by 2019.
+    version: "2018" or "2019". mask_encoder (2018): the encoder LSTMs skip the article's padding
+    in both directions, so a title does not depend on what shares its batch. False is the 2018
+    code, whose LSTMs read the padding. The 2019 code always masks; hidden_size is the 2018 head's
+    and unused by 2019.
     copy: beyond the blog, a pointer-generator head. The model then also reads the article's
-    extended ids (third input) and gives probabilities over the vocabulary and `copy_extra`
-    temporary ids (at least the article length) for the article's out-of-vocabulary characters.
+    extended ids (third input) and gives probabilities over the vocabulary and `maxlen` temporary
+    ids (the most an article can need) for the article's out-of-vocabulary characters.
     coverage > 0: beyond the blog, the attention also reads each key's coverage (its attention
     summed over the steps before), and a coverage loss of that weight is added (See et al. 2017).
     """
-    if version not in VERSIONS:
-        raise ValueError(f"unknown model version {version!r}; expected one of {VERSIONS}")
-    parts = ModelParts.new(vocab_size, char_size, hidden_size, mask_encoder, version, copy, copy_extra, coverage)
+    s = settings
+    if s.version not in VERSIONS:
+        raise ValueError(f"unknown model version {s.version!r}; expected one of {VERSIONS}")
+    if s.vocab_size is None:
+        raise ValueError("the model's vocab_size is unset; it comes from the vocabulary")
+    version, copy = s.version, s.copy
+    parts = ModelParts.new(s.vocab_size, s.char_size, s.hidden_size, s.mask_encoder, version, copy, s.maxlen,
+                           s.coverage)
     x_in = keras.Input(shape=(None,), dtype="int32", name="article")
     y_in = keras.Input(shape=(None,), dtype="int32", name="title_in")
     inputs = [x_in, y_in]

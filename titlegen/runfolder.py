@@ -1,43 +1,218 @@
-"""The run folder: the files `train` writes and `generate`, `evaluate` and `export` read, loading a
-trained model from them, and the decoder its settings ask for. Inference imports this module,
-never the training one (nor what training needs: checkpoints, metrics, the data pipeline).
+"""The run folder: every file `train` writes and `generate`, `evaluate`, `export` and `--resume`
+read, saved and loaded here alone. Training and decoding both stand on this module; it imports
+neither (the model is rebuilt through `model.build_model`).
+
+    vocab.json        the vocabulary, its tokenizer and the data that built it
+    config.json       the settings (data, model, train, decode), the per-epoch history, the best epoch
+    model.weights.h5  the best weights so far
+    checkpoint.npz    weights, optimizer state, epoch and step: what `train --resume` continues from
+    metrics.csv       one row per epoch
+    steps.csv         the loss of every batch
+
+Every file but steps.csv (appended line by line) is written to a temporary name and renamed (the
+checkpoint also flushed to disk first), so a crash or `kill -9` at any moment leaves the previous
+version or the new one, whole. A config.json written before the settings
+were typed (a flat "settings" dict beside "model") is read as it was meant.
 """
+import csv
+import io
+import itertools
 import json
 import os
+import zipfile
 
-from .data import TitleError, Vocab
-from .decode import Titler
-from .model import MAX_TITLE_LEN, build_model
+import numpy as np
+
+from .data import Vocab, write_json
+from .errors import TitleError
+from .settings import FIELDS, Settings
 
 VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE = "vocab.json", "config.json", "model.weights.h5"
 CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE = "checkpoint.npz", "metrics.csv", "steps.csv"
+FORMAT = 2  # config.json's layout: 2 = settings in groups; before it, one flat dict
+
+# Older run folders lack settings added since: these are what those runs did before the setting
+# existed (not today's defaults, which are config.py's), so they load and resume as they ran.
+LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "content", "on_bad_record": "stop",
+          "tokenizer": "char", "shuffle_buffer": 10000, "bucket": False, "bucket_window": 100, "checkpoint_steps": 0,
+          "strategy": "auto", "mixed_precision": False, "tensorboard": False, "version": "2018", "copy": False,
+          "coverage": 0.0, "length_penalty": 0.0}
 
 
-def make_titler(model, vocab, settings, xla=True):
-    """The decoder `settings` ask for, on this model."""
-    return Titler(model, vocab, settings["maxlen"], settings["decoder"], settings["topk"],
-                  settings["max_title_len"] or MAX_TITLE_LEN[settings["version"]],
-                  settings["min_title_len"], settings["no_repeat_ngram"], settings.get("length_penalty", 0.0), xla)
+class RunFolder:
+    """One run's folder: its files by name, saved and loaded."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    def holds_run(self):
+        """Whether a model or a run to resume is already here."""
+        return any(os.path.exists(self.file(n)) for n in (WEIGHTS_FILE, CHECKPOINT_FILE))
+
+    def start(self):
+        """Make the folder for a fresh run, removing a replaced run's files."""
+        os.makedirs(self.path, exist_ok=True)
+        for name in (WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE):
+            if os.path.exists(self.file(name)):
+                os.remove(self.file(name))
+
+    # -- vocabulary and settings
+
+    def save_vocab(self, vocab):
+        vocab.save(self.file(VOCAB_FILE))
+
+    def load_vocab(self):
+        return Vocab.load(self.file(VOCAB_FILE))
+
+    def write_record(self, settings, vocab, best=None, history=(), skipped=None):
+        """config.json: the settings, the vocabulary's fingerprint, the best epoch, the history.
+        Returns what it wrote."""
+        record = {"format": FORMAT, "settings": settings.to_dict(), "vocab_fingerprint": vocab.fingerprint,
+                  "best": best, "history": list(history), "skipped": skipped}
+        write_json(self.file(CONFIG_FILE), record)
+        return record
+
+    def read_record(self):
+        """config.json as written now (an older layout converted): (settings, record)."""
+        with open(self.file(CONFIG_FILE), encoding="utf-8") as f:
+            record = json.load(f)
+        if record.get("format", 1) > FORMAT:
+            raise TitleError(f"{self.file(CONFIG_FILE)} was written by a newer version of seq2seq-title "
+                             f"(format {record['format']}); update this copy")
+        if "format" not in record:
+            record = {**record, "format": FORMAT, "settings": upgraded(record["settings"], record["model"])}
+        try:
+            settings = Settings.from_dict(record["settings"])
+        except TitleError as e:
+            raise TitleError(f"{self.file(CONFIG_FILE)}: {e}; retrain, or restore the file") from None
+        return settings, record
+
+    # -- weights and checkpoint
+
+    def save_weights(self, model):
+        path = self.file(WEIGHTS_FILE)
+        tmp = path[:-len(".weights.h5")] + ".tmp.weights.h5"  # Keras insists on the suffix
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+
+    def save_checkpoint(self, model, optimizer, state):
+        save_checkpoint(self.file(CHECKPOINT_FILE), model, optimizer, state)
+
+    def read_state(self):
+        return read_state(self.file(CHECKPOINT_FILE))
+
+    def load_checkpoint(self, model, optimizer):
+        return load_checkpoint(self.file(CHECKPOINT_FILE), model, optimizer)
+
+    # -- metrics
+
+    def write_metrics(self, history):
+        """metrics.csv: one row per epoch, its number, losses, dev ROUGE-L, seconds and speed."""
+        columns = [c for c in ("epoch", "loss", "val_loss", "val_rouge_l", "seconds", "articles_per_s")
+                   if any(c in h for h in history)]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+        tmp = f"{self.file(METRICS_FILE)}.tmp"
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(out.getvalue())
+        os.replace(tmp, self.file(METRICS_FILE))
+
+    def open_steps(self, keep):
+        """steps.csv, written line by line (a crash loses no finished batch), holding its header and
+        the first `keep` batches' lines: a resumed run drops what the interrupted one wrote after
+        its checkpoint."""
+        lines = ["epoch,step,loss\n"]
+        if keep:
+            with open(self.file(STEPS_FILE), encoding="utf-8") as f:
+                lines = list(itertools.islice(f, keep + 1))
+        f = open(self.file(STEPS_FILE), "w", encoding="utf-8", buffering=1)
+        f.writelines(lines)
+        return f
 
 
-def load_trained(out_dir):
-    """Rebuild a trained model from its folder: (model, vocab, config).
+def upgraded(flat, model):
+    """Settings groups from the first config.json layout: one flat dict, and the model's arguments
+    beside it (copy_extra was always maxlen)."""
+    values = {**LEGACY, **{k: v for k, v in flat.items() if k in FIELDS}, **{k: v for k, v in model.items()
+                                                                           if k in FIELDS}}
+    groups = {}
+    for name, value in values.items():
+        groups.setdefault(FIELDS[name], {})[name] = value
+    return groups
+
+
+def load_trained(path):
+    """Rebuild a trained model from its folder: (model, vocab, settings).
 
     A vocabulary other than the one the model was trained with is an error, never a silent mismatch.
     """
-    paths = {name: os.path.join(out_dir, name) for name in (VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE)}
-    missing = [name for name, p in paths.items() if not os.path.exists(p)]
+    from .model import build_model  # TensorFlow: only when a model is loaded
+
+    folder = RunFolder(path)
+    missing = [n for n in (VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE) if not os.path.exists(folder.file(n))]
     if missing:
-        raise TitleError(f"no trained model in {out_dir} ({', '.join(missing)} missing); run "
+        raise TitleError(f"no trained model in {path} ({', '.join(missing)} missing); run "
                          "`python seq2seq_title.py train` first, or pass --model DIR")
-    with open(paths[CONFIG_FILE], encoding="utf-8") as f:
-        config = json.load(f)
-    vocab = Vocab.load(paths[VOCAB_FILE])
-    if vocab.fingerprint != config["vocab_fingerprint"] or len(vocab) != config["model"]["vocab_size"]:
-        raise TitleError(f"{paths[VOCAB_FILE]} is not the vocabulary this model was trained with "
+    settings, record = folder.read_record()
+    vocab = folder.load_vocab()
+    if vocab.fingerprint != record["vocab_fingerprint"] or len(vocab) != settings.model.vocab_size:
+        raise TitleError(f"{folder.file(VOCAB_FILE)} is not the vocabulary this model was trained with "
                          f"(fingerprint {vocab.fingerprint}, {len(vocab)} ids; the model expects "
-                         f"{config['vocab_fingerprint']}, {config['model']['vocab_size']} ids); restore the "
+                         f"{record['vocab_fingerprint']}, {settings.model.vocab_size} ids); restore the "
                          "vocab.json saved with the weights, or retrain")
-    model = build_model(**config["model"])
-    model.load_weights(paths[WEIGHTS_FILE])
-    return model, vocab, config
+    model = build_model(settings.model)
+    model.load_weights(folder.file(WEIGHTS_FILE))
+    return model, vocab, settings
+
+
+# -- the checkpoint: weights, optimizer state and where the run stands (JSON) in one .npz file
+
+def save_checkpoint(path, model, optimizer, state):
+    arrays = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
+    arrays["state"] = np.array(json.dumps(state, ensure_ascii=False))
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself reaches the disk
+    finally:
+        os.close(folder)
+
+
+def read_state(path):
+    """The run's position and history, without touching any model."""
+    with _open(path) as data:
+        return json.loads(str(data["state"]))
+
+
+def load_checkpoint(path, model, optimizer):
+    """Restore the model's weights and the optimizer's state (built beforehand); return the state."""
+    with _open(path) as data:
+        weights = [data[f"weight_{i}"] for i in range(len(model.get_weights()))]
+        variables = optimizer.variables
+        if f"weight_{len(weights)}" in data or len(data.files) != len(weights) + len(variables) + 1:
+            raise TitleError(f"{path} does not fit this model and optimizer ({len(data.files) - 1} arrays, "
+                             f"expected {len(weights) + len(variables)}); was it written by another run?")
+        model.set_weights(weights)
+        for i, v in enumerate(variables):
+            v.assign(data[f"optimizer_{i}"])
+        return json.loads(str(data["state"]))
+
+
+def _open(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise TitleError(f"{path}: no checkpoint to resume from") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise TitleError(f"{path}: not a readable checkpoint ({e}); start again with --overwrite") from None

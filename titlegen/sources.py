@@ -18,10 +18,10 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
+from .settings import FORMATS, ON_BAD
 from .data import TitleError, bucketed, chunked, encode_example, padded, shuffled
+from .text import field_text
 
-FORMATS = ("jsonl", "tsv", "thucnews")
-ON_BAD = ("stop", "skip")
 
 
 class Record(NamedTuple):
@@ -29,19 +29,6 @@ class Record(NamedTuple):
     title: str = None
     content: str = None
     error: str = None  # why the record is unusable; None when it is good
-
-
-# Unicode's category Cc is exactly these 65 code points (a test checks them against unicodedata)
-CONTROL_TO_SPACE = dict.fromkeys([*range(0x00, 0x20), *range(0x7F, 0xA0)], " ")
-
-
-def clean(text):
-    """Control characters (Unicode category Cc: tabs, newlines, NUL, escapes) become spaces.
-
-    They carry no meaning in a title and would otherwise enter the vocabulary or break a line-based
-    file; the shipped corpora hold none, so the blog's training data is unchanged by this.
-    """
-    return text.translate(CONTROL_TO_SPACE)
 
 
 def detect_format(path, fmt="auto"):
@@ -91,6 +78,9 @@ def _lines(path, fmt, fields):
                     continue
                 yield _checked(where, {"title": title, "content": content}, ("title", "content"))
                 continue
+            if lineno == 1 and _opens_array(line):  # the whole corpus as one array (mongoexport --jsonArray)
+                raise TitleError(f"{where}: a JSON array, not JSON Lines; write one object per line "
+                                 "(for MongoDB: mongoexport without --jsonArray)")
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
@@ -103,15 +93,24 @@ def _lines(path, fmt, fields):
             yield _checked(where, row, fields)
 
 
+def _opens_array(line):
+    """Whether a first line opens a JSON array of objects (a one-line array of strings is a bad record)."""
+    if not line.lstrip().startswith("["):
+        return False
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return True
+    return any(isinstance(item, dict) for item in row) if isinstance(row, list) else False
+
+
 def _checked(where, row, fields):
     """A Record of row's two fields, cleaned, or the reason they are unusable."""
     texts = []
     for field in fields:
-        value = row.get(field)
-        text = clean(value) if isinstance(value, str) else None
-        if text is None or not text.strip():
-            got = "missing" if field not in row else repr(value)[:40]
-            return Record(where, error=f"field {field!r} must be a non-empty string, got {got}")
+        text, error = field_text(row, field)
+        if error:
+            return Record(where, error=error)
         texts.append(text)
     return Record(where, *texts)
 
@@ -197,17 +196,18 @@ class Corpus:
         return sum(1 for _ in self.scan(desc))
 
 
-def epoch_batches(corpus, vocab, settings, epoch):
-    """The padded batches of one epoch. The order depends on the seed and the epoch alone, so a
-    resumed run sees the very batches the interrupted one would have."""
-    rng = np.random.default_rng([settings["seed"], epoch])
+def epoch_batches(corpus, vocab, settings, epoch, order=True):
+    """The padded batches of one epoch as `settings` (a Settings) make them; order=False keeps
+    the stored order (the dev set). The order depends on the seed and the epoch alone, so a resumed
+    run sees the very batches the interrupted one would have."""
+    train, model = settings.train, settings.model
+    rng = np.random.default_rng([train.seed, epoch])
     records = corpus.records()
-    if settings["shuffle"]:
-        records = shuffled(records, settings["shuffle_buffer"], rng)
-    examples = (encode_example(vocab, r.title, r.content, settings["maxlen"], settings.get("copy", False))
-                for r in records)
-    if settings.get("bucket"):
-        groups = bucketed(examples, settings["batch_size"], settings["bucket_window"], rng)
+    if order and train.shuffle:
+        records = shuffled(records, train.shuffle_buffer, rng)
+    examples = (encode_example(vocab, r.title, r.content, model.maxlen, model.copy) for r in records)
+    if order and train.bucket:
+        groups = bucketed(examples, train.batch_size, train.bucket_window, rng)
     else:
-        groups = chunked(examples, settings["batch_size"])
+        groups = chunked(examples, train.batch_size)
     return (padded(group) for group in groups)

@@ -1,52 +1,38 @@
 """Training with teacher forcing, streamed from disk, resumable, on one device or several.
 
-The output folder holds `vocab.json` (the vocabulary, its tokenizer and the data that built it),
-`config.json` (the settings the model was built and trained with, the per-epoch history and the
-best epoch), `model.weights.h5` (the best weights so far), `checkpoint.npz` (weights, optimizer
-state, epoch and step: what `train --resume` continues from), `metrics.csv` (one row per epoch)
-and `steps.csv` (the loss of every batch). `runfolder.load_trained` rebuilds the model from the first three.
+`train(settings, out_dir)` runs in named stages: check the request, read the data (one checking
+pass builds the vocabulary), build the model and optimizer, start or resume the run's files, then
+for every epoch train on its batches and end it (dev loss, dev ROUGE-L, sample titles, the best
+weights, the files). The run folder's files are written through `runfolder.RunFolder`.
 
 The corpus is never held in memory: one pass checks every record (and builds the vocabulary),
 then each epoch reads it again through a bounded shuffle buffer and optional length buckets.
 """
-import csv
 import importlib.util
-import io
 import itertools
-import json
 import os
 import signal
 import tempfile
 import time
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, read_state, save_checkpoint
-from .data import TitleError, Vocab, count_batches, file_sha256, write_json
+from .data import TitleError, Vocab, count_batches, file_sha256
+from .decode import make_titler
 from .metrics import corpus_scores
 from .model import build_model, real_targets, summed_title_loss
-from .runfolder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE,
-                        load_trained, make_titler)  # noqa: F401 (load_trained: also reached through this module)
+from .runfolder import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, RunFolder
+from .settings import MONITORS, STRATEGIES, resumed
 from .sources import Corpus, epoch_batches, read_jsonl
 
-
-MONITORS = {"loss": min, "val_loss": min, "val_rouge_l": max}  # what "best" means for each
-STRATEGIES = ("auto", "mirrored", "multiworker")
-# settings a resumed run may change: they do not alter the model, the data or its order
-RESUMABLE = ("epochs", "patience", "checkpoint_steps", "tensorboard")
+BETTER = {"loss": min, "val_loss": min, "val_rouge_l": max}  # what "best" means for each monitor
 
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) during training: the checkpoint is saved and the message says so."""
-
-
-def model_args(settings, vocab):
-    return {"vocab_size": len(vocab), "char_size": settings["char_size"],
-            "hidden_size": settings["hidden_size"], "mask_encoder": settings["mask_encoder"],
-            "version": settings["version"], "copy": settings.get("copy", False), "copy_extra": settings["maxlen"],
-            "coverage": settings.get("coverage", 0.0)}
 
 
 def model_inputs(x, y, *extended):
@@ -157,7 +143,7 @@ def make_train_step(model, optimizer, strategy, jit_compile=False):
     return train_step
 
 
-# -- the run --------------------------------------------------------------------------------
+# -- the run, stage by stage ----------------------------------------------------------------
 
 class StopRequest:
     """Ctrl-C or SIGTERM asks the loop to stop after the current batch (a second Ctrl-C stops at once)."""
@@ -185,258 +171,269 @@ class StopRequest:
 
 
 def resume_settings(out_dir, **changes):
-    """The settings of the run in `out_dir`, with the few that may change on resuming changed."""
-    path = os.path.join(out_dir, CONFIG_FILE)
-    if not os.path.exists(path) or not os.path.exists(os.path.join(out_dir, CHECKPOINT_FILE)):
+    """The settings of the run in `out_dir`, with the few that may change on resuming changed
+    (settings.RESUMABLE; anything else is an error)."""
+    folder = RunFolder(out_dir)
+    if not all(os.path.exists(folder.file(n)) for n in (CONFIG_FILE, CHECKPOINT_FILE)):
         raise TitleError(f"nothing to resume in {out_dir}: no {CONFIG_FILE} and {CHECKPOINT_FILE}; "
                          "start a run with `train` (without --resume)")
-    with open(path, encoding="utf-8") as f:
-        settings = json.load(f)["settings"]
-    for key, value in changes.items():
-        if value is not None:
-            if key not in RESUMABLE:
-                raise TitleError(f"--resume continues the run with its own settings; {key} cannot change "
-                                 f"(only {', '.join(RESUMABLE)} can)")
-            settings[key] = value
-    return settings
+    return resumed(folder.read_record()[0], changes)
 
 
-def train(settings, out_dir, overwrite=False, resume=False, log=print):
-    """Train the blog's model as `settings` says, writing the run's files to `out_dir`.
+class Inputs(NamedTuple):
+    """What a run reads before it trains: the corpora, the vocabulary, the articles watched."""
+    corpus: Corpus
+    dev: Corpus | None
+    vocab: Vocab
+    n_train: int
+    n_dev: int
+    rouge_rows: list  # dev records titled each epoch for val_rouge_l
+    samples: list  # (name, content) titled at every epoch end
 
-    Fresh runs read and check all the data (building the vocabulary) before anything is written,
-    so bad data never touches a saved model; an existing model is only replaced with
-    overwrite=True. resume=True continues the run in `out_dir` from its checkpoint (`settings`
-    then come from `resume_settings`). Returns (model, vocab, config) as they stand at the end.
-    """
-    settings = {**DEFAULTS, **settings}
-    strategy = make_strategy(settings["strategy"])
-    if not is_chief(strategy):  # other workers write their copies where nobody reads them
-        out_dir = tempfile.mkdtemp(prefix="seq2seq_title_worker_")
-    paths = {name: os.path.join(out_dir, name) for name in
-             (VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE)}
-    monitor = settings["monitor"]
-    if monitor not in MONITORS:
-        raise TitleError(f"MONITOR must be one of {', '.join(MONITORS)}, got {monitor!r}")
-    if monitor.startswith("val_") and not settings.get("dev_path"):
+
+def check_request(settings, folder, overwrite, resume):
+    """Every error that needs no data read, before anything is read or written. Returns the
+    checkpoint's state when resuming."""
+    monitor, train = settings.train.monitor, settings.train
+    if monitor.startswith("val_") and not settings.data.dev_path:
         raise TitleError(f"MONITOR is {monitor!r} but no dev set is given; set DEV_PATH or MONITOR = 'loss'")
-    if monitor == "val_rouge_l" and not settings["val_rouge_samples"]:
+    if monitor == "val_rouge_l" and not train.val_rouge_samples:
         raise TitleError("MONITOR is 'val_rouge_l' but VAL_ROUGE_SAMPLES is 0; title some dev articles or "
                          "monitor 'val_loss'")
-    if not resume and not overwrite and any(os.path.exists(paths[n]) for n in (WEIGHTS_FILE, CHECKPOINT_FILE)):
-        raise TitleError(f"{out_dir} already holds a trained model or a run; pass --resume to continue it, "
+    if not resume and not overwrite and folder.holds_run():
+        raise TitleError(f"{folder.path} already holds a trained model or a run; pass --resume to continue it, "
                          "--overwrite to replace it, or --out DIR to train into another folder")
-    if settings["tensorboard"] and importlib.util.find_spec("tensorboard") is None:  # tf.summary writes through it
+    if train.tensorboard and importlib.util.find_spec("tensorboard") is None:  # tf.summary writes through it
         raise TitleError("TENSORBOARD = True needs the tensorboard package: pip install tensorboard")
-    state = read_state(paths[CHECKPOINT_FILE]) if resume else None
-    if state and state["done"] and settings["epochs"] < state["epoch"]:
-        raise TitleError(f"the run in {out_dir} finished after epoch {state['epoch'] - 1} "
+    state = folder.read_state() if resume else None
+    if state and state["done"] and train.epochs < state["epoch"]:
+        raise TitleError(f"the run in {folder.path} finished after epoch {state['epoch'] - 1} "
                          f"({state['done']}); pass --epochs N (more than it ran) to train further")
+    return state
 
-    fields = (settings["title_field"], settings["content_field"])
-    corpus = Corpus(settings["train_path"], settings["data_format"], fields, settings["on_bad_record"])
-    dev = (Corpus(settings["dev_path"], settings["data_format"], fields, settings["on_bad_record"])
-           if settings.get("dev_path") else None)
-    samples = read_samples(settings)
 
-    keras.utils.set_random_seed(settings["seed"])
-    if resume:
-        vocab = Vocab.load(paths[VOCAB_FILE])
+def read_inputs(settings, folder, state):
+    """Read and check the data: the vocabulary is built in the checking pass (or, resuming, read
+    from the folder and the corpus checked against the run's)."""
+    data = settings.data
+    fields = (data.title_field, data.content_field)
+    corpus = Corpus(data.train_path, data.data_format, fields, data.on_bad_record)
+    dev = Corpus(data.dev_path, data.data_format, fields, data.on_bad_record) if data.dev_path else None
+    samples = read_samples(data)
+    if state:
+        vocab = folder.load_vocab()
         n_train = corpus.count("checking the training data")
         if n_train != state["articles"]:
-            raise TitleError(f"{settings['train_path']} now holds {n_train} usable articles, the run started with "
+            raise TitleError(f"{data.train_path} now holds {n_train} usable articles, the run started with "
                              f"{state['articles']}; resume with the data it started with, or start again")
     else:
-        counted = [0]
-
-        def texts():  # the vocabulary is counted in the checking pass: one read of the corpus
-            for record in corpus.scan("reading the training data, counting tokens"):
-                counted[0] += 1
-                yield record.content
-                yield record.title
-
-        vocab = Vocab.build(texts(), settings["min_count"], tokenizer=settings["tokenizer"])
-        n_train = counted[0]
-        if not n_train:
-            raise TitleError(f"{settings['train_path']}: no usable articles")
-        vocab.source = {"path": settings["train_path"], "format": corpus.format, "articles": n_train,
-                        "sha256": file_sha256(settings["train_path"]) if os.path.isfile(settings["train_path"]) else None}
+        vocab, n_train = build_vocab(corpus, data)
     rouge_rows, n_dev = [], 0
     if dev:
         for record in dev.scan("reading the dev data"):
             n_dev += 1
-            if len(rouge_rows) < max(settings["val_rouge_samples"], 1):
+            if len(rouge_rows) < max(settings.train.val_rouge_samples, 1):
                 rouge_rows.append(record)
         if not n_dev:
-            raise TitleError(f"{settings['dev_path']}: no usable articles")
+            raise TitleError(f"{data.dev_path}: no usable articles")
         samples.append(("dev[0] " + rouge_rows[0].title, rouge_rows[0].content))
-        rouge_rows = rouge_rows[:settings["val_rouge_samples"]]
+        rouge_rows = rouge_rows[:settings.train.val_rouge_samples]
+    return Inputs(corpus, dev, vocab, n_train, n_dev, rouge_rows, samples)
 
-    if settings["mixed_precision"]:
+
+def build_vocab(corpus, data):
+    """The vocabulary, counted in the checking pass (one read of the corpus): (vocab, articles)."""
+    counted = [0]
+
+    def texts():
+        for record in corpus.scan("reading the training data, counting tokens"):
+            counted[0] += 1
+            yield record.content
+            yield record.title
+
+    vocab = Vocab.build(texts(), data.min_count, tokenizer=data.tokenizer)
+    if not counted[0]:
+        raise TitleError(f"{data.train_path}: no usable articles")
+    path = data.train_path
+    vocab.source = {"path": path, "format": corpus.format, "articles": counted[0],
+                    "sha256": file_sha256(path) if os.path.isfile(path) else None}
+    return vocab, counted[0]
+
+
+def read_samples(data):
+    """The articles whose titles are printed at every epoch end: (name, content) pairs."""
+    if not data.samples_path:
+        return []
+    rows = read_jsonl(data.samples_path, fields=("name", "content"))
+    by_name = {r["name"]: r["content"] for r in rows}
+    missing = [n for n in data.sample_names if n not in by_name]
+    if missing:
+        raise TitleError(f"{data.samples_path}: no sample named {', '.join(missing)}")
+    return [(n, by_name[n]) for n in data.sample_names]
+
+
+def build(settings, strategy, log):
+    """The model and its optimizer (built, so a checkpoint can be loaded into it), on the strategy."""
+    if settings.train.mixed_precision:
         if not tf.config.list_logical_devices("GPU"):
             log("MIXED_PRECISION without a GPU: float16 runs, but slowly, on a CPU")
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         with strategy.scope():
-            model = build_model(**model_args(settings, vocab))
-            optimizer = make_optimizer(settings["learning_rate"], settings["mixed_precision"])
+            model = build_model(settings.model)
+            optimizer = make_optimizer(settings.train.learning_rate, settings.train.mixed_precision)
             optimizer.build(model.trainable_variables)
     finally:
         keras.mixed_precision.set_global_policy("float32")  # the model keeps its own
+    return model, optimizer
 
-    batch_size = settings["batch_size"]
-    n_batches = count_batches(n_train, batch_size)
-    steps = min(n_batches, settings["steps_per_epoch"] or n_batches)
-    if resume:
-        state = load_checkpoint(paths[CHECKPOINT_FILE], model, optimizer)
+
+def start_files(settings, folder, inputs, model, optimizer, steps, state, log):
+    """Resuming: the checkpoint loaded into the model and optimizer. Else the folder's first files.
+    Returns (state, record): where the run stands, and config.json's contents."""
+    if state:
+        state = folder.load_checkpoint(model, optimizer)
         if state["steps_per_epoch"] != steps:
             raise TitleError(f"the run had {state['steps_per_epoch']} batches per epoch, these settings give "
                              f"{steps}; resume with the settings it started with")
-        config = {"settings": settings, "model": model_args(settings, vocab), "vocab_fingerprint": vocab.fingerprint,
-                  "best": state["best"], "history": state["history"], "skipped": state.get("skipped")}
+        record = folder.write_record(settings, inputs.vocab, state["best"], state["history"], state.get("skipped"))
         state["done"] = None
-        log(f"resuming {out_dir} at epoch {state['epoch']}, step {state['step']} of {steps}")
-    else:
-        os.makedirs(out_dir, exist_ok=True)
-        for name in (WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE):  # a replaced run's files
-            if os.path.exists(paths[name]):
-                os.remove(paths[name])
-        vocab.save(paths[VOCAB_FILE])
-        skipped = {"train": corpus.skipped, "dev": dev.skipped if dev else 0}
-        config = {"settings": settings, "model": model_args(settings, vocab), "vocab_fingerprint": vocab.fingerprint,
-                  "best": None, "history": [], "skipped": skipped}
-        write_json(paths[CONFIG_FILE], config)
-        state = {"epoch": 1, "step": 0, "loss_sum": 0.0, "history": [], "best": None, "articles": n_train,
-                 "steps_per_epoch": steps, "skipped": skipped, "done": None}
-        save_checkpoint(paths[CHECKPOINT_FILE], model, optimizer, state)
+        log(f"resuming {folder.path} at epoch {state['epoch']}, step {state['step']} of {steps}")
+        return state, record
+    folder.start()
+    folder.save_vocab(inputs.vocab)
+    skipped = {"train": inputs.corpus.skipped, "dev": inputs.dev.skipped if inputs.dev else 0}
+    record = folder.write_record(settings, inputs.vocab, skipped=skipped)
+    state = {"epoch": 1, "step": 0, "loss_sum": 0.0, "history": [], "best": None, "articles": inputs.n_train,
+             "steps_per_epoch": steps, "skipped": skipped, "done": None}
+    folder.save_checkpoint(model, optimizer, state)
+    return state, record
+
+
+def train(settings, out_dir, overwrite=False, resume=False, log=print):
+    """Train the blog's model as `settings` (a Settings) say, writing the run's files to `out_dir`.
+
+    Fresh runs read and check all the data (building the vocabulary) before anything is written,
+    so bad data never touches a saved model; an existing model is only replaced with
+    overwrite=True. resume=True continues the run in `out_dir` from its checkpoint (`settings`
+    then come from `resume_settings`). Returns (model, vocab, record): record is config.json's
+    contents as they stand at the end.
+    """
+    strategy = make_strategy(settings.train.strategy)
+    # other workers write their copies where nobody reads them
+    folder = RunFolder(out_dir if is_chief(strategy) else tempfile.mkdtemp(prefix="seq2seq_title_worker_"))
+    state = check_request(settings, folder, overwrite, resume)
+    inputs = read_inputs(settings, folder, state)
+    keras.utils.set_random_seed(settings.train.seed)
+    settings = settings.replace(vocab_size=len(inputs.vocab))
+    model, optimizer = build(settings, strategy, log)
+    n_batches = count_batches(inputs.n_train, settings.train.batch_size)
+    steps = min(n_batches, settings.train.steps_per_epoch or n_batches)
+    state, record = start_files(settings, folder, inputs, model, optimizer, steps, state, log)
+    vocab = inputs.vocab
     log(f"vocabulary: {len(vocab)} ids ({len(vocab.chars)} {'characters' if vocab.tokenizer == 'char' else 'words'} "
-        f"seen >= {vocab.min_count} times); {n_train} training and {n_dev} dev articles; "
+        f"seen >= {vocab.min_count} times); {inputs.n_train} training and {inputs.n_dev} dev articles; "
         f"{model.count_params():,} parameters; {steps} batches per epoch"
         + (f" on {strategy.num_replicas_in_sync} devices" if strategy.num_replicas_in_sync > 1 else ""))
-
-    titler = make_titler(model, vocab, settings)
-    train_step = make_train_step(model, optimizer, strategy)
-    summaries = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard")) if settings["tensorboard"] else None
-    better = MONITORS[monitor]
-    history = state["history"]
-    best_epoch = state["best"]["epoch"] if state["best"] else 0
-    def checkpoint(**position):  # where the run stands, with the weights and optimizer state
-        state.update(position)
-        save_checkpoint(paths[CHECKPOINT_FILE], model, optimizer, state)
-
-    steps_log = open_steps(paths[STEPS_FILE], (state["epoch"] - 1) * steps + state["step"])  # every batch, a line
-    with steps_log, StopRequest() as stop:
-        for epoch in range(state["epoch"], settings["epochs"] + 1):
-            step, loss_sum = state["step"], state["loss_sum"]
-            batches = itertools.islice(epoch_batches(corpus, vocab, settings, epoch), step, steps)  # skip done ones
-            start = time.perf_counter()
-            with tqdm(batches, total=steps, initial=step, desc=f"epoch {epoch}/{settings['epochs']}",
-                      unit="batch") as bar:
-                for batch in bar:
-                    loss = train_step(batch)
-                    step, loss_sum = step + 1, loss_sum + loss
-                    steps_log.write(f"{epoch},{step},{loss:.9g}\n")
-                    bar.set_postfix(loss=f"{loss_sum / step:.4f}")
-                    if summaries:
-                        with summaries.as_default():
-                            tf.summary.scalar("batch_loss", loss, step=(epoch - 1) * steps + step)
-                    if stop.requested or (settings["checkpoint_steps"] and step % settings["checkpoint_steps"] == 0
-                                          and step < steps):
-                        checkpoint(epoch=epoch, step=step, loss_sum=loss_sum)
-                        if stop.requested:
-                            bar.close()
-                            raise Interrupted(f"interrupted at epoch {epoch}, step {step}: checkpoint saved in "
-                                              f"{paths[CHECKPOINT_FILE]}; `train --resume` continues from there")
-            seconds = time.perf_counter() - start
-            logs = {"epoch": epoch, "loss": loss_sum / max(step, 1), "seconds": round(seconds, 1),
-                    "articles_per_s": round((step - state["step"]) * batch_size / max(seconds, 1e-9), 1)}
-            if dev:
-                logs["val_loss"] = dev_loss(model, epoch_batches(dev, vocab, {**settings, "shuffle": False,
-                                                                               "bucket": False}, 0))
-            if rouge_rows:  # ROUGE-L of the titles the model writes for a sample of the dev set
-                titles = titler([r.content for r in rouge_rows])
-                logs["val_rouge_l"] = corpus_scores(titles, [r.title for r in rouge_rows])["rouge-l"]
-            log(f"epoch {epoch}: " + "  ".join(f"{k} {logs[k]:.4f}" for k in MONITORS if k in logs)
-                + f"  ({seconds:.0f} s training, {logs['articles_per_s']:.0f} articles/s)")
-            for (name, _), title in zip(samples, titler([c for _, c in samples])):  # watch the titles improve
-                log(f"  [{name}] {title}")
-            history.append(logs)
-            if state["best"] is None or better(logs[monitor], state["best"]["value"]) == logs[monitor]:
-                best_epoch = epoch  # ties count as better, as the blog's <=
-                state["best"] = {"epoch": epoch, "monitor": monitor, "value": logs[monitor]}
-                save_weights(model, paths[WEIGHTS_FILE])
-                log(f"  saved {paths[WEIGHTS_FILE]} ({monitor} {logs[monitor]:.4f})")
-            if summaries:
-                with summaries.as_default():
-                    for key in ("loss", "val_loss", "val_rouge_l"):
-                        if key in logs:
-                            tf.summary.scalar(key, logs[key], step=epoch)
-                summaries.flush()
-            config.update(best=state["best"], history=history)
-            write_json(paths[CONFIG_FILE], config)
-            write_metrics(paths[METRICS_FILE], history)
-            if settings["patience"] and epoch - best_epoch >= settings["patience"]:
-                log(f"  stopping: no better {monitor} for {settings['patience']} epochs")
-                state["done"] = f"no better {monitor} for {settings['patience']} epochs"
-            elif epoch == settings["epochs"]:
-                state["done"] = f"{epoch} epochs"
-            checkpoint(epoch=epoch + 1, step=0, loss_sum=0.0)
-            if state["done"]:
-                break
-    skipped = config.get("skipped") or {}
+    run = Run(settings, folder, inputs, model, optimizer, strategy, steps, state, record, log)
+    run.epochs()
+    skipped = record.get("skipped") or {}
     if any(skipped.values()):
         log(f"skipped {skipped['train']} bad training and {skipped['dev']} bad dev records (listed above, by file "
             "and line)")
-    return model, vocab, config
+    return model, vocab, record
 
 
-DEFAULTS = {  # settings older runs and callers may lack: the behaviour before they existed
-    "data_format": "auto", "title_field": "title", "content_field": "content", "on_bad_record": "stop",
-    "tokenizer": "char", "shuffle_buffer": 10000, "bucket": False, "bucket_window": 100, "checkpoint_steps": 0,
-    "strategy": "auto", "mixed_precision": False, "tensorboard": False,
-}
+class Run:
+    """The epochs of one run: training on each epoch's batches, then the epoch's end."""
 
+    def __init__(self, settings, folder, inputs, model, optimizer, strategy, steps, state, record, log):
+        self.settings, self.folder, self.inputs, self.model, self.optimizer = settings, folder, inputs, model, optimizer
+        self.steps, self.state, self.record, self.log = steps, state, record, log
+        self.titler = make_titler(model, inputs.vocab, settings.model.maxlen, settings.decode)
+        self.train_step = make_train_step(model, optimizer, strategy)
+        tensorboard = os.path.join(folder.path, "tensorboard")
+        self.summaries = tf.summary.create_file_writer(tensorboard) if settings.train.tensorboard else None
 
-def open_steps(path, keep):
-    """steps.csv, written line by line (a crash loses no finished batch), holding its header and
-    the first `keep` batches' lines: a resumed run drops what the interrupted one wrote after its
-    checkpoint."""
-    lines = ["epoch,step,loss\n"]
-    if keep:
-        with open(path, encoding="utf-8") as f:
-            lines = list(itertools.islice(f, keep + 1))
-    f = open(path, "w", encoding="utf-8", buffering=1)
-    f.writelines(lines)
-    return f
+    def checkpoint(self, **position):
+        """Save where the run stands, with the weights and optimizer state."""
+        self.state.update(position)
+        self.folder.save_checkpoint(self.model, self.optimizer, self.state)
 
+    def epochs(self):
+        state, steps = self.state, self.steps
+        with self.folder.open_steps((state["epoch"] - 1) * steps + state["step"]) as steps_log, \
+                StopRequest() as stop:
+            for epoch in range(state["epoch"], self.settings.train.epochs + 1):
+                start, first = time.perf_counter(), state["step"]
+                step, loss_sum = self.train_epoch(epoch, steps_log, stop)
+                seconds = time.perf_counter() - start
+                logs = {"epoch": epoch, "loss": loss_sum / max(step, 1), "seconds": round(seconds, 1),
+                        "articles_per_s": round((step - first) * self.settings.train.batch_size
+                                                / max(seconds, 1e-9), 1)}
+                self.end_epoch(epoch, logs)
+                if state["done"]:
+                    break
 
-def write_metrics(path, history):
-    """One CSV row per epoch: its number, losses, dev ROUGE-L, seconds and speed."""
-    columns = [c for c in ("epoch", "loss", "val_loss", "val_rouge_l", "seconds", "articles_per_s")
-               if any(c in h for h in history)]
-    out = io.StringIO()
-    writer = csv.DictWriter(out, columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(history)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(out.getvalue())
-    os.replace(tmp, path)
+    def train_epoch(self, epoch, steps_log, stop):
+        """One epoch's batches from the checkpoint's step on: (step, summed loss) at its end."""
+        step, loss_sum, steps = self.state["step"], self.state["loss_sum"], self.steps
+        batches = epoch_batches(self.inputs.corpus, self.inputs.vocab, self.settings, epoch)
+        every = self.settings.train.checkpoint_steps
+        with tqdm(itertools.islice(batches, step, steps), total=steps, initial=step, unit="batch",
+                  desc=f"epoch {epoch}/{self.settings.train.epochs}") as bar:  # done batches skipped
+            for batch in bar:
+                loss = self.train_step(batch)
+                step, loss_sum = step + 1, loss_sum + loss
+                steps_log.write(f"{epoch},{step},{loss:.9g}\n")
+                bar.set_postfix(loss=f"{loss_sum / step:.4f}")
+                self.summary({"batch_loss": loss}, (epoch - 1) * steps + step)
+                if stop.requested or (every and step % every == 0 and step < steps):
+                    self.checkpoint(epoch=epoch, step=step, loss_sum=loss_sum)
+                    if stop.requested:
+                        bar.close()
+                        raise Interrupted(f"interrupted at epoch {epoch}, step {step}: checkpoint saved in "
+                                          f"{self.folder.file(CHECKPOINT_FILE)}; `train --resume` continues "
+                                          "from there")
+        return step, loss_sum
 
+    def end_epoch(self, epoch, logs):
+        """Dev loss and ROUGE-L, sample titles, the best weights, config.json, metrics.csv, the
+        checkpoint; decides whether the run is done."""
+        inputs, state, train, log = self.inputs, self.state, self.settings.train, self.log
+        if inputs.dev:
+            logs["val_loss"] = dev_loss(self.model, epoch_batches(inputs.dev, inputs.vocab, self.settings, 0,
+                                                                  order=False))
+        if inputs.rouge_rows:  # ROUGE-L of the titles the model writes for a sample of the dev set
+            titles = self.titler([r.content for r in inputs.rouge_rows])
+            logs["val_rouge_l"] = corpus_scores(titles, [r.title for r in inputs.rouge_rows])["rouge-l"]
+        log(f"epoch {epoch}: " + "  ".join(f"{k} {logs[k]:.4f}" for k in MONITORS if k in logs)
+            + f"  ({logs['seconds']:.0f} s training, {logs['articles_per_s']:.0f} articles/s)")
+        for (name, _), title in zip(inputs.samples, self.titler([c for _, c in inputs.samples])):
+            log(f"  [{name}] {title}")  # watch the titles improve
+        state["history"].append(logs)
+        monitor = train.monitor
+        if state["best"] is None or BETTER[monitor](logs[monitor], state["best"]["value"]) == logs[monitor]:
+            state["best"] = {"epoch": epoch, "monitor": monitor, "value": logs[monitor]}  # ties count as better,
+            self.folder.save_weights(self.model)  # as the blog's <=
+            log(f"  saved {self.folder.file(WEIGHTS_FILE)} ({monitor} {logs[monitor]:.4f})")
+        self.summary({k: logs[k] for k in ("loss", "val_loss", "val_rouge_l") if k in logs}, epoch, flush=True)
+        self.record.update(best=state["best"], history=state["history"])
+        self.folder.write_record(self.settings, inputs.vocab, **{k: self.record[k] for k in
+                                                                 ("best", "history", "skipped")})
+        self.folder.write_metrics(state["history"])
+        if train.patience and epoch - state["best"]["epoch"] >= train.patience:
+            log(f"  stopping: no better {monitor} for {train.patience} epochs")
+            state["done"] = f"no better {monitor} for {train.patience} epochs"
+        elif epoch == train.epochs:
+            state["done"] = f"{epoch} epochs"
+        self.checkpoint(epoch=epoch + 1, step=0, loss_sum=0.0)
 
-def save_weights(model, path):
-    tmp = path[:-len(".weights.h5")] + ".tmp.weights.h5"  # Keras insists on the suffix
-    model.save_weights(tmp)
-    os.replace(tmp, path)
-
-
-def read_samples(settings):
-    """The articles whose titles are printed at every epoch end: (name, content) pairs."""
-    if not settings.get("samples_path"):
-        return []
-    rows = read_jsonl(settings["samples_path"], fields=("name", "content"))
-    by_name = {r["name"]: r["content"] for r in rows}
-    missing = [n for n in settings["sample_names"] if n not in by_name]
-    if missing:
-        raise TitleError(f"{settings['samples_path']}: no sample named {', '.join(missing)}")
-    return [(n, by_name[n]) for n in settings["sample_names"]]
+    def summary(self, values, step, flush=False):
+        """TensorBoard scalars, when it is on."""
+        if self.summaries:
+            with self.summaries.as_default():
+                for key, value in values.items():
+                    tf.summary.scalar(key, value, step=step)
+            if flush:
+                self.summaries.flush()

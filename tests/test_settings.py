@@ -1,0 +1,136 @@
+import dataclasses
+import json
+import os
+
+import pytest
+
+import config
+from conftest import ROOT, last_line, run_cli, tiny_settings, write_jsonl
+from titlegen.errors import TitleError
+from titlegen.runfolder import CONFIG_FILE, LEGACY, RunFolder, load_trained
+from titlegen.settings import CONFIG_NAMES, FIELDS, RESUMABLE, load
+
+
+def test_every_config_name_is_one_field_and_back():
+    names = {name for name in vars(config) if name.isupper()}
+    assert names == set(CONFIG_NAMES)
+    assert set(CONFIG_NAMES.values()) == set(FIELDS) - {"vocab_size"}
+    settings = load(config, ROOT)
+    for name, field in CONFIG_NAMES.items():
+        group = getattr(settings, FIELDS[field])
+        value = getattr(group, field)
+        expected = getattr(config, name)
+        if field.endswith(("_path", "_dir")) and expected is not None:
+            expected = os.path.join(ROOT, expected)
+        assert value == (tuple(expected) if isinstance(expected, list) else expected), name
+    assert RESUMABLE == ("epochs", "checkpoint_steps", "tensorboard", "patience")
+
+
+def test_override_files_apply_in_order_and_flags_win(tmp_path):
+    first = tmp_path / "first.py"
+    first.write_text('CHAR_SIZE = 64\nEPOCHS = 7\nOUTPUT_DIR = "runs/mine"\n', encoding="utf-8")
+    second = tmp_path / "second.py"
+    second.write_text('EPOCHS = EPOCHS + 1\nOUTPUT_DIR = OUTPUT_DIR + "_copy"\nCOPY = True\n', encoding="utf-8")
+    settings = load(config, ROOT, [str(first), str(second)], {"patience": 2, "epochs": None})
+    assert settings.model.char_size == 64 and settings.model.copy is True
+    assert settings.train.epochs == 8 and settings.train.patience == 2  # None: a flag not given
+    assert settings.train.output_dir == os.path.join(ROOT, "runs/mine_copy")  # relative to the project
+    assert load(config, ROOT, [str(first)], {"epochs": 3}).train.epochs == 3
+
+
+def test_shipped_override_files(tmp_path):
+    csl = load(config, ROOT, [os.path.join(ROOT, "configs/csl.py")])
+    assert csl.data.train_path == os.path.join(ROOT, "data/csl/train.jsonl") and os.path.isfile(csl.data.train_path)
+    assert os.path.isfile(csl.data.dev_path) and csl.train.output_dir == os.path.join(ROOT, "runs/csl")
+    both = load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in ("csl.py", "copy.py")])
+    assert both.model.copy and both.train.output_dir == os.path.join(ROOT, "runs/csl_copy")
+    assert dataclasses.replace(both.model, copy=False) == csl.model
+
+
+@pytest.mark.parametrize("text, message", [
+    ("CHARSIZE = 64\n", "CHARSIZE is not a config.py setting"),
+    ("MONITOR = 'bleu'\n", "MONITOR must be one of loss, val_loss, val_rouge_l, got 'bleu'"),
+    ("EPOCHS = \n", "SyntaxError"),
+])
+def test_bad_override_file_is_one_line(tmp_path, text, message):
+    bad = tmp_path / "bad.py"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(TitleError, match=message):
+        load(config, ROOT, [str(bad)])
+    result = run_cli("train", str(bad), "--out", str(tmp_path / "m"))
+    assert result.returncode == 2 and message in last_line(result.stderr)
+    assert last_line(result.stderr).startswith("error: ") and "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "m")
+
+
+def old_layout(record):
+    """config.json as the code before typed settings wrote it: one flat dict of settings (some
+    keys missing, as in older runs) and the model's arguments beside it."""
+    flat = {k: v for group in record["settings"].values() for k, v in group.items()}
+    model = {k: flat.pop(k) for k in ("vocab_size", "char_size", "hidden_size", "mask_encoder", "version", "copy",
+                                      "coverage")}
+    model["copy_extra"] = flat["maxlen"]
+    for key in ("tokenizer", "strategy", "checkpoint_steps"):
+        assert flat.pop(key) == LEGACY[key]  # older runs lack these, and ran as LEGACY says
+    return {"settings": flat, "model": model, **{k: record[k] for k in ("vocab_fingerprint", "best", "history",
+                                                                        "skipped")}}
+
+
+def test_a_run_folder_of_the_first_layout_still_loads_and_resumes(tmp_path, corpus):
+    from titlegen.train import resume_settings, train
+
+    out = str(tmp_path / "old")
+    _, _, record = train(tiny_settings(*corpus, epochs=1), out, log=lambda _: None)
+    new = RunFolder(out).read_record()[0]
+    with open(os.path.join(out, CONFIG_FILE), "w", encoding="utf-8") as f:
+        json.dump(old_layout(record), f)
+    settings, upgraded = RunFolder(out).read_record()
+    assert settings == new and upgraded["history"] == record["history"]
+    assert load_trained(out)[2] == new
+
+    generated = run_cli("generate", "春夏秋冬山水日月", "--model", out, "--decoder", "naive", "--max-len", "10")
+    assert generated.returncode == 0, generated.stderr[-1000:]
+    evaluated = run_cli("evaluate", "--model", out, "--data", corpus[1], "--out", str(tmp_path / "p.jsonl"))
+    assert evaluated.returncode == 0 and "| LEAD-" in evaluated.stdout, evaluated.stderr[-1000:]
+    _, _, resumed = train(resume_settings(out, epochs=2), out, resume=True, log=lambda _: None)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2] and resumed["format"] == 2
+
+
+def test_a_run_folder_missing_a_setting_says_what_to_do(tmp_path, corpus):
+    from titlegen.train import train
+
+    out = str(tmp_path / "old")
+    _, _, record = train(tiny_settings(*corpus), out, log=lambda _: None)
+    old = old_layout(record)
+    del old["settings"]["val_rouge_samples"]
+    with open(os.path.join(out, CONFIG_FILE), "w", encoding="utf-8") as f:
+        json.dump(old, f)
+    with pytest.raises(TitleError, match=r"config.json: the train settings do not fit this version: missing "
+                                         r"val_rouge_samples; retrain"):
+        load_trained(out)
+
+
+def test_generate_and_evaluate_honour_content_field(tmp_path, cli_model):
+    out, _ = cli_model
+    fields = tmp_path / "fields.py"
+    fields.write_text('CONTENT_FIELD = "text"\nTITLE_FIELD = "headline"\n', encoding="utf-8")
+    articles = write_jsonl(tmp_path / "a.jsonl", [{"_id": {"$oid": "5f1d"}, "text": "春夏秋冬山水日月"},
+                                                  {"_id": {"$oid": "5f1e"}, "content": "春夏"}])
+    result = run_cli("generate", "--file", articles, "--model", out, "--config", str(fields), "--jsonl")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[0]["title"] and rows[1] == {"line": 2, "error": "field 'text' must be a non-empty string, got missing"}
+    data = write_jsonl(tmp_path / "set.jsonl", [{"_id": {"$oid": "5f1d"}, "headline": "春夏", "text": "春夏秋冬"}])
+    result = run_cli("evaluate", str(fields), "--model", out, "--data", data, "--out", str(tmp_path / "p.jsonl"))
+    assert result.returncode == 0, result.stderr[-1000:]
+    assert json.loads(open(tmp_path / "p.jsonl", encoding="utf-8").readline())["reference"] == "春夏"
+
+
+def test_a_json_array_is_refused_with_the_way_out(tmp_path):
+    from titlegen.sources import Corpus
+
+    for text in ('[{"title": "t", "content": "c"},\n{"title": "t", "content": "c"}]\n',
+                 '[\n {"title": "t", "content": "c"}\n]\n'):
+        path = tmp_path / "array.json"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(TitleError, match=r"array.json:1: a JSON array, not JSON Lines; .*without --jsonArray"):
+            list(Corpus(str(path)).scan("reading"))

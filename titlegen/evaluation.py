@@ -1,0 +1,51 @@
+"""Title a titled set and score the titles under CLGE's protocol, beside the LEAD baseline:
+what `python seq2seq_title.py evaluate` does, the command line only parsing and printing.
+"""
+import json
+import os
+
+from .data import write_json
+from .metrics import METRICS, copy_shares, corpus_scores, lead
+from .sources import read_all
+
+
+def predictions_path(model_dir, data):
+    """Where a set's predictions go by default: MODEL/predictions_<folder>_<file>.jsonl."""
+    stem = os.path.splitext(os.path.basename(data))[0]
+    return os.path.join(model_dir, f"predictions_{os.path.basename(os.path.dirname(data))}_{stem}.jsonl")
+
+
+def evaluate(title, titler, data, data_settings, out):
+    """Title every article of `data` with `title` (a list of articles -> their titles; `titler`'s
+    batches), write the predictions to `out` and the scores beside it (.scores.json). Returns the
+    scores file's contents."""
+    rows = read_all(data, data_settings.data_format, (data_settings.title_field, data_settings.content_field))
+    contents = [r[data_settings.content_field] for r in rows]
+    references = [r[data_settings.title_field] for r in rows]
+    predictions = title(contents)
+    write_predictions(out, references, predictions)
+    lead_titles, k = lead(contents, references)
+    scores = {"model": corpus_scores(predictions, references), f"LEAD-{k}": corpus_scores(lead_titles, references)}
+    shares = copy_shares(predictions, contents, set("".join(titler.vocab.chars)))  # words: their characters
+    result = {"data": data, "articles": len(rows), "decoding": titler.settings, "scores": scores,
+              "title_characters": shares}
+    write_json(os.path.splitext(out)[0] + ".scores.json", result)
+    return result
+
+
+def write_predictions(out, references, predictions):
+    with open(out, "w", encoding="utf-8") as f:
+        for line, (ref, pred) in enumerate(zip(references, predictions), 1):
+            f.write(json.dumps({"line": line, "reference": ref, "prediction": pred}, ensure_ascii=False) + "\n")
+
+
+def report(result, out):
+    """The lines `evaluate` prints: where the predictions are, a Markdown table, the copy shares."""
+    lines = [f"{result['articles']} articles of {result['data']}; predictions in {out}",
+             "| | " + " | ".join(m.upper() for m in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    lines += [f"| {name} | " + " | ".join(f"{row[m]:.2f}" for m in METRICS) + " |"
+              for name, row in result["scores"].items()]
+    shares = result["title_characters"]
+    lines.append(f"title characters: {shares['in_article']:.1f}% stand in the article, "
+                 f"{shares['out_of_vocab']:.1f}% are outside the vocabulary")
+    return lines

@@ -1,0 +1,221 @@
+"""Typed settings, defined once: four small dataclasses (data, model, training, decoding) filled
+mechanically from config.py's UPPERCASE names, override files and command-line flags.
+
+Every field is the lower-case name of a config.py setting (`min_count` is MIN_COUNT; `version`,
+MODEL_VERSION, is the one renamed), so a default exists only in config.py. Fields hold no
+defaults of their own: a Settings is always made from config.py (or a run folder), then changed.
+`Model` is what `build_model` takes and what a run folder stores. This module imports neither
+TensorFlow nor any other part of the project: the command line reads it before anything loads.
+"""
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+
+from .errors import TitleError
+
+
+FORMATS = ("jsonl", "tsv", "thucnews")  # corpus layouts; DATA_FORMAT may also be "auto"
+ON_BAD = ("stop", "skip")
+TOKENIZERS = ("char", "word")
+VERSIONS = ("2018", "2019")
+STRATEGIES = ("auto", "mirrored", "multiworker")
+MONITORS = ("loss", "val_loss", "val_rouge_l")
+DECODERS = ("naive", "incremental")
+
+
+def _one_of(choices, **metadata):
+    return field(metadata={"choices": choices, **metadata})
+
+
+def _path():
+    """A file or folder: given in config.py or an override file, relative to the project folder."""
+    return field(metadata={"path": True})
+
+
+def _resumable():
+    """May change when a run is resumed: it alters neither the model, nor the data, nor their order."""
+    return field(metadata={"resumable": True})
+
+
+@dataclass(frozen=True)
+class Data:
+    """What is read, and how text becomes ids."""
+    train_path: str = _path()
+    dev_path: str | None = _path()
+    samples_path: str | None = _path()
+    sample_names: tuple
+    min_count: int
+    data_format: str = _one_of(("auto", *FORMATS))
+    title_field: str
+    content_field: str
+    on_bad_record: str = _one_of(ON_BAD)
+    tokenizer: str = _one_of(TOKENIZERS)
+
+
+@dataclass(frozen=True)
+class Model:
+    """The network: what `build_model` takes and the run folder stores. `vocab_size` comes from the
+    vocabulary (no config.py name; None until the vocabulary is built); `maxlen` is the article
+    length read, and with copying the most temporary ids an article can need."""
+    version: str = _one_of(VERSIONS, config="MODEL_VERSION")
+    char_size: int
+    hidden_size: int
+    mask_encoder: bool
+    copy: bool
+    coverage: float
+    maxlen: int
+    vocab_size: int | None = field(metadata={"config": None})
+
+
+@dataclass(frozen=True)
+class Train:
+    """How the model is trained, and where the run folder is."""
+    output_dir: str = _path()
+    batch_size: int
+    learning_rate: float
+    epochs: int = _resumable()
+    steps_per_epoch: int | None
+    shuffle: bool
+    shuffle_buffer: int
+    bucket: bool
+    bucket_window: int
+    checkpoint_steps: int = _resumable()
+    strategy: str = _one_of(STRATEGIES)
+    mixed_precision: bool
+    tensorboard: bool = _resumable()
+    monitor: str = _one_of(MONITORS)
+    val_rouge_samples: int
+    patience: int | None = _resumable()
+    seed: int
+
+
+@dataclass(frozen=True)
+class Decode:
+    """How titles are written from a trained model."""
+    topk: int
+    max_title_len: int | None
+    decoder: str = _one_of(DECODERS)
+    min_title_len: int
+    no_repeat_ngram: int
+    length_penalty: float
+    generate_batch_size: int
+
+
+GROUPS = {"data": Data, "model": Model, "train": Train, "decode": Decode}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data: Data
+    model: Model
+    train: Train
+    decode: Decode
+
+    def replace(self, **changes):
+        """A copy with fields changed by name (`epochs=3`, `copy=True`), whichever group holds them."""
+        unknown = sorted(set(changes) - set(FIELDS))
+        if unknown:
+            raise TitleError(f"unknown setting {', '.join(unknown)}; the settings are config.py's names")
+        groups = {name: {k: v for k, v in changes.items() if FIELDS[k] == name} for name in GROUPS}
+        return Settings.from_dict({name: {**dataclasses.asdict(getattr(self, name)), **groups[name]}
+                                   for name in GROUPS})
+
+    def to_dict(self):
+        """{group: {field: value}}: what config.json stores."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in GROUPS}
+
+    @classmethod
+    def from_dict(cls, groups):
+        """The inverse of to_dict; a missing or unknown field is a TitleError naming it."""
+        made = {}
+        for name, group in GROUPS.items():
+            values = dict(groups.get(name, {}))
+            names = [f.name for f in fields(group)]
+            missing, unknown = [n for n in names if n not in values], sorted(set(values) - set(names))
+            if missing or unknown:
+                raise TitleError(f"the {name} settings do not fit this version: "
+                                 + "; ".join(x for x in (f"missing {', '.join(missing)}" if missing else "",
+                                                         f"unknown {', '.join(unknown)}" if unknown else "") if x))
+            if "sample_names" in values:
+                values["sample_names"] = tuple(values["sample_names"])
+            for f in fields(group):
+                allowed = f.metadata.get("choices")
+                if allowed and values[f.name] not in allowed:
+                    raise TitleError(f"{config_name(f) or f.name} must be one of {', '.join(allowed)}, "
+                                     f"got {values[f.name]!r}")
+            made[name] = group(**values)
+        return cls(**made)
+
+
+def choices(name):
+    """The values a setting may take (for the command line's choices)."""
+    return next(f.metadata["choices"] for group in GROUPS.values() for f in fields(group) if f.name == name)
+
+
+FIELDS = {f.name: name for name, group in GROUPS.items() for f in fields(group)}  # field -> its group
+RESUMABLE = tuple(f.name for f in fields(Train) if f.metadata.get("resumable"))
+
+
+def config_name(f):
+    """The config.py name of a field: its name upper-cased, or the one it names itself."""
+    return f.metadata.get("config", f.name.upper())
+
+
+CONFIG_NAMES = {config_name(f): f.name for group in GROUPS.values() for f in fields(group) if config_name(f)}
+
+
+def read_override_file(path, values):
+    """`values` (config.py's names so far) as an override file leaves them: nanoGPT's convention,
+    a Python file of assignments (e.g. configs/csl.py) run with the names so far in scope, so
+    `OUTPUT_DIR = OUTPUT_DIR + "_copy"` works. Any other UPPERCASE name is a one-line error."""
+    if not os.path.isfile(path):
+        raise TitleError(f"{path}: no such settings file; expected a .py file of config.py names, "
+                         "e.g. configs/csl.py")
+    scope = dict(values)
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    try:
+        exec(compile(source, path, "exec"), scope)
+    except Exception as e:  # a typo in the user's file: say where, without a traceback
+        raise TitleError(f"{path}: {type(e).__name__}: {e}") from None
+    unknown = sorted(k for k in scope if k.isupper() and k not in CONFIG_NAMES)
+    if unknown:
+        raise TitleError(f"{path}: {', '.join(unknown)} is not a config.py setting; "
+                         f"the settings are: {', '.join(CONFIG_NAMES)}")
+    return {k: scope[k] for k in CONFIG_NAMES}
+
+
+def load(config, root, files=(), flags=None):
+    """Settings from a config module (config.py), then each override file in turn, then flags
+    ({field name: value}; None means not given). Paths from config.py and the files are relative
+    to `root`, the project folder; paths given as flags to the working folder, as usual."""
+    values = {name: getattr(config, name) for name in CONFIG_NAMES if hasattr(config, name)}
+    missing = sorted(set(CONFIG_NAMES) - set(values))
+    if missing:
+        raise TitleError(f"config.py lacks {', '.join(missing)}; restore them from the repository's config.py")
+    for path in files:
+        values = read_override_file(path, values)
+    by_field = {CONFIG_NAMES[name]: value for name, value in values.items()}
+    for f in _path_fields():
+        if by_field[f] is not None and not os.path.isabs(by_field[f]):
+            by_field[f] = os.path.join(root, by_field[f])
+    by_field.update({k: v for k, v in (flags or {}).items() if v is not None})
+    groups = {name: {} for name in GROUPS}
+    for name, value in by_field.items():
+        groups[FIELDS[name]][name] = value
+    groups["model"]["vocab_size"] = None
+    return Settings.from_dict(groups)
+
+
+def _path_fields():
+    return [f.name for group in GROUPS.values() for f in fields(group) if f.metadata.get("path")]
+
+
+def resumed(settings, changes):
+    """The settings of a run being resumed, with the few that may change changed; anything else
+    given is a one-line error (the resume checks live here alone)."""
+    fixed = sorted(k for k, v in changes.items() if v is not None and k not in RESUMABLE)
+    if fixed:
+        raise TitleError(f"--resume continues the run with its own settings; {', '.join(fixed)} cannot change "
+                         f"(only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} can)")
+    return settings.replace(**{k: v for k, v in changes.items() if v is not None})
