@@ -25,11 +25,14 @@ HIDDEN_SIZE = 512  # the Dense(relu) layer before the vocabulary logits
 MASK_ENCODER = True  # encoder LSTMs skip the article's padding; blog: False (they read it)
 COPY = False  # pointer-generator head: titles may copy article characters, rare ones included (blog: none)
 COVERAGE = 0.0  # > 0: attention reads its coverage, and a coverage loss of this weight is added (blog: none)
+DROPOUT = 0.0  # > 0: dropout of this rate on the embeddings, every LSTM's output and the head (training only; blog: none)
 
 # train
 OUTPUT_DIR = "runs/lcsts"  # vocab.json, config.json and model.weights.h5 go here
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3  # Adam
+LABEL_SMOOTHING = 0.0  # > 0: the target's probability is trained toward 1 - ε, the rest spread evenly (blog: none)
+EMA = 0.0  # > 0: an average of the weights (momentum EMA, e.g. 0.999) is evaluated and kept instead (blog: none)
 EPOCHS = 20  # one pass over TRAIN_PATH each; blog: 100 epochs of 1,000 batches (800k articles)
 STEPS_PER_EPOCH = None  # cap on batches per epoch; None = the whole training set (blog: 1000)
 SHUFFLE = False  # reshuffle the training set every epoch; blog: False (read in stored order)

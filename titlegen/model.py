@@ -19,6 +19,7 @@ from .layers import (ArticleChars, CopyGate, Interact, MaskedMaxPool, MultiHeadA
 
 MAX_TITLE_LEN = {"2018": 50, "2019": 64}  # each version's decoder allows this many steps
 LAYER_NORM_EPSILON = 1e-14  # the 2019 code's LayerNormalization (Keras's default is 1e-3)
+DROPOUT_AT = ("embedding", "lstm", "head")  # with dropout: the embeddings, every LSTM's output, the head
 
 
 def build_model(settings):
@@ -33,6 +34,8 @@ def build_model(settings):
     ids (the most an article can need) for the article's out-of-vocabulary characters.
     coverage > 0: beyond the blog, the attention also reads each key's coverage (its attention
     summed over the steps before), and a coverage loss of that weight is added (See et al. 2017).
+    dropout > 0: beyond the blog, dropout of that rate on the embeddings (article and title), the
+    output of every LSTM, and the head's input and hidden layer; only while training.
     """
     s = settings
     if s.version not in VERSIONS:
@@ -41,7 +44,7 @@ def build_model(settings):
         raise ValueError("the model's vocab_size is unset; it comes from the vocabulary")
     version, copy = s.version, s.copy
     parts = ModelParts.new(s.vocab_size, s.char_size, s.hidden_size, s.mask_encoder, version, copy, s.maxlen,
-                           s.coverage)
+                           s.coverage, s.dropout)
     x_in = keras.Input(shape=(None,), dtype="int32", name="article")
     y_in = keras.Input(shape=(None,), dtype="int32", name="title_in")
     inputs = [x_in, y_in]
@@ -74,7 +77,7 @@ class ModelParts:
         self.vocab_size = layers["logits"].units
 
     @classmethod
-    def new(cls, vocab_size, char_size, hidden_size, mask_encoder, version, copy, copy_extra, coverage):
+    def new(cls, vocab_size, char_size, hidden_size, mask_encoder, version, copy, copy_extra, coverage, dropout=0.0):
         """Fresh layers for build_model, created in the order the blog's code creates them: their
         random initial weights are drawn in that order. The layers that draw theirs when built
         (Interact's kernel, the self-modulated norms' second Dense) are built at once, as the blog's
@@ -113,7 +116,14 @@ class ModelParts:
                  layers.Softmax(name="probs", dtype="float32")]
         if copy:
             made += [CopyGate(name="copy_gate"), PointerGenerator(copy_extra, name="pointer", dtype="float32")]
+        if dropout:  # created last: a model without dropout draws its initial weights as the blog's
+            made += [layers.Dropout(dropout, name=f"{where}_dropout") for where in DROPOUT_AT]
         return cls({layer.name: layer for layer in made}, mask_encoder)
+
+    def drop(self, where, x):
+        """Dropout at `where` (DROPOUT_AT) when the model has it; it acts only while training."""
+        layer = self.layers.get(f"{where}_dropout")
+        return layer(x) if layer else x
 
     @classmethod
     def of(cls, model):
@@ -128,18 +138,19 @@ class ModelParts:
         L = self.layers
         mask = L["article_mask"](x)
         out = {"mask": mask, "prior": L["prior"](L["article_chars"](x))}
-        h = L["embedding"](x)
+        h = self.drop("embedding", L["embedding"](x))
         for i in (1, 2):  # two bidirectional LSTMs; in 2019, masked and each after a LayerNorm
             if self.version == "2019":
                 h = L[f"encoder_norm_{i}"](h)
             h = L[f"encoder_{i}"](h, mask=mask if self.mask_encoder or self.version == "2019" else None)
+            h = self.drop("lstm", h)
         if self.version == "2019":
             out["condition"] = L["encoder_max"]([h, mask])
         return {**out, "encoded": h}
 
     def embed_title(self, y):
         """Title ids -> the shared embedding (a copying model reads copied characters as UNK)."""
-        return self.layers["embedding"](self.layers["title_ids"](y) if self.copy else y)
+        return self.drop("embedding", self.layers["embedding"](self.layers["title_ids"](y) if self.copy else y))
 
     def decoder(self, y, condition=None, states=None):
         """The decoder LSTMs (in 2019 inside self-modulated LayerNorms conditioned on the encoder's
@@ -151,7 +162,7 @@ class ModelParts:
         for i, lstm in enumerate(self.decoders):
             y = norms[i]([y, condition]) if norms else y
             if states is None:
-                y = lstm(y)
+                y = self.drop("lstm", lstm(y))
             else:
                 shape = ops.shape(y)
                 out, state = lstm.cell(ops.reshape(y, (-1, shape[-1])), states[i])
@@ -173,9 +184,9 @@ class ModelParts:
     def head(self, features, prior, y_emb, attention=None, extended=None):
         """Next-id probabilities: the head's dense layers, the logits averaged with the prior, softmax;
         with copy, mixed with the attention over the article's extended ids by the copy gate."""
-        L, xy = self.layers, features
+        L, xy = self.layers, self.drop("head", features)
         for name in ("hidden", "leaky_relu", "logits") if self.version == "2019" else ("hidden", "logits"):
-            xy = L[name](xy)
+            xy = L[name](self.drop("head", xy) if name == "logits" else xy)
         probs = L["probs"](L["with_prior"]([xy, prior]))
         if self.copy:
             probs = L["pointer"]([probs, attention, extended, L["copy_gate"]([features, y_emb])])
@@ -223,12 +234,19 @@ def title_loss(y_true, y_pred):
     return summed_title_loss(y_true, y_pred) / real_targets(y_true, y_pred.dtype)
 
 
-def summed_title_loss(y_true, y_pred):
+def summed_title_loss(y_true, y_pred, label_smoothing=0.0):
     """The numerator of `title_loss`: the cross-entropy summed over the real targets. Training on
     several devices divides each device's sum by the whole batch's count, so the loss and the
-    gradients are those of one device."""
+    gradients are those of one device.
+
+    label_smoothing ε > 0 (beyond the blog): each target's cross-entropy is mixed with that of the
+    uniform distribution over every output id, (1 - ε)·(-log p[y]) + ε·mean(-log p), with the
+    probabilities clipped at 1e-7 as Keras's cross-entropy clips them."""
     mask = ops.cast(ops.greater(y_true, PAD), y_pred.dtype)
     cross_entropy = ops.sparse_categorical_crossentropy(ops.cast(y_true, "int32"), y_pred)
+    if label_smoothing:
+        uniform = -ops.mean(ops.log(ops.clip(y_pred, 1e-7, 1.0 - 1e-7)), axis=-1)
+        cross_entropy = (1.0 - label_smoothing) * cross_entropy + label_smoothing * uniform
     return ops.sum(cross_entropy * mask)
 
 

@@ -36,7 +36,7 @@ FORMAT = 2  # config.json's layout: 2 = settings in groups; before it, one flat 
 LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "content", "on_bad_record": "stop",
           "tokenizer": "char", "shuffle_buffer": 10000, "bucket": False, "bucket_window": 100, "checkpoint_steps": 0,
           "strategy": "auto", "mixed_precision": False, "tensorboard": False, "version": "2018", "copy": False,
-          "coverage": 0.0, "length_penalty": 0.0}
+          "coverage": 0.0, "length_penalty": 0.0, "dropout": 0.0, "label_smoothing": 0.0, "ema": 0.0}
 
 
 class RunFolder:
@@ -172,9 +172,15 @@ def load_trained(path):
 
 # -- the checkpoint: weights, optimizer state and where the run stands (JSON) in one .npz file
 
+def random_states(model):
+    """The state of every random generator in the model (dropout's): what the next draw depends on."""
+    return [layer.seed_generator.state for layer in model.layers if hasattr(layer, "seed_generator")]
+
+
 def save_checkpoint(path, model, optimizer, state):
     arrays = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
     arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
+    arrays.update({f"random_{i}": np.asarray(v.numpy()) for i, v in enumerate(random_states(model))})
     arrays["state"] = np.array(json.dumps(state, ensure_ascii=False))
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
@@ -199,13 +205,16 @@ def load_checkpoint(path, model, optimizer):
     """Restore the model's weights and the optimizer's state (built beforehand); return the state."""
     with _open(path) as data:
         weights = [data[f"weight_{i}"] for i in range(len(model.get_weights()))]
-        variables = optimizer.variables
-        if f"weight_{len(weights)}" in data or len(data.files) != len(weights) + len(variables) + 1:
+        variables, randoms = optimizer.variables, random_states(model)
+        expected = len(weights) + len(variables) + len(randoms)
+        if f"weight_{len(weights)}" in data or len(data.files) != expected + 1:
             raise TitleError(f"{path} does not fit this model and optimizer ({len(data.files) - 1} arrays, "
-                             f"expected {len(weights) + len(variables)}); was it written by another run?")
+                             f"expected {expected}); was it written by another run?")
         model.set_weights(weights)
         for i, v in enumerate(variables):
             v.assign(data[f"optimizer_{i}"])
+        for i, v in enumerate(randoms):
+            v.assign(data[f"random_{i}"])
         return json.loads(str(data["state"]))
 
 

@@ -63,6 +63,7 @@ class Model:
     mask_encoder: bool
     copy: bool
     coverage: float
+    dropout: float
     maxlen: int
     vocab_size: int | None = field(metadata={"config": None})
 
@@ -73,6 +74,8 @@ class Train:
     output_dir: str = _path()
     batch_size: int
     learning_rate: float
+    label_smoothing: float
+    ema: float
     epochs: int = _resumable()
     steps_per_epoch: int | None
     shuffle: bool

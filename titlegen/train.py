@@ -78,12 +78,34 @@ def is_chief(strategy):
                                              and resolver.task_id == 0)
 
 
-def make_optimizer(learning_rate, mixed_precision):
-    optimizer = keras.optimizers.Adam(learning_rate)
+def make_optimizer(learning_rate, mixed_precision, ema=0.0):
+    """Adam; ema > 0 also keeps an exponential moving average of the weights (Keras's use_ema)."""
+    optimizer = keras.optimizers.Adam(learning_rate, **({"use_ema": True, "ema_momentum": ema} if ema else {}))
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
 
-def make_train_step(model, optimizer, strategy, jit_compile=False):
+class AveragedWeights:
+    """With EMA: the averaged weights stand in the model inside the `with` (to evaluate and save
+    them), and training's own weights come back after it. Without EMA: nothing changes."""
+
+    def __init__(self, model, optimizer):
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        self.variables = model.trainable_variables
+        self.averages = inner._model_variables_moving_average if inner.use_ema else None
+
+    def __enter__(self):
+        if self.averages:
+            self.saved = [v.numpy() for v in self.variables]
+            for v, average in zip(self.variables, self.averages, strict=True):
+                v.assign(average)
+
+    def __exit__(self, *exc):
+        if self.averages:
+            for v, value in zip(self.variables, self.saved):
+                v.assign(value)
+
+
+def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothing=0.0):
     """batch -> its loss, after one Adam step on it.
 
     Each replica sums the cross-entropy of its share of the batch and divides by the real targets
@@ -105,7 +127,7 @@ def make_train_step(model, optimizer, strategy, jit_compile=False):
         inputs, target = [share(a) for a in inputs], share(target)
         with tf.GradientTape() as tape:
             probs = model(inputs, training=True)
-            loss = summed_title_loss(target, probs) / count
+            loss = summed_title_loss(target, probs, label_smoothing) / count
             if model.losses:  # the coverage loss
                 loss += tf.cast(tf.add_n(model.losses), loss.dtype) / replicas
             scaled = optimizer.scale_loss(loss)  # loss scaling under mixed precision; else itself
@@ -281,7 +303,7 @@ def build(settings, strategy, log):
     try:
         with strategy.scope():
             model = build_model(settings.model)
-            optimizer = make_optimizer(settings.train.learning_rate, settings.train.mixed_precision)
+            optimizer = make_optimizer(settings.train.learning_rate, settings.train.mixed_precision, settings.train.ema)
             optimizer.build(model.trainable_variables)
     finally:
         keras.mixed_precision.set_global_policy("float32")  # the model keeps its own
@@ -351,7 +373,8 @@ class Run:
         self.settings, self.folder, self.inputs, self.model, self.optimizer = settings, folder, inputs, model, optimizer
         self.steps, self.state, self.record, self.log = steps, state, record, log
         self.titler = make_titler(model, inputs.vocab, settings.model.maxlen, settings.decode)
-        self.train_step = make_train_step(model, optimizer, strategy)
+        self.train_step = make_train_step(model, optimizer, strategy, label_smoothing=settings.train.label_smoothing)
+        self.averaged = AveragedWeights(model, optimizer)
         tensorboard = os.path.join(folder.path, "tensorboard")
         self.summaries = tf.summary.create_file_writer(tensorboard) if settings.train.tensorboard else None
 
@@ -371,7 +394,9 @@ class Run:
                 logs = {"epoch": epoch, "loss": loss_sum / max(step, 1), "seconds": round(seconds, 1),
                         "articles_per_s": round((step - first) * self.settings.train.batch_size
                                                 / max(seconds, 1e-9), 1)}
-                self.end_epoch(epoch, logs)
+                with self.averaged:  # with EMA, the averaged weights are evaluated and kept
+                    self.end_epoch(epoch, logs)
+                self.checkpoint(epoch=epoch + 1, step=0, loss_sum=0.0)
                 if state["done"]:
                     break
 
@@ -398,8 +423,8 @@ class Run:
         return step, loss_sum
 
     def end_epoch(self, epoch, logs):
-        """Dev loss and ROUGE-L, sample titles, the best weights, config.json, metrics.csv, the
-        checkpoint; decides whether the run is done."""
+        """Dev loss and ROUGE-L, sample titles, the best weights, config.json, metrics.csv; decides
+        whether the run is done."""
         inputs, state, train, log = self.inputs, self.state, self.settings.train, self.log
         if inputs.dev:
             logs["val_loss"] = dev_loss(self.model, epoch_batches(inputs.dev, inputs.vocab, self.settings, 0,
@@ -427,7 +452,6 @@ class Run:
             state["done"] = f"no better {monitor} for {train.patience} epochs"
         elif epoch == train.epochs:
             state["done"] = f"{epoch} epochs"
-        self.checkpoint(epoch=epoch + 1, step=0, loss_sum=0.0)
 
     def summary(self, values, step, flush=False):
         """TensorBoard scalars, when it is on."""

@@ -1,0 +1,89 @@
+"""The training levers beyond the blog (dropout, label smoothing, weight averaging): each off by
+default, each checked against numbers worked out by hand."""
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import model_settings, tiny_settings
+from titlegen.data import pad
+from titlegen.decode import Titler
+from titlegen.model import build_model, summed_title_loss
+from titlegen.runfolder import STEPS_FILE
+from titlegen.train import AveragedWeights, make_optimizer, make_train_step, resume_settings, train
+
+
+def test_label_smoothing_by_hand():
+    # two targets (ids 1 and 2) and a pad; three output ids
+    probs = np.array([[[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.2, 0.3, 0.5]]], dtype="float32")
+    target = np.array([[1, 2, 0]])
+    plain = -np.log(0.3) - np.log(0.8)
+    assert float(summed_title_loss(target, probs)) == pytest.approx(plain, rel=1e-6)
+    uniform = -(np.log(0.5) + np.log(0.3) + np.log(0.2)) / 3 - (np.log(0.1) + np.log(0.1) + np.log(0.8)) / 3
+    smoothed = float(summed_title_loss(target, probs, 0.1))
+    assert smoothed == pytest.approx(0.9 * plain + 0.1 * uniform, rel=1e-6)
+
+
+@pytest.mark.parametrize("version", ["2018", "2019"])
+def test_dropout_acts_only_while_training(version):
+    keras.utils.set_random_seed(1)
+    plain = build_model(model_settings(12, char_size=8, hidden_size=16, version=version))
+    dropped = build_model(model_settings(12, char_size=8, hidden_size=16, version=version, dropout=0.5))
+    assert {l.name for l in dropped.layers} - {l.name for l in plain.layers} == \
+        {"embedding_dropout", "lstm_dropout", "head_dropout"}
+    for layer in plain.layers:  # the same layers, given the same weights
+        dropped.get_layer(layer.name).set_weights(layer.get_weights())
+    x, y = pad([[4, 5, 6, 7], [8, 9]]), np.array([[2, 4, 5], [2, 6, 0]])
+    np.testing.assert_array_equal(np.asarray(plain([x, y])), np.asarray(dropped([x, y])))
+    assert not np.allclose(np.asarray(plain([x, y])), np.asarray(dropped([x, y], training=True)))
+    vocab_chars = list("abcdefgh")
+    from titlegen.data import Vocab
+    vocab = Vocab(vocab_chars, 1)
+    articles = ["abcdefgh", "hgfedcba" * 3]
+    titles = Titler(plain, vocab, 400, "naive", 3, 8)(articles)
+    assert Titler(dropped, vocab, 400, "naive", 3, 8)(articles) == titles
+    assert Titler(dropped, vocab, 400, "incremental", 3, 8)(articles) == titles
+
+
+def test_averaged_weights_by_hand():
+    keras.utils.set_random_seed(2)
+    model = build_model(model_settings(12, char_size=8, hidden_size=16))
+    optimizer = make_optimizer(1e-2, False, ema=0.75)
+    optimizer.build(model.trainable_variables)
+    step = make_train_step(model, optimizer, tf.distribute.get_strategy())
+    x, y = pad([[4, 5, 6, 7], [8, 9]]), np.array([[2, 4, 5, 3], [2, 6, 3, 0]])
+    seen = [[v.numpy() for v in model.trainable_variables]]
+    for _ in range(3):
+        step((x, y))
+        seen.append([v.numpy() for v in model.trainable_variables])
+    # Keras's average: the weights after the first step, then a <- 0.75 a + 0.25 w after every other
+    expected = seen[1]
+    for weights in seen[2:]:
+        expected = [0.75 * a + 0.25 * w for a, w in zip(expected, weights)]
+    with AveragedWeights(model, optimizer):
+        for v, e in zip(model.trainable_variables, expected, strict=True):
+            np.testing.assert_allclose(v.numpy(), e, rtol=1e-5, atol=1e-7)
+    for v, w in zip(model.trainable_variables, seen[-1]):  # training's own weights come back
+        np.testing.assert_array_equal(v.numpy(), w)
+
+
+def test_levers_resume_exactly(tmp_path, corpus):
+    """Dropout's random state, the averaged weights and the smoothed loss all pass through the
+    checkpoint: one epoch, then --resume for a second, is two epochs in one go, bit for bit."""
+    levers = {"dropout": 0.3, "label_smoothing": 0.1, "ema": 0.9, "steps_per_epoch": None, "checkpoint_steps": 1}
+    whole, parted = str(tmp_path / "whole"), str(tmp_path / "parted")
+    train(tiny_settings(*corpus, epochs=2, **levers), whole, log=lambda _: None)
+    train(tiny_settings(*corpus, epochs=1, **levers), parted, log=lambda _: None)
+    train(resume_settings(parted, epochs=2), parted, resume=True, log=lambda _: None)
+
+    def rows(folder):
+        with open(os.path.join(folder, STEPS_FILE), encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    assert len(rows(whole)) == 6 and rows(whole) == rows(parted)
+    from titlegen.runfolder import load_trained
+    for a, b in zip(load_trained(whole)[0].get_weights(), load_trained(parted)[0].get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
