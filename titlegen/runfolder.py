@@ -25,6 +25,7 @@ import numpy as np
 
 from .data import Vocab, write_json
 from .errors import TitleError
+from .faults import kill_point
 from .settings import FIELDS, Settings
 
 VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE = "vocab.json", "config.json", "model.weights.h5"
@@ -40,10 +41,11 @@ LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "conte
 
 
 class RunFolder:
-    """One run's folder: its files by name, saved and loaded."""
+    """One run's folder: its files by name, saved and loaded. write=False (every worker of several
+    but the chief) reads it and writes nothing: each save is skipped."""
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, path, write=True):
+        self.path, self.write = path, write
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -54,6 +56,8 @@ class RunFolder:
 
     def start(self):
         """Make the folder for a fresh run, removing a replaced run's files."""
+        if not self.write:
+            return
         os.makedirs(self.path, exist_ok=True)
         for name in (WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE):
             if os.path.exists(self.file(name)):
@@ -62,7 +66,8 @@ class RunFolder:
     # -- vocabulary and settings
 
     def save_vocab(self, vocab):
-        vocab.save(self.file(VOCAB_FILE))
+        if self.write:
+            vocab.save(self.file(VOCAB_FILE))
 
     def load_vocab(self):
         return Vocab.load(self.file(VOCAB_FILE))
@@ -72,7 +77,8 @@ class RunFolder:
         Returns what it wrote."""
         record = {"format": FORMAT, "settings": settings.to_dict(), "vocab_fingerprint": vocab.fingerprint,
                   "best": best, "history": list(history), "skipped": skipped}
-        write_json(self.file(CONFIG_FILE), record)
+        if self.write:
+            write_json(self.file(CONFIG_FILE), record)
         return record
 
     def read_record(self):
@@ -93,13 +99,16 @@ class RunFolder:
     # -- weights and checkpoint
 
     def save_weights(self, model):
+        if not self.write:
+            return
         path = self.file(WEIGHTS_FILE)
         tmp = path[:-len(".weights.h5")] + ".tmp.weights.h5"  # Keras insists on the suffix
         model.save_weights(tmp)
         os.replace(tmp, path)
 
     def save_checkpoint(self, model, optimizer, state):
-        save_checkpoint(self.file(CHECKPOINT_FILE), model, optimizer, state)
+        if self.write:
+            save_checkpoint(self.file(CHECKPOINT_FILE), model, optimizer, state)
 
     def read_state(self):
         return read_state(self.file(CHECKPOINT_FILE))
@@ -111,6 +120,8 @@ class RunFolder:
 
     def write_metrics(self, history):
         """metrics.csv: one row per epoch, its number, losses, dev ROUGE-L, seconds and speed."""
+        if not self.write:
+            return
         columns = [c for c in ("epoch", "loss", "val_loss", "val_rouge_l", "seconds", "articles_per_s")
                    if any(c in h for h in history)]
         out = io.StringIO()
@@ -125,7 +136,9 @@ class RunFolder:
     def open_steps(self, keep):
         """steps.csv, written line by line (a crash loses no finished batch), holding its header and
         the first `keep` batches' lines: a resumed run drops what the interrupted one wrote after
-        its checkpoint."""
+        its checkpoint. Not writing: a file that keeps nothing."""
+        if not self.write:
+            return open(os.devnull, "w", encoding="utf-8")
         lines = ["epoch,step,loss\n"]
         if keep:
             with open(self.file(STEPS_FILE), encoding="utf-8") as f:
@@ -182,9 +195,13 @@ def save_checkpoint(path, model, optimizer, state):
     arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
     arrays.update({f"random_{i}": np.asarray(v.numpy()) for i, v in enumerate(random_states(model))})
     arrays["state"] = np.array(json.dumps(state, ensure_ascii=False))
-    tmp = f"{path}.tmp"
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    data, tmp = buffer.getbuffer(), f"{path}.tmp"
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        f.write(data[:len(data) // 2])
+        kill_point("checkpoint_write")  # the tests' kill -9 with half a checkpoint written
+        f.write(data[len(data) // 2:])
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

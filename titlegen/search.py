@@ -23,7 +23,8 @@ import tensorflow as tf
 
 from .data import END, START
 
-NEG_INF = tf.constant(-np.inf, tf.float64)
+NEG_INF = np.float64(-np.inf)  # a NumPy scalar: a tensor made at import would start TensorFlow's runtime, and
+# MultiWorkerMirroredStrategy must configure it first
 
 
 def beam_search(next_probs, memory, state, topk=3, max_len=50, min_len=0, no_repeat_ngram=0, length_penalty=0.0,

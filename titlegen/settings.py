@@ -24,6 +24,7 @@ DECODERS = ("naive", "incremental")
 
 
 def _one_of(choices, **metadata):
+    """One of `choices` (checked when settings are made)."""
     return field(metadata={"choices": choices, **metadata})
 
 
@@ -83,7 +84,7 @@ class Train:
     bucket: bool
     bucket_window: int
     checkpoint_steps: int = _resumable()
-    strategy: str = _one_of(STRATEGIES)
+    strategy: str = _one_of(STRATEGIES, resumable=True)  # a run may resume on other devices or machines
     mixed_precision: bool
     tensorboard: bool = _resumable()
     monitor: str = _one_of(MONITORS)

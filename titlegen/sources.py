@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .settings import FORMATS, ON_BAD
 from .data import TitleError, bucketed, chunked, encode_example, padded, shuffled
+from .faults import kill_point
 from .text import field_text
 
 
@@ -183,6 +184,7 @@ class Corpus:
         self.skipped = 0
         with tqdm(read_records(self.path, self.format, self.fields), desc=desc, unit=" articles") as bar:
             for record in bar:
+                kill_point("scan")
                 if record.error is None:
                     yield record
                 elif self.on_bad == "stop":

@@ -12,7 +12,6 @@ import importlib.util
 import itertools
 import os
 import signal
-import tempfile
 import time
 from typing import NamedTuple
 
@@ -21,6 +20,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from .data import TitleError, Vocab, count_batches, file_sha256
+from .faults import kill_point
 from .decode import make_titler
 from .metrics import corpus_scores
 from .model import build_model, real_targets, summed_title_loss
@@ -41,15 +41,17 @@ def model_inputs(x, y, *extended):
     return [x, y[:, :-1], *extended], y[:, 1:]
 
 
-def dev_loss(model, batches):
+def dev_loss(model, batches, predict=None):
     """The blog's loss over a whole set: summed cross-entropy of every real target character
-    divided by their number (so it does not depend on how the set is batched)."""
+    divided by their number (so it does not depend on how the set is batched). predict: inputs ->
+    probabilities (default: Keras's predict_on_batch)."""
     total, count = 0.0, 0.0
     for batch in batches:
         inputs, target = model_inputs(*batch)
-        probs = model.predict_on_batch(inputs)
+        probs = (predict or model.predict_on_batch)(inputs)
         total += float(summed_title_loss(target, probs))
         count += float(real_targets(target))
+        kill_point("dev")
     return total / count
 
 
@@ -66,6 +68,23 @@ def make_strategy(name):
     if name == "mirrored" or len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def workers(strategy):
+    """How many processes train together (several only with "multiworker" and a TF_CONFIG)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 1
+    return sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values())
+
+
+def local_predict(model, strategy):
+    """inputs -> the model's probabilities, computed by this process alone. Keras's predict_on_batch
+    would treat the inputs as this worker's share and gather every worker's, so with several
+    workers each computes the whole dev pass itself (it is small); else predict_on_batch."""
+    if workers(strategy) == 1:
+        return None
+    return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
 
 
 def is_chief(strategy):
@@ -222,7 +241,7 @@ def check_request(settings, folder, overwrite, resume):
     if monitor == "val_rouge_l" and not train.val_rouge_samples:
         raise TitleError("MONITOR is 'val_rouge_l' but VAL_ROUGE_SAMPLES is 0; title some dev articles or "
                          "monitor 'val_loss'")
-    if not resume and not overwrite and folder.holds_run():
+    if not resume and not overwrite and folder.write and folder.holds_run():
         raise TitleError(f"{folder.path} already holds a trained model or a run; pass --resume to continue it, "
                          "--overwrite to replace it, or --out DIR to train into another folder")
     if train.tensorboard and importlib.util.find_spec("tensorboard") is None:  # tf.summary writes through it
@@ -342,8 +361,7 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
     contents as they stand at the end.
     """
     strategy = make_strategy(settings.train.strategy)
-    # other workers write their copies where nobody reads them
-    folder = RunFolder(out_dir if is_chief(strategy) else tempfile.mkdtemp(prefix="seq2seq_title_worker_"))
+    folder = RunFolder(out_dir, write=is_chief(strategy))  # of several workers, only the chief writes
     state = check_request(settings, folder, overwrite, resume)
     inputs = read_inputs(settings, folder, state)
     keras.utils.set_random_seed(settings.train.seed)
@@ -358,12 +376,26 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
         f"{model.count_params():,} parameters; {steps} batches per epoch"
         + (f" on {strategy.num_replicas_in_sync} devices" if strategy.num_replicas_in_sync > 1 else ""))
     run = Run(settings, folder, inputs, model, optimizer, strategy, steps, state, record, log)
-    run.epochs()
+    try:
+        run.epochs()
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+            tf.errors.AbortedError) as e:
+        if workers(strategy) == 1:
+            raise
+        raise TitleError(lost_worker(e, run.state, out_dir)) from None
     skipped = record.get("skipped") or {}
     if any(skipped.values()):
         log(f"skipped {skipped['train']} bad training and {skipped['dev']} bad dev records (listed above, by file "
             "and line)")
     return model, vocab, record
+
+
+def lost_worker(error, state, out_dir):
+    """The one line a worker prints when another stopped answering."""
+    why = (error.message or type(error).__name__).strip().splitlines()[0][:120]
+    return (f"a training process stopped answering ({type(error).__name__}: {why}); the last checkpoint in "
+            f"{out_dir} is at epoch {state['epoch']}, step {state['step']}: start every worker again with "
+            "`train --resume`")
 
 
 class Run:
@@ -375,6 +407,7 @@ class Run:
         self.titler = make_titler(model, inputs.vocab, settings.model.maxlen, settings.decode)
         self.train_step = make_train_step(model, optimizer, strategy, label_smoothing=settings.train.label_smoothing)
         self.averaged = AveragedWeights(model, optimizer)
+        self.predict = local_predict(model, strategy)
         tensorboard = os.path.join(folder.path, "tensorboard")
         self.summaries = tf.summary.create_file_writer(tensorboard) if settings.train.tensorboard else None
 
@@ -396,6 +429,7 @@ class Run:
                                                 / max(seconds, 1e-9), 1)}
                 with self.averaged:  # with EMA, the averaged weights are evaluated and kept
                     self.end_epoch(epoch, logs)
+                kill_point("epoch_end")
                 self.checkpoint(epoch=epoch + 1, step=0, loss_sum=0.0)
                 if state["done"]:
                     break
@@ -411,6 +445,7 @@ class Run:
                 loss = self.train_step(batch)
                 step, loss_sum = step + 1, loss_sum + loss
                 steps_log.write(f"{epoch},{step},{loss:.9g}\n")
+                kill_point("step")
                 bar.set_postfix(loss=f"{loss_sum / step:.4f}")
                 self.summary({"batch_loss": loss}, (epoch - 1) * steps + step)
                 if stop.requested or (every and step % every == 0 and step < steps):
@@ -428,7 +463,7 @@ class Run:
         inputs, state, train, log = self.inputs, self.state, self.settings.train, self.log
         if inputs.dev:
             logs["val_loss"] = dev_loss(self.model, epoch_batches(inputs.dev, inputs.vocab, self.settings, 0,
-                                                                  order=False))
+                                                                  order=False), self.predict)
         if inputs.rouge_rows:  # ROUGE-L of the titles the model writes for a sample of the dev set
             titles = self.titler([r.content for r in inputs.rouge_rows])
             logs["val_rouge_l"] = corpus_scores(titles, [r.title for r in inputs.rouge_rows])["rouge-l"]
