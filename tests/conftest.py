@@ -65,6 +65,15 @@ def model_settings(vocab_size, **changes):
     return project_settings().replace(vocab_size=vocab_size, **changes).model
 
 
+def compile_model(model, learning_rate=1e-3):
+    """A model compiled with the blog's loss and Adam, for tests that call Keras's fit."""
+    import keras
+    from titlegen.model import title_loss
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=title_loss, jit_compile=False)
+    return model
+
+
 def run_cli(*args, stdin=None):
     """`python seq2seq_title.py ARGS` in a subprocess: its exit status, stdout and stderr."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

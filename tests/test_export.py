@@ -7,12 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ALPHABET, make_corpus, model_settings, run_cli
+from conftest import ALPHABET, compile_model, make_corpus, model_settings, run_cli
 from titlegen.data import TitleError, Vocab, encode_example, padded
 from titlegen.decode import IncrementalDecoder, Titler
 from titlegen.text import check_article
 from titlegen.export import export
-from titlegen.model import build_model, compile_model
+from titlegen.model import build_model
 
 MAXLEN, MAX_LEN = 24, 8
 ARTICLES = ["春夏秋冬山水日月", "亮春夏晶秋冬亮山水", "风雨" * 40, "\x00日月\t风雨\n花草", "山", "草花雨风月日水山冬秋夏春"]
@@ -96,4 +96,5 @@ def test_cli_export(tmp_path, cli_model):
 def test_word_models_are_refused():
     vocab = Vocab(list(ALPHABET), 1, tokenizer="word")
     with pytest.raises(TitleError, match="jieba cannot run inside a TensorFlow graph"):
-        export(Titler(build_model(model_settings(len(vocab), char_size=8, hidden_size=16)), vocab, MAXLEN, "incremental"), "unused")
+        export(Titler(build_model(model_settings(len(vocab), char_size=8, hidden_size=16)), vocab, MAXLEN,
+                      "incremental", 3, MAX_LEN), "unused")

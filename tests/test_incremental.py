@@ -5,11 +5,11 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, last_line, model_settings, run_cli, stub_search
+from conftest import ROOT, compile_model, last_line, model_settings, run_cli, stub_search
 from titlegen.data import START, Vocab, chunked, encode_example, padded
 from titlegen.sources import read_jsonl
 from titlegen.decode import IncrementalDecoder, NaiveDecoder, Titler
-from titlegen.model import build_model, compile_model
+from titlegen.model import build_model
 
 MAX_LEN = 20
 

@@ -6,8 +6,8 @@ import pytest
 
 from titlegen.data import Vocab
 from titlegen.layers import ArticleChars, Interact, ScaleShift
-from conftest import model_settings
-from titlegen.model import build_model, compile_model, title_loss
+from conftest import compile_model, model_settings
+from titlegen.model import build_model, title_loss
 
 
 def test_prior_on_a_known_article():

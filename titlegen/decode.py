@@ -26,7 +26,7 @@ ENCODE_BUCKET = 64  # articles are padded to a multiple of this many characters 
 class Decoder:
     """Lists of article ids -> title ids (START first), the beam search's options (search.py) fixed."""
 
-    def __init__(self, model, topk=3, max_len=50, min_len=0, no_repeat_ngram=0, length_penalty=0.0,
+    def __init__(self, model, topk, max_len, min_len=0, no_repeat_ngram=0, length_penalty=0.0,
                  stop_at_end=True):
         self.model, self.parts = model, ModelParts.of(model)
         if topk < 1:
@@ -126,7 +126,7 @@ class Titler:
 
     min_len, no_repeat_ngram and length_penalty are decoding options beyond the blog (0 = off)."""
 
-    def __init__(self, model, vocab, maxlen, decoder="naive", topk=3, max_len=50, min_len=0, no_repeat_ngram=0,
+    def __init__(self, model, vocab, maxlen, decoder, topk, max_len, min_len=0, no_repeat_ngram=0,
                  length_penalty=0.0, xla=True):
         if decoder not in DECODER_CLASSES:
             raise TitleError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")

@@ -253,8 +253,3 @@ def summed_title_loss(y_true, y_pred, label_smoothing=0.0):
 def real_targets(y_true, dtype="float32"):
     """The denominator of `title_loss`: how many targets are real characters."""
     return ops.sum(ops.cast(ops.greater(y_true, PAD), dtype))
-
-
-def compile_model(model, learning_rate=1e-3):
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=title_loss, jit_compile=False)
-    return model

@@ -27,7 +27,7 @@ NEG_INF = np.float64(-np.inf)  # a NumPy scalar: a tensor made at import would s
 # MultiWorkerMirroredStrategy must configure it first
 
 
-def beam_search(next_probs, memory, state, topk=3, max_len=50, min_len=0, no_repeat_ngram=0, length_penalty=0.0,
+def beam_search(next_probs, memory, state, topk, max_len, min_len=0, no_repeat_ngram=0, length_penalty=0.0,
                 stop_at_end=True):
     """Titles for a batch of articles: (ids (batch, max_len + 1), START first and zeros after the
     title; lengths (batch,); scores (batch,), the title's summed log(p + 1e-6))."""
