@@ -20,8 +20,9 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
+import titlegen  # noqa: E402,F401  (its oneDNN default, which the training processes it starts also set)
 from machine import describe  # noqa: E402
 
 
