@@ -14,6 +14,17 @@ import titlegen  # noqa: E402,F401  (before any test imports TensorFlow: the pac
 ALPHABET = "春夏秋冬山水日月风雨花草"  # a dozen characters
 
 
+def pytest_collection_modifyitems(config, items):
+    """A plain run leaves the multiprocess tests out (they would take the suite past ten minutes on
+    2 cores); `-m multiprocess`, or any -k expression that selects them, runs them."""
+    if config.getoption("markexpr") or config.getoption("keyword"):
+        return
+    apart = [item for item in items if item.get_closest_marker("multiprocess")]
+    if apart:
+        config.hook.pytest_deselected(items=apart)
+        items[:] = [item for item in items if not item.get_closest_marker("multiprocess")]
+
+
 def write_jsonl(path, rows):
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:

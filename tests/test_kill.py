@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import config
 from conftest import ROOT, last_line, make_corpus, write_jsonl
@@ -59,6 +60,7 @@ def assert_whole(out):
         load_trained(out)
 
 
+@pytest.mark.multiprocess
 def test_kill_9_at_six_moments_and_resume_each_time(tmp_path):
     tiny = tmp_path / "tiny.py"
     tiny.write_text(TINY, encoding="utf-8")

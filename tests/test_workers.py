@@ -80,6 +80,7 @@ def tiny(tmp_path):
     return str(path)
 
 
+@pytest.mark.multiprocess
 def test_two_workers_train_as_one_process(tmp_path, tiny):
     train_path = write_jsonl(tmp_path / "train.jsonl", make_corpus(48, seed=1))
     dev_path = write_jsonl(tmp_path / "dev.jsonl", make_corpus(8, seed=2))
@@ -96,6 +97,7 @@ def test_two_workers_train_as_one_process(tmp_path, tiny):
     assert os.listdir(tmp_path / "tmp0") == [] and os.listdir(tmp_path / "tmp1") == []  # nothing left elsewhere
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("killed", [0, 1], ids=["chief", "other"])
 def test_a_killed_worker_stops_the_other_and_resume_finishes(tmp_path, tiny, killed):
     train_path = write_jsonl(tmp_path / "train.jsonl", make_corpus(160, seed=1))
