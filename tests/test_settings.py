@@ -134,3 +134,17 @@ def test_a_json_array_is_refused_with_the_way_out(tmp_path):
         path.write_text(text, encoding="utf-8")
         with pytest.raises(TitleError, match=r"array.json:1: a JSON array, not JSON Lines; .*without --jsonArray"):
             list(Corpus(str(path)).scan("reading"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ('CHAR_SIZE = "128"\n', "CHAR_SIZE must be a whole number, got '128'"),
+    ("COPY = 1\n", "COPY must be True or False, got 1"),
+    ("PATIENCE = 2.5\n", "PATIENCE must be a whole number or None, got 2.5"),
+    ("DEV_PATH = 3\n", "DEV_PATH must be text or None, got 3"),
+])
+def test_a_value_of_the_wrong_type_is_one_line(tmp_path, text, message):
+    bad = tmp_path / "bad.py"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(TitleError, match=message):
+        load(config, ROOT, [str(bad)])
+    assert load(config, ROOT, flags={"learning_rate": 1, "coverage": 0}).train.learning_rate == 1  # ints are numbers

@@ -9,6 +9,8 @@ TensorFlow nor any other part of the project: the command line reads it before a
 """
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass, field, fields
 
 from .errors import TitleError
@@ -143,12 +145,32 @@ class Settings:
             if "sample_names" in values:
                 values["sample_names"] = tuple(values["sample_names"])
             for f in fields(group):
+                if not _is(f.type, values[f.name]):
+                    raise TitleError(f"{config_name(f) or f.name} must be {_describe(f.type)}, got {values[f.name]!r}")
                 allowed = f.metadata.get("choices")
                 if allowed and values[f.name] not in allowed:
                     raise TitleError(f"{config_name(f) or f.name} must be one of {', '.join(allowed)}, "
                                      f"got {values[f.name]!r}")
             made[name] = group(**values)
         return cls(**made)
+
+
+def _is(kind, value):
+    """Whether value is of the annotated type (an int is a float too; a bool is neither)."""
+    if isinstance(kind, types.UnionType):
+        return any(_is(k, value) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind in (int, float):
+        return isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _describe(kind):
+    if isinstance(kind, types.UnionType):
+        return " or ".join(_describe(k) for k in typing.get_args(kind))
+    return {type(None): "None", int: "a whole number", float: "a number", bool: "True or False", str: "text",
+            tuple: "a tuple"}.get(kind, kind.__name__)
 
 
 def choices(name):
@@ -201,7 +223,7 @@ def load(config, root, files=(), flags=None):
         values = read_override_file(path, values)
     by_field = {CONFIG_NAMES[name]: value for name, value in values.items()}
     for f in _path_fields():
-        if by_field[f] is not None and not os.path.isabs(by_field[f]):
+        if isinstance(by_field[f], str) and not os.path.isabs(by_field[f]):  # other types: an error below
             by_field[f] = os.path.join(root, by_field[f])
     by_field.update({k: v for k, v in (flags or {}).items() if v is not None})
     groups = {name: {} for name in GROUPS}
