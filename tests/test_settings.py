@@ -45,6 +45,9 @@ def test_shipped_override_files(tmp_path):
     both = load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in ("csl.py", "copy.py")])
     assert both.model.copy and both.train.output_dir == os.path.join(ROOT, "runs/csl_copy")
     assert dataclasses.replace(both.model, copy=False) == csl.model
+    recipe = load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in ("csl.py", "recipe.py")])
+    assert recipe.train.output_dir == os.path.join(ROOT, "runs/csl_recipe") and recipe.model.copy
+    assert recipe.train.monitor == "val_rouge_l" and recipe.data == csl.data  # the recipe leaves the data alone
 
 
 @pytest.mark.parametrize("text, message", [
