@@ -48,7 +48,9 @@ def cmd_train(args):
         train(resume_settings(out_dir, **changes), out_dir, resume=True)
     else:
         train(settings, out_dir, overwrite=args.overwrite)
-    print(f"trained model in {out_dir}; try: python seq2seq_title.py generate \"文章内容\"")
+    default = os.path.join(HERE, config.OUTPUT_DIR)
+    model = "" if os.path.abspath(out_dir) == os.path.abspath(default) else f" --model {out_dir}"
+    print(f"trained model in {out_dir}; try: python seq2seq_title.py generate{model} \"文章内容\"")
 
 
 def read_articles(source, content_field):
