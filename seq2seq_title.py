@@ -25,10 +25,14 @@ from titlegen.text import check_article, parse_line  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def flags_of(args):
+    """The settings given as flags: {field: value}, those not given left out."""
+    return {key: value for key, value in vars(args).items() if key in FIELDS and value is not None}
+
+
 def settings_of(args):
     """config.py, then the override files given, then the flags given: a titlegen Settings."""
-    flags = {key: value for key, value in vars(args).items() if key in FIELDS}
-    settings = load(config, HERE, args.configs, flags)
+    settings = load(config, HERE, args.configs, flags_of(args))
     if getattr(args, "no_dev", False):
         monitor = settings.train.monitor
         settings = settings.replace(dev_path=None, monitor="loss" if monitor.startswith("val_") else monitor)
@@ -44,12 +48,11 @@ def cmd_train(args):
         if args.overwrite or args.no_dev:
             raise TitleError(f"--resume continues the run in {out_dir} as it was; it takes neither "
                              "--overwrite nor --no-dev")
-        changes = {k: v for k, v in vars(args).items() if k in FIELDS and k != "output_dir" and v is not None}
+        changes = {k: v for k, v in flags_of(args).items() if k != "output_dir"}  # the folder is not a change
         train(resume_settings(out_dir, **changes), out_dir, resume=True)
     else:
         train(settings, out_dir, overwrite=args.overwrite)
-    default = os.path.join(HERE, config.OUTPUT_DIR)
-    model = "" if os.path.abspath(out_dir) == os.path.abspath(default) else f" --model {out_dir}"
+    model = "" if os.path.abspath(out_dir) == os.path.abspath(load(config, HERE).train.output_dir) else f" --model {out_dir}"
     print(f"trained model in {out_dir}; try: python seq2seq_title.py generate{model} \"文章内容\"")
 
 
@@ -145,7 +148,6 @@ def write_titles(rows, name, args, title):
 
 
 def cmd_evaluate(args):
-    from titlegen.decode import title_in_batches
     from titlegen.evaluation import evaluate, predictions_path, report
 
     settings = settings_of(args)
@@ -154,8 +156,7 @@ def cmd_evaluate(args):
         raise TitleError("nothing to evaluate: pass --data PATH or set DEV_PATH in config.py")
     titler = load_titler(settings)
     out = args.predictions or predictions_path(settings.train.output_dir, data)
-    result = evaluate(lambda texts: title_in_batches(titler, texts, batch_size(titler, settings)), titler, data,
-                      settings.data, out)
+    result = evaluate(titler, batch_size(titler, settings), data, settings.data, out)
     print("\n".join(report(result, out)))
 
 

@@ -85,6 +85,30 @@ def compile_model(model, learning_rate=1e-3):
     return model
 
 
+TINY_CONFIG = """MIN_COUNT = 1
+CHAR_SIZE = 8
+HIDDEN_SIZE = 16
+LEARNING_RATE = 1e-2
+SAMPLES_PATH = None
+VAL_ROUGE_SAMPLES = 0
+MAX_TITLE_LEN = 10
+SEED = 7
+"""  # an override file for a model that trains in seconds from the command line (as tiny_settings)
+
+
+def free_ports(n):
+    """n TCP ports on 127.0.0.1 nobody was listening on a moment ago."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 def run_cli(*args, stdin=None):
     """`python seq2seq_title.py ARGS` in a subprocess: its exit status, stdout and stderr."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -11,21 +11,13 @@ import numpy as np
 import pytest
 
 import config
-from conftest import ROOT, last_line, make_corpus, write_jsonl
+from conftest import ROOT, TINY_CONFIG, last_line, make_corpus, write_jsonl
 from titlegen.faults import VARIABLE
 from titlegen.runfolder import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, load_trained, read_state
 from titlegen.settings import load
 from titlegen.train import train
 
-TINY = """MIN_COUNT = 1
-CHAR_SIZE = 8
-HIDDEN_SIZE = 16
-LEARNING_RATE = 1e-2
-SAMPLES_PATH = None
-VAL_ROUGE_SAMPLES = 0
-MAX_TITLE_LEN = 10
-SEED = 7
-BATCH_SIZE = 4
+TINY = TINY_CONFIG + """BATCH_SIZE = 4
 EPOCHS = 3
 CHECKPOINT_STEPS = 5
 SHUFFLE = True

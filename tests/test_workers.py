@@ -3,7 +3,6 @@ the command line as users would on two machines; and a worker killed with kill -
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,32 +11,13 @@ import numpy as np
 import pytest
 
 import config
-from conftest import ROOT, make_corpus, write_jsonl
+from conftest import ROOT, TINY_CONFIG, free_ports, make_corpus, write_jsonl
 from titlegen.runfolder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE,
                                 load_trained, read_state)
 from titlegen.settings import load
 from titlegen.train import train
 
-TINY = """MIN_COUNT = 1
-CHAR_SIZE = 8
-HIDDEN_SIZE = 16
-LEARNING_RATE = 1e-2
-SAMPLES_PATH = None
-VAL_ROUGE_SAMPLES = 0
-MAX_TITLE_LEN = 10
-SEED = 7
-"""
 RUN_FILES = {VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE}
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def start_workers(args, tmp, ports):
@@ -76,7 +56,7 @@ def assert_same_run(got, expected):
 @pytest.fixture
 def tiny(tmp_path):
     path = tmp_path / "tiny.py"
-    path.write_text(TINY, encoding="utf-8")
+    path.write_text(TINY_CONFIG, encoding="utf-8")
     return str(path)
 
 

@@ -5,6 +5,7 @@ import json
 import os
 
 from .data import write_json
+from .decode import title_in_batches
 from .metrics import METRICS, copy_shares, corpus_scores, lead
 from .sources import read_all
 
@@ -15,14 +16,13 @@ def predictions_path(model_dir, data):
     return os.path.join(model_dir, f"predictions_{os.path.basename(os.path.dirname(data))}_{stem}.jsonl")
 
 
-def evaluate(title, titler, data, data_settings, out):
-    """Title every article of `data` with `title` (a list of articles -> their titles; `titler`'s
-    batches), write the predictions to `out` and the scores beside it (.scores.json). Returns the
-    scores file's contents."""
+def evaluate(titler, batch_size, data, data_settings, out):
+    """Title every article of `data` with `titler`, `batch_size` at a time, write the predictions
+    to `out` and the scores beside it (.scores.json). Returns the scores file's contents."""
     rows = read_all(data, data_settings.data_format, (data_settings.title_field, data_settings.content_field))
     contents = [r[data_settings.content_field] for r in rows]
     references = [r[data_settings.title_field] for r in rows]
-    predictions = title(contents)
+    predictions = title_in_batches(titler, contents, batch_size)
     write_predictions(out, references, predictions)
     lead_titles, k = lead(contents, references)
     scores = {"model": corpus_scores(predictions, references), f"LEAD-{k}": corpus_scores(lead_titles, references)}

@@ -41,14 +41,14 @@ def model_inputs(x, y, *extended):
     return [x, y[:, :-1], *extended], y[:, 1:]
 
 
-def dev_loss(model, batches, predict=None):
+def dev_loss(predict, batches):
     """The blog's loss over a whole set: summed cross-entropy of every real target character
     divided by their number (so it does not depend on how the set is batched). predict: inputs ->
-    probabilities (default: Keras's predict_on_batch)."""
+    probabilities (`local_predict`)."""
     total, count = 0.0, 0.0
     for batch in batches:
         inputs, target = model_inputs(*batch)
-        probs = (predict or model.predict_on_batch)(inputs)
+        probs = predict(inputs)
         total += float(summed_title_loss(target, probs))
         count += float(real_targets(target))
         kill_point("dev")
@@ -83,7 +83,7 @@ def local_predict(model, strategy):
     would treat the inputs as this worker's share and gather every worker's, so with several
     workers each computes the whole dev pass itself (it is small); else predict_on_batch."""
     if workers(strategy) == 1:
-        return None
+        return model.predict_on_batch
     return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
 
 
@@ -462,8 +462,8 @@ class Run:
         whether the run is done."""
         inputs, state, train, log = self.inputs, self.state, self.settings.train, self.log
         if inputs.dev:
-            logs["val_loss"] = dev_loss(self.model, epoch_batches(inputs.dev, inputs.vocab, self.settings, 0,
-                                                                  order=False), self.predict)
+            logs["val_loss"] = dev_loss(self.predict, epoch_batches(inputs.dev, inputs.vocab, self.settings, 0,
+                                                                    order=False))
         if inputs.rouge_rows:  # ROUGE-L of the titles the model writes for a sample of the dev set
             titles = self.titler([r.content for r in inputs.rouge_rows])
             logs["val_rouge_l"] = corpus_scores(titles, [r.title for r in inputs.rouge_rows])["rouge-l"]
