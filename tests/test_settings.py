@@ -48,6 +48,11 @@ def test_shipped_override_files(tmp_path):
     recipe = load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in ("csl.py", "recipe.py")])
     assert recipe.train.output_dir == os.path.join(ROOT, "runs/csl_recipe") and recipe.model.copy
     assert recipe.train.monitor == "val_rouge_l" and recipe.data == csl.data  # the recipe leaves the data alone
+    large = load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in ("csl.py", "recipe.py", "large.py")])
+    assert large.train.output_dir == os.path.join(ROOT, "runs/csl_recipe_large")
+    assert large.model == dataclasses.replace(recipe.model, char_size=256) and large.train == dataclasses.replace(
+        recipe.train, output_dir=large.train.output_dir)
+    assert large.data == dataclasses.replace(csl.data, min_count=5) and large.decode == recipe.decode
 
 
 @pytest.mark.parametrize("text, message, through_cli", [
