@@ -12,9 +12,7 @@ workers share its cores and talk over localhost: the point of two workers here i
 """
 import argparse
 import csv
-import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +22,7 @@ sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
 import titlegen  # noqa: E402,F401  (its oneDNN default, which the training processes it starts also set)
 from machine import describe  # noqa: E402
+from titlegen.cluster import local_tf_configs  # noqa: E402
 
 
 def train(out, steps, strategy, env_extra=None):
@@ -38,16 +37,6 @@ def rate(out):
         return float(next(csv.DictReader(f))["articles_per_s"])
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=30, help="batches of 64 in each run")
@@ -58,11 +47,8 @@ def main():
         process = train(one, args.steps, "auto")
         if process.wait():
             sys.exit(process.stderr.read()[-2000:])
-        cluster = [f"127.0.0.1:{p}" for p in free_ports(2)]
         two = os.path.join(tmp, "two")
-        workers = [train(two, args.steps, "multiworker",
-                         {"TF_CONFIG": json.dumps({"cluster": {"worker": cluster},
-                                                   "task": {"type": "worker", "index": i}})}) for i in (0, 1)]
+        workers = [train(two, args.steps, "multiworker", {"TF_CONFIG": tf_config}) for tf_config in local_tf_configs(2)]
         for process in workers:
             if process.wait():
                 sys.exit(process.stderr.read()[-2000:])

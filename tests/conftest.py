@@ -96,19 +96,6 @@ SEED = 7
 """  # an override file for a model that trains in seconds from the command line (as tiny_settings)
 
 
-def free_ports(n):
-    """n TCP ports on 127.0.0.1 nobody was listening on a moment ago."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run_cli(*args, stdin=None):
     """`python seq2seq_title.py ARGS` in a subprocess: its exit status, stdout and stderr."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -1,6 +1,5 @@
 """Two worker processes on this machine (MultiWorkerMirroredStrategy over TF_CONFIG), trained from
 the command line as users would on two machines; and a worker killed with kill -9."""
-import json
 import os
 import signal
 import subprocess
@@ -11,7 +10,8 @@ import numpy as np
 import pytest
 
 import config
-from conftest import ROOT, TINY_CONFIG, free_ports, make_corpus, write_jsonl
+from conftest import ROOT, TINY_CONFIG, make_corpus, write_jsonl
+from titlegen.cluster import local_tf_configs
 from titlegen.runfolder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE,
                                 load_trained, read_state)
 from titlegen.settings import load
@@ -20,15 +20,14 @@ from titlegen.train import train
 RUN_FILES = {VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE}
 
 
-def start_workers(args, tmp, ports):
+def start_workers(args, tmp, tf_configs):
     """`python seq2seq_title.py train ARGS --strategy multiworker` as worker 0 (the chief) and 1."""
-    cluster = [f"127.0.0.1:{p}" for p in ports]
     processes = []
-    for index in range(len(ports)):
+    for index, tf_config in enumerate(tf_configs):
         scratch = os.path.join(tmp, f"tmp{index}")  # where a worker would leave temporary files
         os.makedirs(scratch, exist_ok=True)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TMPDIR": scratch,
-               "TF_CONFIG": json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}})}
+               "TF_CONFIG": tf_config}
         processes.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "train", *args,
                                            "--strategy", "multiworker"],
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
@@ -66,7 +65,7 @@ def test_two_workers_train_as_one_process(tmp_path, tiny):
     dev_path = write_jsonl(tmp_path / "dev.jsonl", make_corpus(8, seed=2))
     out = str(tmp_path / "two")
     workers = start_workers([tiny, "--train", train_path, "--dev", dev_path, "--out", out, "--epochs", "2",
-                             "--batch-size", "16"], str(tmp_path), free_ports(2))
+                             "--batch-size", "16"], str(tmp_path), local_tf_configs(2))
     for process in workers:
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr[-3000:]
@@ -85,7 +84,7 @@ def test_a_killed_worker_stops_the_other_and_resume_finishes(tmp_path, tiny, kil
     out = str(tmp_path / "two")
     args = [tiny, "--train", train_path, "--dev", dev_path, "--out", out, "--epochs", "2", "--batch-size", "4",
             "--checkpoint-steps", "5"]
-    workers = start_workers(args, str(tmp_path), free_ports(2))
+    workers = start_workers(args, str(tmp_path), local_tf_configs(2))
     steps = os.path.join(out, STEPS_FILE)
     deadline = time.time() + 240
     while time.time() < deadline and not (os.path.exists(steps) and len(open(steps).readlines()) > 13):
@@ -103,7 +102,7 @@ def test_a_killed_worker_stops_the_other_and_resume_finishes(tmp_path, tiny, kil
     state = read_state(os.path.join(out, CHECKPOINT_FILE))  # whole: the last checkpoint loads
     assert state["epoch"] == 1 and state["step"] % 5 == 0 and not state["done"]
 
-    workers = start_workers([tiny, "--out", out, "--resume"], str(tmp_path), free_ports(2))
+    workers = start_workers([tiny, "--out", out, "--resume"], str(tmp_path), local_tf_configs(2))
     for process in workers:
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr[-3000:]
