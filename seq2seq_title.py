@@ -218,6 +218,8 @@ def add_train_args(p):
     p.add_argument("--version", choices=choices("version"), help="model version (default: config.MODEL_VERSION)")
     p.add_argument("--monitor", choices=choices("monitor"), help="default: config.MONITOR")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better monitor")
+    p.add_argument("--lr-patience", type=int, help="cut the learning rate by LR_FACTOR after this many epochs "
+                   "without a better monitor (default: config.LR_PATIENCE)")
     p.add_argument("--copy", action="store_const", const=True, help="add the copy head (default: config.COPY)")
     p.add_argument("--coverage", type=float, help="coverage loss weight; > 0 adds coverage (default: config.COVERAGE)")
     p.add_argument("--dropout", type=float, help="dropout rate while training (default: config.DROPOUT)")

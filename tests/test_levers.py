@@ -87,3 +87,47 @@ def test_levers_resume_exactly(tmp_path, corpus):
     from titlegen.runfolder import load_trained
     for a, b in zip(load_trained(whole)[0].get_weights(), load_trained(parted)[0].get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_learning_rate_cut_counts_from_the_best_epoch_or_the_last_cut():
+    """LR_PATIENCE 2, LR_FACTOR 0.5, best epoch 1: cuts after epochs 3 and 5; a new best at 6
+    restarts the count, so the next cut is after epoch 8."""
+    from titlegen.train import Run
+    optimizer = make_optimizer(1e-3, False)
+    run = Run.__new__(Run)
+    run.settings = tiny_settings("t", "d", lr_patience=2, lr_factor=0.5)
+    run.optimizer, run.state, run.log = optimizer, {"best": {"epoch": 1}}, lambda _: None
+    rates = {}
+    for epoch in range(2, 9):
+        if epoch == 6:
+            run.state["best"] = {"epoch": 6}
+        run.cut_learning_rate(epoch)
+        rates[epoch] = float(optimizer.learning_rate)
+    assert rates == pytest.approx({2: 1e-3, 3: 5e-4, 4: 5e-4, 5: 2.5e-4, 6: 2.5e-4, 7: 2.5e-4, 8: 1.25e-4})
+
+
+def test_learning_rate_cuts_follow_the_dev_loss_and_resume_exactly(tmp_path, corpus):
+    """A run whose dev loss stalls: each epoch's rate in metrics.csv is the last one's, halved
+    exactly when the epoch before was LR_PATIENCE (1) epochs past the best or the last cut; and 3
+    epochs, then --resume to 6, trains bit for bit as 6 in one go (the rate is in the checkpoint)."""
+    levers = {"lr_patience": 1, "lr_factor": 0.5, "learning_rate": 0.2, "checkpoint_steps": 1}
+    whole, parted = str(tmp_path / "whole"), str(tmp_path / "parted")
+    train(tiny_settings(*corpus, epochs=6, **levers), whole, log=lambda _: None)
+    train(tiny_settings(*corpus, epochs=3, **levers), parted, log=lambda _: None)
+    train(resume_settings(parted, epochs=6), parted, resume=True, log=lambda _: None)
+
+    def rows(folder, name):
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    metrics = rows(whole, "metrics.csv")
+    best, last_cut, rate, cuts = float("inf"), 0, 0.2, 0
+    for epoch, row in enumerate(metrics, 1):
+        assert float(row["learning_rate"]) == pytest.approx(rate)
+        if float(row["val_loss"]) <= best:
+            best, best_epoch = float(row["val_loss"]), epoch
+        if epoch - max(best_epoch, last_cut) >= 1:
+            rate, last_cut, cuts = rate * 0.5, epoch, cuts + 1
+    assert cuts >= 1  # the dev loss did stall: the cut was exercised
+    assert rows(whole, STEPS_FILE) == rows(parted, STEPS_FILE)
+    assert [r["learning_rate"] for r in rows(parted, "metrics.csv")] == [r["learning_rate"] for r in metrics]

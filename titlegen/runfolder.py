@@ -37,7 +37,8 @@ FORMAT = 2  # config.json's layout: 2 = settings in groups; before it, one flat 
 LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "content", "on_bad_record": "stop",
           "tokenizer": "char", "shuffle_buffer": 10000, "bucket": False, "bucket_window": 100, "checkpoint_steps": 0,
           "strategy": "auto", "mixed_precision": False, "tensorboard": False, "version": "2018", "copy": False,
-          "coverage": 0.0, "length_penalty": 0.0, "dropout": 0.0, "label_smoothing": 0.0, "ema": 0.0}
+          "coverage": 0.0, "length_penalty": 0.0, "dropout": 0.0, "label_smoothing": 0.0, "ema": 0.0,
+          "lr_patience": None, "lr_factor": 0.5}
 
 
 class RunFolder:
@@ -119,10 +120,12 @@ class RunFolder:
     # -- metrics
 
     def write_metrics(self, history):
-        """metrics.csv: one row per epoch, its number, losses, dev ROUGE-L, seconds and speed."""
+        """metrics.csv: one row per epoch, its number, losses, dev ROUGE-L, learning rate (with
+        LR_PATIENCE), seconds and speed."""
         if not self.write:
             return
-        columns = [c for c in ("epoch", "loss", "val_loss", "val_rouge_l", "seconds", "articles_per_s")
+        columns = [c for c in ("epoch", "loss", "val_loss", "val_rouge_l", "learning_rate", "seconds",
+                                     "articles_per_s")
                    if any(c in h for h in history)]
         out = io.StringIO()
         writer = csv.DictWriter(out, columns, extrasaction="ignore")

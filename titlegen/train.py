@@ -103,14 +103,19 @@ def make_optimizer(learning_rate, mixed_precision, ema=0.0):
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
 
+def inner(optimizer):
+    """Adam itself, inside the loss-scaling wrapper of mixed precision."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
 class AveragedWeights:
     """With EMA: the averaged weights stand in the model inside the `with` (to evaluate and save
     them), and training's own weights come back after it. Without EMA: nothing changes."""
 
     def __init__(self, model, optimizer):
-        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        adam = inner(optimizer)
         self.variables = model.trainable_variables
-        self.averages = inner._model_variables_moving_average if inner.use_ema else None
+        self.averages = adam._model_variables_moving_average if adam.use_ema else None
 
     def __enter__(self):
         if self.averages:
@@ -238,6 +243,8 @@ def check_request(settings, folder, overwrite, resume):
     monitor, train = settings.train.monitor, settings.train
     if monitor.startswith("val_") and not settings.data.dev_path:
         raise TitleError(f"MONITOR is {monitor!r} but no dev set is given; set DEV_PATH or MONITOR = 'loss'")
+    if not 0 < train.lr_factor <= 1:
+        raise TitleError(f"LR_FACTOR must be above 0 and at most 1, got {train.lr_factor}")
     if monitor == "val_rouge_l" and not train.val_rouge_samples:
         raise TitleError("MONITOR is 'val_rouge_l' but VAL_ROUGE_SAMPLES is 0; title some dev articles or "
                          "monitor 'val_loss'")
@@ -471,6 +478,8 @@ class Run:
             + f"  ({logs['seconds']:.0f} s training, {logs['articles_per_s']:.0f} articles/s)")
         for (name, _), title in zip(inputs.samples, self.titler([c for _, c in inputs.samples])):
             log(f"  [{name}] {title}")  # watch the titles improve
+        if train.lr_patience:
+            logs["learning_rate"] = float(inner(self.optimizer).learning_rate)
         state["history"].append(logs)
         monitor = train.monitor
         if state["best"] is None or BETTER[monitor](logs[monitor], state["best"]["value"]) == logs[monitor]:
@@ -482,11 +491,25 @@ class Run:
         self.folder.write_record(self.settings, inputs.vocab, **{k: self.record[k] for k in
                                                                  ("best", "history", "skipped")})
         self.folder.write_metrics(state["history"])
+        self.cut_learning_rate(epoch)
         if train.patience and epoch - state["best"]["epoch"] >= train.patience:
             log(f"  stopping: no better {monitor} for {train.patience} epochs")
             state["done"] = f"no better {monitor} for {train.patience} epochs"
         elif epoch == train.epochs:
             state["done"] = f"{epoch} epochs"
+
+    def cut_learning_rate(self, epoch):
+        """With LR_PATIENCE: the learning rate times LR_FACTOR after that many epochs without a better
+        MONITOR, counted from the best epoch or the last cut (Keras's ReduceLROnPlateau; the rate is an
+        optimizer variable, so the checkpoint keeps it)."""
+        train, state = self.settings.train, self.state
+        since = max(state["best"]["epoch"], state.get("lr_cut", 0))
+        if train.lr_patience and epoch - since >= train.lr_patience:
+            rate = inner(self.optimizer).learning_rate
+            rate.assign(rate * train.lr_factor)
+            state["lr_cut"] = epoch
+            self.log(f"  learning rate cut to {float(rate.numpy()):.3g}: no better {train.monitor} for "
+                     f"{train.lr_patience} epochs")
 
     def summary(self, values, step, flush=False):
         """TensorBoard scalars, when it is on."""
