@@ -55,7 +55,8 @@ def test_shipped_override_files(tmp_path):
     assert large.data == dataclasses.replace(csl.data, min_count=5) and large.decode == recipe.decode
     xl = load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in ("csl.py", "recipe.py", "xl.py")])
     assert xl.train.output_dir == os.path.join(ROOT, "runs/csl_recipe_xl") and xl.decode == recipe.decode
-    assert xl.model == dataclasses.replace(recipe.model, char_size=384)
+    assert xl.model == dataclasses.replace(recipe.model, char_size=384) and xl.train == dataclasses.replace(
+        recipe.train, output_dir=xl.train.output_dir)
     assert xl.data == dataclasses.replace(csl.data, min_count=2)
 
 
