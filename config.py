@@ -26,6 +26,7 @@ MASK_ENCODER = True  # encoder LSTMs skip the article's padding; blog: False (th
 COPY = False  # pointer-generator head: titles may copy article characters, rare ones included (blog: none)
 COVERAGE = 0.0  # > 0: attention reads its coverage, and a coverage loss of this weight is added (blog: none)
 DROPOUT = 0.0  # > 0: dropout of this rate on the embeddings, every LSTM's output and the head (training only; blog: none)
+TITLE_DROPOUT = 0.0  # > 0: while training, each title character the decoder reads becomes <unk> at this rate (blog: none)
 
 # train
 OUTPUT_DIR = "runs/lcsts"  # vocab.json, config.json and model.weights.h5 go here

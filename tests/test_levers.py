@@ -1,5 +1,5 @@
-"""The training levers beyond the blog (dropout, label smoothing, weight averaging): each off by
-default, each checked against numbers worked out by hand."""
+"""The training levers beyond the blog (dropout, title dropout, label smoothing, weight averaging):
+each off by default, each checked against numbers worked out by hand."""
 import csv
 import os
 
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import model_settings, tiny_settings
-from titlegen.data import pad
+from titlegen.data import END, PAD, START, UNK, pad
 from titlegen.decode import Titler
 from titlegen.model import build_model, summed_title_loss
 from titlegen.runfolder import STEPS_FILE
@@ -48,6 +48,44 @@ def test_dropout_acts_only_while_training(version):
     assert Titler(dropped, vocab, 400, "incremental", 3, 8)(articles) == titles
 
 
+def test_title_dropout_by_hand():
+    """Each title character is read as UNK at the rate while training; PAD, START and END never,
+    and outside training nothing changes."""
+    from titlegen.layers import TitleDropout
+
+    ids = np.array([[START, 4, 5, 6, END, PAD], [START, 7, UNK, PAD, PAD, PAD]], dtype="int32")
+    everything = np.where(ids > END, UNK, ids)
+    np.testing.assert_array_equal(np.asarray(TitleDropout(1.0, seed=3)(ids, training=True)), everything)
+    np.testing.assert_array_equal(np.asarray(TitleDropout(1.0, seed=3)(ids)), ids)
+    np.testing.assert_array_equal(np.asarray(TitleDropout(0.0, seed=3)(ids, training=True)), ids)
+    chars = np.full((100, 100), 9, dtype="int32")
+    layer = TitleDropout(0.3, seed=3)
+    first, second = (np.asarray(layer(chars, training=True)) for _ in range(2))
+    assert set(np.unique(first)) == {UNK, 9} and not np.array_equal(first, second)  # a new draw each batch
+    assert abs((first == UNK).mean() - 0.3) < 0.02  # 10,000 draws: the binomial's sd is 0.0046
+
+
+def test_title_dropout_is_the_model_reading_unk_while_training():
+    """At rate 1 the training model is the plain model reading every title character as UNK; the
+    layer is created last, so the same seed draws the same weights with it or without it, and
+    outside training the two models agree."""
+    keras.utils.set_random_seed(4)
+    plain = build_model(model_settings(12, char_size=8, hidden_size=16, copy=True))
+    keras.utils.set_random_seed(4)
+    dropped = build_model(model_settings(12, char_size=8, hidden_size=16, copy=True, title_dropout=1.0))
+    assert {l.name for l in dropped.layers} - {l.name for l in plain.layers} == {"title_dropout"}
+    for a, b in zip(plain.get_weights(), dropped.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x, y = pad([[4, 5, 6, 7], [8, 9]]), np.array([[START, 4, 12], [START, 6, END]])  # 12: a copied character
+    extended = np.array([[4, 5, 6, 12], [8, 9, 0, 0]])
+    np.testing.assert_array_equal(np.asarray(dropped([x, y, extended])), np.asarray(plain([x, y, extended])))
+    read_as_unk = np.where(y > END, UNK, y)
+    np.testing.assert_allclose(np.asarray(dropped([x, y, extended], training=True)),
+                               np.asarray(plain([x, read_as_unk, extended])), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(np.asarray(dropped([x, y, extended], training=True)),
+                           np.asarray(plain([x, y, extended])))
+
+
 def test_averaged_weights_by_hand():
     keras.utils.set_random_seed(2)
     model = build_model(model_settings(12, char_size=8, hidden_size=16))
@@ -71,9 +109,10 @@ def test_averaged_weights_by_hand():
 
 
 def test_levers_resume_exactly(tmp_path, corpus):
-    """Dropout's random state, the averaged weights and the smoothed loss all pass through the
+    """Dropout's random states, the averaged weights and the smoothed loss all pass through the
     checkpoint: one epoch, then --resume for a second, is two epochs in one go, bit for bit."""
-    levers = {"dropout": 0.3, "label_smoothing": 0.1, "ema": 0.9, "steps_per_epoch": None, "checkpoint_steps": 1}
+    levers = {"dropout": 0.3, "title_dropout": 0.2, "label_smoothing": 0.1, "ema": 0.9, "steps_per_epoch": None,
+              "checkpoint_steps": 1}
     whole, parted = str(tmp_path / "whole"), str(tmp_path / "parted")
     train(tiny_settings(*corpus, epochs=2, **levers), whole, log=lambda _: None)
     train(tiny_settings(*corpus, epochs=1, **levers), parted, log=lambda _: None)

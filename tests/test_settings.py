@@ -116,6 +116,25 @@ def test_a_run_folder_of_the_first_layout_still_loads_and_resumes(tmp_path, corp
     assert [h["epoch"] for h in resumed["history"]] == [1, 2] and resumed["format"] == 2
 
 
+def test_a_run_folder_written_before_later_settings_still_loads_and_resumes(tmp_path, corpus):
+    """A grouped config.json (format 2) from before LR_PATIENCE, LR_FACTOR and TITLE_DROPOUT
+    existed loads with them as those runs ran (LEGACY: off), and resuming writes them down."""
+    from titlegen.train import resume_settings, train
+
+    out = str(tmp_path / "older")
+    _, _, record = train(tiny_settings(*corpus, epochs=1), out, log=lambda _: None)
+    later = {"lr_patience": "train", "lr_factor": "train", "title_dropout": "model"}
+    for key, group in later.items():
+        del record["settings"][group][key]
+    with open(os.path.join(out, CONFIG_FILE), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    settings = load_trained(out)[2]
+    assert (settings.train.lr_patience, settings.train.lr_factor, settings.model.title_dropout) == (None, 0.5, 0.0)
+    assert [LEGACY[key] for key in later] == [None, 0.5, 0.0]
+    _, _, resumed = train(resume_settings(out, epochs=2), out, resume=True, log=lambda _: None)
+    assert resumed["settings"]["model"]["title_dropout"] == 0.0 and resumed["settings"]["train"]["lr_factor"] == 0.5
+
+
 def test_a_run_folder_missing_a_setting_says_what_to_do(tmp_path, corpus):
     from titlegen.train import train
 

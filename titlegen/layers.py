@@ -325,6 +325,27 @@ class TitleIds(layers.Layer):
 
 
 @register
+class TitleDropout(layers.Layer):
+    """While training, each title character the decoder reads (teacher forcing) becomes UNK with
+    probability `rate`, so the decoder leans on the article (attention, copying) more than on the
+    title so far; PAD, START and END pass unchanged. Outside training it returns its input."""
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, ids, training=False):
+        if not training or not self.rate:
+            return ids
+        dropped = ops.less(keras.random.uniform(ops.shape(ids), seed=self.seed_generator), self.rate)
+        return ops.where(ops.logical_and(dropped, ops.greater(ids, END)), UNK, ids)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@register
 class CopyGate(layers.Layer):
     """p_gen = σ(w · [features, decoder input embedding] + b): how much of a step's probability
     comes from the vocabulary rather than from copying. features: the attention context and the

@@ -15,7 +15,7 @@ from keras import layers, ops
 from .data import PAD
 from .settings import VERSIONS
 from .layers import (ArticleChars, CopyGate, Interact, MaskedMaxPool, MultiHeadAttention, PadMask,
-                     PointerGenerator, PriorAverage, ScaleShift, SelfModulatedLayerNorm, TitleIds)
+                     PointerGenerator, PriorAverage, ScaleShift, SelfModulatedLayerNorm, TitleDropout, TitleIds)
 
 MAX_TITLE_LEN = {"2018": 50, "2019": 64}  # each version's decoder allows this many steps
 LAYER_NORM_EPSILON = 1e-14  # the 2019 code's LayerNormalization (Keras's default is 1e-3)
@@ -36,6 +36,8 @@ def build_model(settings):
     summed over the steps before), and a coverage loss of that weight is added (See et al. 2017).
     dropout > 0: beyond the blog, dropout of that rate on the embeddings (article and title), the
     output of every LSTM, and the head's input and hidden layer; only while training.
+    title_dropout > 0: beyond the blog, while training each title character the decoder reads is
+    replaced by UNK with that probability (the targets stay whole).
     """
     s = settings
     if s.version not in VERSIONS:
@@ -44,7 +46,7 @@ def build_model(settings):
         raise ValueError("the model's vocab_size is unset; it comes from the vocabulary")
     version, copy = s.version, s.copy
     parts = ModelParts.new(s.vocab_size, s.char_size, s.hidden_size, s.mask_encoder, version, copy, s.maxlen,
-                           s.coverage, s.dropout)
+                           s.coverage, s.dropout, s.title_dropout)
     x_in = keras.Input(shape=(None,), dtype="int32", name="article")
     y_in = keras.Input(shape=(None,), dtype="int32", name="title_in")
     inputs = [x_in, y_in]
@@ -77,7 +79,8 @@ class ModelParts:
         self.vocab_size = layers["logits"].units
 
     @classmethod
-    def new(cls, vocab_size, char_size, hidden_size, mask_encoder, version, copy, copy_extra, coverage, dropout=0.0):
+    def new(cls, vocab_size, char_size, hidden_size, mask_encoder, version, copy, copy_extra, coverage, dropout=0.0,
+            title_dropout=0.0):
         """Fresh layers for build_model, created in the order the blog's code creates them: their
         random initial weights are drawn in that order. The layers that draw theirs when built
         (Interact's kernel, the self-modulated norms' second Dense) are built at once, as the blog's
@@ -118,6 +121,8 @@ class ModelParts:
             made += [CopyGate(name="copy_gate"), PointerGenerator(copy_extra, name="pointer", dtype="float32")]
         if dropout:  # created last: a model without dropout draws its initial weights as the blog's
             made += [layers.Dropout(dropout, name=f"{where}_dropout") for where in DROPOUT_AT]
+        if title_dropout:  # after them: a model without it draws its weights and dropout as before
+            made += [TitleDropout(title_dropout, name="title_dropout")]
         return cls({layer.name: layer for layer in made}, mask_encoder)
 
     def drop(self, where, x):
@@ -149,8 +154,11 @@ class ModelParts:
         return {**out, "encoded": h}
 
     def embed_title(self, y):
-        """Title ids -> the shared embedding (a copying model reads copied characters as UNK)."""
-        return self.drop("embedding", self.layers["embedding"](self.layers["title_ids"](y) if self.copy else y))
+        """Title ids -> the shared embedding (a copying model reads copied characters as UNK; with
+        title dropout, training reads some characters as UNK)."""
+        y = self.layers["title_ids"](y) if self.copy else y
+        y = self.layers["title_dropout"](y) if "title_dropout" in self.layers else y
+        return self.drop("embedding", self.layers["embedding"](y))
 
     def decoder(self, y, condition=None, states=None):
         """The decoder LSTMs (in 2019 inside self-modulated LayerNorms conditioned on the encoder's

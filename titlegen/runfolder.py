@@ -38,7 +38,7 @@ LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "conte
           "tokenizer": "char", "shuffle_buffer": 10000, "bucket": False, "bucket_window": 100, "checkpoint_steps": 0,
           "strategy": "auto", "mixed_precision": False, "tensorboard": False, "version": "2018", "copy": False,
           "coverage": 0.0, "length_penalty": 0.0, "dropout": 0.0, "label_smoothing": 0.0, "ema": 0.0,
-          "lr_patience": None, "lr_factor": 0.5}
+          "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0}
 
 
 class RunFolder:
@@ -91,6 +91,9 @@ class RunFolder:
                              f"(format {record['format']}); update this copy")
         if "format" not in record:
             record = {**record, "format": FORMAT, "settings": upgraded(record["settings"], record["model"])}
+        else:  # settings added since the run was written: as LEGACY says it ran
+            record = {**record, "settings": {name: {**{k: v for k, v in LEGACY.items() if FIELDS.get(k) == name},
+                                                    **group} for name, group in record["settings"].items()}}
         try:
             settings = Settings.from_dict(record["settings"])
         except TitleError as e:

@@ -67,6 +67,7 @@ class Model:
     copy: bool
     coverage: float
     dropout: float
+    title_dropout: float
     maxlen: int
     vocab_size: int | None = field(metadata={"config": None})
 
