@@ -5,7 +5,7 @@ All are registered so a model that uses them saves and reloads as `.keras`.
 import keras
 from keras import layers, ops
 
-from .data import END, PAD, UNK
+from .data import END, FIRST_CHAR, PAD, UNK
 
 register = keras.saving.register_keras_serializable(package="seq2seq_title")
 
@@ -339,7 +339,7 @@ class TitleDropout(layers.Layer):
         if not training or not self.rate:
             return ids
         dropped = ops.less(keras.random.uniform(ops.shape(ids), seed=self.seed_generator), self.rate)
-        return ops.where(ops.logical_and(dropped, ops.greater(ids, END)), UNK, ids)
+        return ops.where(ops.logical_and(dropped, ops.greater_equal(ids, FIRST_CHAR)), UNK, ids)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -91,9 +91,7 @@ class RunFolder:
                              f"(format {record['format']}); update this copy")
         if "format" not in record:
             record = {**record, "format": FORMAT, "settings": upgraded(record["settings"], record["model"])}
-        else:  # settings added since the run was written: as LEGACY says it ran
-            record = {**record, "settings": {name: {**{k: v for k, v in LEGACY.items() if FIELDS.get(k) == name},
-                                                    **group} for name, group in record["settings"].items()}}
+        record = {**record, "settings": with_legacy(record["settings"])}
         try:
             settings = Settings.from_dict(record["settings"])
         except TitleError as e:
@@ -157,12 +155,19 @@ class RunFolder:
 def upgraded(flat, model):
     """Settings groups from the first config.json layout: one flat dict, and the model's arguments
     beside it (copy_extra was always maxlen)."""
-    values = {**LEGACY, **{k: v for k, v in flat.items() if k in FIELDS}, **{k: v for k, v in model.items()
-                                                                           if k in FIELDS}}
+    values = {**{k: v for k, v in flat.items() if k in FIELDS}, **{k: v for k, v in model.items() if k in FIELDS}}
     groups = {}
     for name, value in values.items():
         groups.setdefault(FIELDS[name], {})[name] = value
     return groups
+
+
+def with_legacy(groups):
+    """Settings groups with those added since the run was written filled in as LEGACY says it ran."""
+    legacy = {}
+    for name, value in LEGACY.items():
+        legacy.setdefault(FIELDS[name], {})[name] = value
+    return {name: {**legacy.get(name, {}), **groups.get(name, {})} for name in {*legacy, *groups}}
 
 
 def load_trained(path):
