@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import config  # noqa: E402
 from titlegen.errors import TitleError  # noqa: E402 (these three import no TensorFlow: quick)
-from titlegen.settings import FIELDS, choices, load  # noqa: E402
+from titlegen.settings import FIELDS, choices, load, resumed  # noqa: E402
 from titlegen.text import check_article, parse_line  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,7 +40,8 @@ def settings_of(args):
 
 
 def cmd_train(args):
-    from titlegen.train import resume_settings, train
+    from titlegen.members import train_members  # no TensorFlow: an ensemble's members import it
+    from titlegen.runfolder import RunFolder
 
     settings = settings_of(args)
     out_dir = settings.train.output_dir
@@ -49,8 +50,18 @@ def cmd_train(args):
             raise TitleError(f"--resume continues the run in {out_dir} as it was; it takes neither "
                              "--overwrite nor --no-dev")
         changes = {k: v for k, v in flags_of(args).items() if k != "output_dir"}  # the folder is not a change
-        train(resume_settings(out_dir, **changes), out_dir, resume=True)
+        folder = RunFolder(out_dir)
+        if folder.holds_ensemble():
+            train_members(resumed(folder.read_record()[0], changes), out_dir, resume=True, changes=changes)
+        else:
+            from titlegen.train import resume_settings, train
+
+            train(resume_settings(out_dir, **changes), out_dir, resume=True)
+    elif settings.train.members != 1:  # an ensemble (fewer than 1 is train_members' error)
+        train_members(settings, out_dir, overwrite=args.overwrite)
     else:
+        from titlegen.train import train
+
         train(settings, out_dir, overwrite=args.overwrite)
     model = "" if os.path.abspath(out_dir) == os.path.abspath(load(config, HERE).train.output_dir) else f" --model {out_dir}"
     print(f"trained model in {out_dir}; try: python seq2seq_title.py generate{model} \"文章内容\"")
@@ -228,6 +239,8 @@ def add_train_args(p):
     p.add_argument("--label-smoothing", type=float, help="label smoothing ε (default: config.LABEL_SMOOTHING)")
     p.add_argument("--ema", type=float, help="keep an average of the weights with this momentum (default: config.EMA)")
     p.add_argument("--seed", type=int, help="random seed (default: config.SEED)")
+    p.add_argument("--members", type=int, help="train an ensemble of this many models, side by side "
+                   "(default: config.MEMBERS)")
 
 
 def parse_args(argv):

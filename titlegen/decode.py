@@ -5,7 +5,8 @@ probabilities: the naive decoder re-runs the whole model on the article and the 
 incremental one encodes articles once and advances the model one step (`ModelParts.step`). Its
 encoder runs under XLA (`xla=True`, about eightfold less overhead on a CPU), compiled once per
 shape: articles are padded to a multiple of ENCODE_BUCKET characters and batches to a power of two,
-padding the masked encoder does not see.
+padding the masked encoder does not see. Where a model is taken, an `ensemble.Ensemble` may stand:
+both decoders then read the mean of its members' probabilities.
 """
 import sys
 
@@ -14,7 +15,8 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from .data import END, TitleError, pad
-from .model import MAX_TITLE_LEN, ModelParts
+from .ensemble import parts_of
+from .model import MAX_TITLE_LEN
 from .runfolder import load_trained
 from .search import beam_search
 from .settings import DECODERS
@@ -28,7 +30,7 @@ class Decoder:
 
     def __init__(self, model, topk, max_len, min_len=0, no_repeat_ngram=0, length_penalty=0.0,
                  stop_at_end=True):
-        self.model, self.parts = model, ModelParts.of(model)
+        self.model, self.parts = model, parts_of(model)  # a Keras model or an ensemble.Ensemble
         if topk < 1:
             raise TitleError(f"topk must be at least 1, got {topk}")
         if topk > self.parts.vocab_size - END:
@@ -94,7 +96,8 @@ class IncrementalDecoder(Decoder):
         memory = tf.nest.map_structure(lambda m: m[:n], self._encode(tf.constant(x)))
         if self.parts.copy:  # padded like the encoder's input
             given = pad(extended_ids)
-            memory["extended"] = tf.constant(np.pad(given, [(0, 0), (0, x.shape[1] - given.shape[1])]))
+            extended = tf.constant(np.pad(given, [(0, 0), (0, x.shape[1] - given.shape[1])]))
+            memory = self.parts.with_extended(memory, extended)
         return self._search(memory)
 
     def encoder_input(self, articles_ids):
@@ -113,7 +116,7 @@ class IncrementalDecoder(Decoder):
         def next_probs(yid, t, state, memory):  # one step of the model's decoder
             return parts.step(yid[:, t], state, memory)
 
-        rows = tf.shape(memory["prior"])[0] * self.topk
+        rows = parts.batch(memory) * self.topk
         return beam_search(next_probs, memory, parts.start_state(memory, rows), **self.options)
 
 
@@ -152,7 +155,7 @@ class Titler:
 
 def make_titler(model, vocab, maxlen, decode, xla=True):
     """The decoder `decode` (a settings.Decode) asks for, on this model reading `maxlen` characters."""
-    max_len = decode.max_title_len or MAX_TITLE_LEN[ModelParts.of(model).version]
+    max_len = decode.max_title_len or MAX_TITLE_LEN[parts_of(model).version]
     return Titler(model, vocab, maxlen, decode.decoder, decode.topk, max_len, decode.min_title_len,
                   decode.no_repeat_ngram, decode.length_penalty, xla)
 

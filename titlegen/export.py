@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from .data import FIRST_CHAR, PAD, UNK, TitleError
 from .decode import IncrementalDecoder
+from .ensemble import models_of
 from .text import CONTROL_TO_SPACE
 
 SPACE = [c for c in range(0x110000) if chr(c).isspace()]  # what str.strip() removes
@@ -88,7 +89,7 @@ class TextIds:
 
 
 def export(titler, out_dir):
-    """Write the SavedModel of a Titler (its model, vocabulary, MAXLEN and decoding options: what
+    """Write the SavedModel of a Titler (its model or ensemble, vocabulary, MAXLEN and decoding options: what
     `generate` would use) into out_dir/N, N one more than the highest version there; returns its path."""
     model = titler.decode.model
     decoder = IncrementalDecoder(model, **titler.decode.options, xla=False)
@@ -103,7 +104,8 @@ def export(titler, out_dir):
     versions = [int(n) for n in os.listdir(out_dir) if n.isdigit()] if os.path.isdir(out_dir) else []
     path = os.path.join(out_dir, str(max(versions, default=0) + 1))
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    for member in models_of(model):  # an ensemble's every model
+        archive.track(member)
     archive.add_endpoint("serve", serve, input_signature=[tf.TensorSpec([None], tf.string, name="articles")])
     archive.write_out(path, verbose=False)
     return path

@@ -209,7 +209,16 @@ class ModelParts:
         memory = {"attention": self.attention.memory(*([v] if self.version == "2018" else [v, v]), mask),
                   "prior": encoded["prior"]}
         memory.update({key: encoded[key] for key in ("condition",) if key in encoded})
-        return memory if extended is None else {**memory, "extended": extended}
+        return memory if extended is None else self.with_extended(memory, extended)
+
+    def with_extended(self, memory, extended):
+        """The memory with a copying model's extended ids added (padded like the encoder's input)."""
+        return {**memory, "extended": extended}
+
+    @staticmethod
+    def batch(memory):
+        """How many articles the memory holds."""
+        return ops.shape(memory["prior"])[0]
 
     def start_state(self, memory, rows):
         """Every beam's state before the first step: zero LSTM states, and with coverage a zero
@@ -223,7 +232,7 @@ class ModelParts:
         """Decoding, one step. last: each beam's last id (batch·k,), an article's k beams in rows
         k·i … k·i + k - 1, the k query rows of one attention over the article's memory (held once);
         state: start_state's structure. Returns the next-id probabilities (batch·k, V') and the new state."""
-        batch = ops.shape(memory["prior"])[0]
+        batch = self.batch(memory)
         k = ops.shape(last)[0] // batch
         y_emb = self.embed_title(ops.reshape(last, (batch, k)))
         y, lstm_states = self.decoder(y_emb, memory.get("condition"), state["lstm"])

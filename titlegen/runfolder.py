@@ -9,6 +9,10 @@ neither (the model is rebuilt through `model.build_model`).
     metrics.csv       one row per epoch
     steps.csv         the loss of every batch
 
+An ensemble's folder (MEMBERS > 1) holds config.json, with the ensemble's settings and the names
+of its members' folders, and those folders, member_1 ... member_N: each a run folder as above,
+with train.log, the member's output, beside its files.
+
 Every file but steps.csv (appended line by line) is written to a temporary name and renamed (the
 checkpoint also flushed to disk first), so a crash or `kill -9` at any moment leaves the previous
 version or the new one, whole. A config.json written before the settings
@@ -30,7 +34,9 @@ from .settings import FIELDS, Settings
 
 VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE = "vocab.json", "config.json", "model.weights.h5"
 CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE = "checkpoint.npz", "metrics.csv", "steps.csv"
+LOG_FILE = "train.log"  # an ensemble member's output
 FORMAT = 2  # config.json's layout: 2 = settings in groups; before it, one flat dict
+MEMBER_FOLDER = "member_{}"  # an ensemble's members, numbered from 1, each a run folder of its own
 
 # Older run folders lack settings added since: these are what those runs did before the setting
 # existed (not today's defaults, which are config.py's), so they load and resume as they ran.
@@ -38,7 +44,7 @@ LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "conte
           "tokenizer": "char", "shuffle_buffer": 10000, "bucket": False, "bucket_window": 100, "checkpoint_steps": 0,
           "strategy": "auto", "mixed_precision": False, "tensorboard": False, "version": "2018", "copy": False,
           "coverage": 0.0, "length_penalty": 0.0, "dropout": 0.0, "label_smoothing": 0.0, "ema": 0.0,
-          "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0}
+          "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0, "members": 1}
 
 
 class RunFolder:
@@ -52,8 +58,29 @@ class RunFolder:
         return os.path.join(self.path, name)
 
     def holds_run(self):
-        """Whether a model or a run to resume is already here."""
-        return any(os.path.exists(self.file(n)) for n in (WEIGHTS_FILE, CHECKPOINT_FILE))
+        """Whether a model or a run to resume is already here (an ensemble's included)."""
+        return any(os.path.exists(self.file(n)) for n in (WEIGHTS_FILE, CHECKPOINT_FILE)) or self.holds_ensemble()
+
+    def holds_ensemble(self):
+        """Whether config.json here is an ensemble's."""
+        if not os.path.exists(self.file(CONFIG_FILE)):
+            return False
+        with open(self.file(CONFIG_FILE), encoding="utf-8") as f:
+            return "members" in json.load(f)
+
+    def members(self, n):
+        """The run folders of an ensemble of n members."""
+        return [RunFolder(self.file(MEMBER_FOLDER.format(i)), self.write) for i in range(1, n + 1)]
+
+    def write_ensemble(self, settings, vocab=None):
+        """config.json of an ensemble: its settings, its members' folders and (once they have one)
+        their vocabulary's fingerprint."""
+        if self.write:
+            os.makedirs(self.path, exist_ok=True)
+            write_json(self.file(CONFIG_FILE), {
+                "format": FORMAT, "settings": settings.to_dict(),
+                "members": [os.path.basename(m.path) for m in self.members(settings.train.members)],
+                "vocab_fingerprint": vocab.fingerprint if vocab else None})
 
     def start(self):
         """Make the folder for a fresh run, removing a replaced run's files."""
@@ -178,6 +205,8 @@ def load_trained(path):
     from .model import build_model  # TensorFlow: only when a model is loaded
 
     folder = RunFolder(path)
+    if folder.holds_ensemble():
+        return load_ensemble(folder)
     missing = [n for n in (VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE) if not os.path.exists(folder.file(n))]
     if missing:
         raise TitleError(f"no trained model in {path} ({', '.join(missing)} missing); run "
@@ -192,6 +221,27 @@ def load_trained(path):
     model = build_model(settings.model)
     model.load_weights(folder.file(WEIGHTS_FILE))
     return model, vocab, settings
+
+
+def load_ensemble(folder):
+    """An ensemble's members, each with its best weights so far: (ensemble.Ensemble, vocab, settings)."""
+    from .ensemble import Ensemble
+
+    settings, _ = folder.read_record()
+    members = folder.members(settings.train.members)
+    untrained = [os.path.basename(m.path) for m in members if not os.path.exists(m.file(WEIGHTS_FILE))]
+    if untrained:
+        raise TitleError(f"the ensemble in {folder.path} is not trained yet ({', '.join(untrained)} without "
+                         f"{WEIGHTS_FILE}); `train --resume --out {folder.path}` trains it")
+    loaded = [load_trained(m.path) for m in members]
+    _, vocab, first = loaded[0]
+    odd = [os.path.basename(m.path) for m, (_, v, s) in zip(members, loaded)
+           if v.fingerprint != vocab.fingerprint or s.model != first.model]
+    if odd:
+        raise TitleError(f"{', '.join(odd)} in {folder.path} has another vocabulary or model than "
+                         f"{os.path.basename(members[0].path)}; an ensemble's members are trained together, "
+                         "by one `train`")
+    return Ensemble([model for model, _, _ in loaded]), vocab, settings.replace(vocab_size=first.model.vocab_size)
 
 
 # -- the checkpoint: weights, optimizer state and where the run stands (JSON) in one .npz file

@@ -96,6 +96,7 @@ class Train:
     lr_patience: int | None
     lr_factor: float
     seed: int
+    members: int  # > 1: an ensemble of that many models (seeds SEED, SEED + 1, ...), trained side by side
 
 
 @dataclass(frozen=True)

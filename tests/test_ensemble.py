@@ -1,0 +1,252 @@
+"""Ensembles (MEMBERS > 1): the mean of the members' probabilities, by hand and through both
+decoders and export; `train --members N` training each member as `train --seed` would."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT, TINY_CONFIG, compile_model, last_line, make_corpus, model_settings, run_cli, write_jsonl
+from titlegen.data import END, START, TitleError, Vocab, encode_example, pad, padded
+from titlegen.decode import IncrementalDecoder, NaiveDecoder, Titler
+from titlegen.ensemble import Ensemble, EnsembleParts, mean_probs, parts_of
+from titlegen.export import export
+from titlegen.members import core_groups, machine_cores
+from titlegen.model import build_model
+from titlegen.runfolder import load_trained, read_state
+from titlegen.search import beam_search
+
+MAXLEN, MAX_LEN = 24, 8
+ARTICLES = ["春夏秋冬山水日月", "风雨花草" * 5, "山", "草花雨风月日水山冬秋夏春", "亮春夏晶秋冬亮山水"]
+
+
+def trained(seed, version="2018", copy=False):
+    """A tiny model trained a few steps from its own seed."""
+    keras.utils.set_random_seed(seed)
+    rows = make_corpus(64, seed=5)
+    vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), 1)
+    model = compile_model(build_model(model_settings(len(vocab), char_size=16, hidden_size=32, version=version,
+                                                     copy=copy, maxlen=MAXLEN)), 1e-2)
+    for i in range(0, 64, 16):
+        x, y, *ext = padded([encode_example(vocab, r["title"], r["content"], MAXLEN, copy) for r in rows[i:i + 16]])
+        model.train_on_batch([x, y[:, :-1], *ext], y[:, 1:])
+    return model, vocab
+
+
+@pytest.fixture(scope="module", params=[("2018", False), ("2018", True), ("2019", True)], ids=str)
+def pair(request):
+    """Two models of one vocabulary from two seeds, and that vocabulary."""
+    version, copy = request.param
+    (a, vocab), (b, _) = trained(1, version, copy), trained(2, version, copy)
+    return a, b, vocab, copy
+
+
+def test_mean_probs_by_hand():
+    got = mean_probs([tf.constant([[0.6, 0.4], [1.0, 0.0]]), tf.constant([[0.2, 0.8], [0.0, 1.0]]),
+                      tf.constant([[0.1, 0.9], [0.5, 0.5]])])
+    np.testing.assert_allclose(got.numpy(), [[0.3, 0.7], [0.5, 0.5]], rtol=1e-6)
+
+
+class SetParts:
+    """A member whose next-id probabilities are set by hand, step by step (one article, one row per beam)."""
+
+    version, copy = "2018", False
+
+    def __init__(self, steps):
+        self.steps = np.array(steps, "float32")  # (steps, V)
+        self.vocab_size = self.steps.shape[1]
+
+    def batch(self, memory):
+        return 1
+
+    def start_state(self, memory, rows):
+        return {"t": tf.zeros([rows], tf.int32)}
+
+    def step(self, last, state, memory):
+        return tf.gather(self.steps, state["t"]), {"t": state["t"] + 1}
+
+
+def test_beam_search_follows_the_mean_not_either_member():
+    """Ids 4 (a) and 5 (b). Member A: a 0.6, b 0.4; member B: a 0, b 1; both then END. Greedy
+    search takes a with A alone, b with the ensemble (mean: a 0.3, b 0.7), scored log 0.7 + log 1."""
+    first_a, first_b, then_end = [0, 0, 0, 0, 0.6, 0.4], [0, 0, 0, 0, 0.0, 1.0], [0, 0, 0, 1.0, 0, 0]
+    a, b = SetParts([first_a, then_end, then_end]), SetParts([first_b, then_end, then_end])
+
+    def search(parts, memory):  # one article
+        def next_probs(yid, t, state, memory):
+            return parts.step(yid[:, t], state, memory)
+        ids, lengths, scores = beam_search(next_probs, memory, parts.start_state(memory, 1), topk=1, max_len=5)
+        return list(ids.numpy()[0][:lengths.numpy()[0]]), float(scores.numpy()[0])
+
+    article = {"article": tf.zeros([1, 1])}
+    assert search(a, article)[0] == [START, 4, END]
+    ids, score = search(EnsembleParts([a, b]), [article, article])
+    assert ids == [START, 5, END]
+    np.testing.assert_allclose(score, np.log(0.7 + 1e-6) + np.log(1.0 + 1e-6), rtol=1e-6)
+
+
+def test_a_step_is_the_mean_of_the_members_steps(pair):
+    a, b, vocab, copy = pair
+    ensemble = parts_of(Ensemble([a, b]))
+    members = [parts_of(a), parts_of(b)]
+    x = tf.constant(pad([vocab.encode(t, MAXLEN) for t in ARTICLES[:2]]))
+    extended = x if copy else None
+    k, last = 2, tf.constant([START] * 4)
+    probs, state = ensemble.step(last, ensemble.start_state(ensemble.memory(x, extended), 4),
+                                 ensemble.memory(x, extended))
+    alone = [p.step(last, p.start_state(p.memory(x, extended), 4), p.memory(x, extended))[0] for p in members]
+    np.testing.assert_allclose(probs.numpy(), (alone[0].numpy() + alone[1].numpy()) / 2, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(alone[0].numpy(), alone[1].numpy(), atol=1e-3)  # the members differ: a real mean
+    assert len(state) == 2 and k * 2 == probs.shape[0]
+
+
+def test_both_decoders_give_the_ensembles_titles(pair):
+    """The naive decoder (the members' whole models, averaged) and the incremental one (their steps,
+    averaged): the same titles and scores. And an ensemble of one model is that model."""
+    a, b, vocab, copy = pair
+    both = Ensemble([a, b])
+    naive = Titler(both, vocab, MAXLEN, "naive", 3, MAX_LEN)
+    incremental = Titler(both, vocab, MAXLEN, "incremental", 3, MAX_LEN)
+    titles = incremental(ARTICLES)
+    assert naive(ARTICLES) == titles
+    assert Titler(Ensemble([a]), vocab, MAXLEN, "incremental", 3, MAX_LEN)(ARTICLES) == \
+        Titler(a, vocab, MAXLEN, "incremental", 3, MAX_LEN)(ARTICLES)
+    ids = [vocab.encode(t, MAXLEN) for t in ARTICLES]
+    ext = [vocab.encode_extended(t, MAXLEN)[0] for t in ARTICLES] if copy else None
+    ids = [vocab.unextended(e) for e in ext] if copy else ids
+    np.testing.assert_allclose(NaiveDecoder(both, 3, MAX_LEN).search(ids, ext)[1],
+                               IncrementalDecoder(both, 3, MAX_LEN).search(ids, ext)[1], rtol=1e-5)
+
+
+def test_members_must_match():
+    (a, _), (b, _) = trained(1, "2018", False), trained(1, "2018", True)
+    with pytest.raises(TitleError, match="must share the model version, copying and vocabulary"):
+        parts_of(Ensemble([a, b]))
+
+
+def test_exported_ensemble_writes_its_titles(tmp_path):
+    from test_export import served
+
+    (a, vocab), (b, _) = trained(1, "2018", True), trained(2, "2018", True)
+    titler = Titler(Ensemble([a, b]), vocab, MAXLEN, "incremental", 3, MAX_LEN)
+    path = export(titler, str(tmp_path / "exported"))
+    assert served(path, ARTICLES, tmp_path)["title"] == titler(ARTICLES)
+
+
+def test_core_groups():
+    assert core_groups(2, [0, 1]) == [[0], [1]]
+    assert core_groups(3, [0, 1]) == [[0], [1]]  # a third member waits for a core
+    assert core_groups(2, [0, 1, 2, 3, 4]) == [[0, 1], [2, 3, 4]]
+    assert core_groups(4, [5]) == [[5]]
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(tmp_path_factory):
+    """`train --members 2` for two short epochs on a tiny corpus, through the command line."""
+    folder = tmp_path_factory.mktemp("ensemble")
+    write_jsonl(folder / "train.jsonl", make_corpus(48, seed=1))
+    write_jsonl(folder / "dev.jsonl", make_corpus(8, seed=2))
+    (folder / "tiny.py").write_text(TINY_CONFIG, encoding="utf-8")
+    args = [str(folder / "tiny.py"), "--train", str(folder / "train.jsonl"), "--dev", str(folder / "dev.jsonl"),
+            "--epochs", "2", "--steps-per-epoch", "2", "--copy"]
+    result = run_cli("train", *args, "--members", "2", "--out", str(folder / "ens"))
+    assert result.returncode == 0, result.stderr
+    return folder, args, result
+
+
+def test_each_member_trains_as_train_with_its_seed(ensemble_run):
+    """member_i is `train --seed SEED + i - 1` on the same cores: the same losses and weights, bit for bit."""
+    folder, args, result = ensemble_run
+    assert "[member_2] epoch 2:" in result.stdout and "generate --model" in result.stdout
+    group = core_groups(2, machine_cores())[1]
+    alone = subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "train", *args, "--seed", "8",
+                            "--out", str(folder / "alone")], capture_output=True, text=True, timeout=300,
+                           preexec_fn=lambda: os.sched_setaffinity(0, group))
+    assert alone.returncode == 0, alone.stderr
+    member = folder / "ens" / "member_2"
+    assert (member / "steps.csv").read_text() == (folder / "alone" / "steps.csv").read_text()
+    for got, want in zip(load_trained(str(member))[0].get_weights(), load_trained(str(folder / "alone"))[0].get_weights()):
+        np.testing.assert_array_equal(got, want)
+    seeds = [json.loads((folder / "ens" / f"member_{i}" / "config.json").read_text())["settings"]["train"]["seed"]
+             for i in (1, 2)]
+    assert seeds == [7, 8]
+
+
+def test_generate_and_evaluate_read_the_ensemble(ensemble_run):
+    folder, _, _ = ensemble_run
+    ens = str(folder / "ens")
+    model, vocab, settings = load_trained(ens)
+    assert isinstance(model, Ensemble) and len(model.models) == 2 and settings.train.members == 2
+    expected = Titler(model, vocab, settings.model.maxlen, "incremental", 3, 10)(["春夏秋冬山水日月"])[0]
+    result = run_cli("generate", "春夏秋冬山水日月", "--model", ens, "--config", str(folder / "tiny.py"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected + "\n"
+    result = run_cli("evaluate", str(folder / "tiny.py"), "--model", ens, "--data", str(folder / "dev.jsonl"))
+    assert result.returncode == 0 and "ROUGE-L" in result.stdout, result.stderr
+
+
+def test_resume_trains_only_the_members_not_finished(ensemble_run, tmp_path):
+    folder, _, _ = ensemble_run
+    ens = tmp_path / "ens"
+    shutil.copytree(folder / "ens", ens)
+    finished = (ens / "member_1" / "model.weights.h5").stat().st_mtime_ns
+    steps = (ens / "member_2" / "steps.csv").read_text()
+    shutil.rmtree(ens / "member_2")  # stopped before its first checkpoint
+    result = run_cli("train", str(folder / "tiny.py"), "--out", str(ens), "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "member_1: seed" not in result.stdout and "member_2: seed 8, started" in result.stdout
+    assert (ens / "member_1" / "model.weights.h5").stat().st_mtime_ns == finished
+    assert (ens / "member_2" / "steps.csv").read_text() == steps
+
+
+def test_ensemble_errors(ensemble_run, tmp_path):
+    folder, args, _ = ensemble_run
+    result = run_cli("train", *args, "--members", "0", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "MEMBERS must be at least 1" in result.stderr
+    result = run_cli("train", *args, "--members", "2", "--out", str(folder / "ens"))
+    assert result.returncode == 2 and "already holds" in result.stderr
+    result = run_cli("train", str(folder / "tiny.py"), "--out", str(folder / "ens"), "--resume", "--members", "3")
+    assert result.returncode == 2 and "members cannot change" in result.stderr
+    half = tmp_path / "half"
+    shutil.copytree(folder / "ens", half)
+    os.remove(half / "member_2" / "model.weights.h5")
+    result = run_cli("generate", "春夏", "--model", str(half))
+    assert result.returncode == 2
+    assert last_line(result.stderr) == (f"error: the ensemble in {half} is not trained yet (member_2 without "
+                                        f"model.weights.h5); `train --resume --out {half}` trains it")
+
+
+def test_sigterm_stops_every_member_at_a_checkpoint_and_resume_finishes(tmp_path):
+    train_path = write_jsonl(tmp_path / "train.jsonl", make_corpus(200, seed=3))
+    out = tmp_path / "ens"
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "train", "--train", train_path,
+                                "--no-dev", "--out", str(out), "--epochs", "1", "--batch-size", "2",
+                                "--checkpoint-steps", "1000", "--members", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    steps = [out / f"member_{i}" / "steps.csv" for i in (1, 2)]
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if all(s.exists() and len(s.read_text().splitlines()) > 4 for s in steps):
+            process.send_signal(signal.SIGTERM)  # to the ensemble's process alone: it stops the members
+            break
+        time.sleep(0.05)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert last_line(stderr).startswith("interrupted: each member's checkpoint is saved")
+    states = [read_state(str(out / f"member_{i}" / "checkpoint.npz")) for i in (1, 2)]
+    assert all(3 <= s["step"] < 100 and s["epoch"] == 1 for s in states)
+    assert [len(s.read_text().splitlines()) - 1 for s in steps] == [s["step"] for s in states]
+
+    result = run_cli("train", "--out", str(out), "--resume")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for i, s in zip((1, 2), states):
+        assert f"[member_{i}] resuming {out / f'member_{i}'} at epoch 1, step {s['step']} of 100" in result.stdout
+    assert all([int(r.split(",")[1]) for r in s.read_text().splitlines()[1:]] == list(range(1, 101)) for s in steps)

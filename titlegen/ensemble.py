@@ -1,0 +1,72 @@
+"""Several trained models decoded as one: the ensemble's next-id probabilities are the mean of its
+members' (beyond the blog; `MEMBERS` in config.py, trained side by side by `members.py`).
+
+The mean is written once, in `mean_probs`. The naive decoder calls an `Ensemble` as it calls a
+model (the mean of the members' whole-model outputs), and the incremental decoder advances
+`EnsembleParts`, which offers `ModelParts`' decoding interface (memory, start_state, step) over
+the members' memories and states, one of each per member. The beam search, the decoders and
+`export` are the single model's: only where the probabilities come from changes.
+"""
+from .errors import TitleError
+from .model import ModelParts
+
+
+def mean_probs(probs):
+    """The members' next-id probabilities (each (rows, V')) averaged: the ensemble's."""
+    total = probs[0]
+    for p in probs[1:]:
+        total = total + p
+    return total / len(probs)
+
+
+class Ensemble:
+    """Trained models with one vocabulary, called as one model: the mean of their outputs."""
+
+    def __init__(self, models):
+        self.models = list(models)
+        if not self.models:
+            raise TitleError("an ensemble needs at least one model")
+
+    def __call__(self, inputs, training=False):
+        return mean_probs([model(inputs, training=training) for model in self.models])
+
+
+def models_of(model):
+    """The Keras models in a model or an ensemble (what `export` tracks)."""
+    return model.models if isinstance(model, Ensemble) else [model]
+
+
+def parts_of(model):
+    """The decoding interface of a model (`ModelParts`) or of an ensemble (`EnsembleParts`)."""
+    return EnsembleParts([ModelParts.of(m) for m in model.models]) if isinstance(model, Ensemble) \
+        else ModelParts.of(model)
+
+
+class EnsembleParts:
+    """`ModelParts`' decoding interface for an ensemble: memory and state are lists, one entry per
+    member; a step advances every member and averages their probabilities."""
+
+    def __init__(self, members):
+        first = members[0]
+        kinds = {(p.version, p.copy, p.vocab_size) for p in members}
+        if len(kinds) > 1:
+            raise TitleError(f"the members of an ensemble must share the model version, copying and vocabulary; "
+                             f"got {sorted(kinds)}")
+        self.members = members
+        self.version, self.copy, self.vocab_size = first.version, first.copy, first.vocab_size
+
+    def memory(self, x, extended=None):
+        return [p.memory(x, extended) for p in self.members]
+
+    def with_extended(self, memory, extended):
+        return [p.with_extended(m, extended) for p, m in zip(self.members, memory)]
+
+    def batch(self, memory):
+        return self.members[0].batch(memory[0])
+
+    def start_state(self, memory, rows):
+        return [p.start_state(m, rows) for p, m in zip(self.members, memory)]
+
+    def step(self, last, state, memory):
+        stepped = [p.step(last, s, m) for p, s, m in zip(self.members, state, memory)]
+        return mean_probs([probs for probs, _ in stepped]), [new for _, new in stepped]

@@ -1,0 +1,196 @@
+"""Training an ensemble (MEMBERS > 1, beyond the blog): its members are ordinary runs, each with its
+own seed (SEED, SEED + 1, ...) and folder (OUT/member_1, ...), trained side by side in processes
+of their own, each pinned to its share of the CPU cores: one core each when there are as many
+cores as members, the members beyond that waiting for a share to come free. A member trains as
+`train --seed S --out OUT/member_i` would on those cores. Its output goes to its folder's
+train.log, and its lines are shown here, prefixed with its name, as they come.
+
+Ctrl-C (or SIGTERM) stops every member at its next batch with its checkpoint saved; `train
+--resume --out OUT` continues the members not finished and leaves the finished ones as they are.
+This module imports no TensorFlow: only the members' processes do.
+"""
+import multiprocessing
+import os
+import re
+import signal
+import sys
+from multiprocessing.connection import wait
+
+from .errors import TitleError
+from .runfolder import CHECKPOINT_FILE, LOG_FILE, RunFolder
+
+POLL_SECONDS = 2  # how often the members' new output lines are shown
+TENSORFLOW_LOG = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl")  # kept in the log only
+
+
+def member_settings(settings, folder):
+    """Each member's settings: the ensemble's, with its own seed and folder, as one model."""
+    return [settings.replace(members=1, seed=settings.train.seed + i, output_dir=member.path)
+            for i, member in enumerate(folder.members(settings.train.members))]
+
+
+def core_groups(n, cores):
+    """The cores split, in order, into min(n, len(cores)) groups of near-equal size."""
+    n = min(n, len(cores))
+    return [cores[len(cores) * i // n:len(cores) * (i + 1) // n] for i in range(n)]
+
+
+def machine_cores():
+    """The CPU cores this process may run on."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+def check(settings):
+    members, strategy = settings.train.members, settings.train.strategy
+    if members < 1:
+        raise TitleError(f"MEMBERS must be at least 1, got {members}")
+    if strategy == "multiworker":
+        raise TitleError("MEMBERS > 1 trains its members side by side on this machine; it does not combine with "
+                         "STRATEGY = 'multiworker' (train the members one by one with --seed instead)")
+
+
+def plan(settings, folder, resume, changes):
+    """(member name, settings, mode) for each member to train: mode "start" or "resume"; resuming,
+    finished members are left out (unless --epochs asks for more)."""
+    jobs = []
+    for member, own in zip(folder.members(settings.train.members), member_settings(settings, folder)):
+        name = os.path.basename(member.path)
+        if not resume or not os.path.exists(member.file(CHECKPOINT_FILE)):  # a member never started starts
+            jobs.append((name, own, "start"))
+        elif not member.read_state()["done"] or changes.get("epochs"):
+            jobs.append((name, own, "resume"))
+    return jobs
+
+
+def train_members(settings, out_dir, overwrite=False, resume=False, changes=None, log=print):
+    """Train the ensemble `settings` describe into out_dir (resume: continue it, with `changes` as
+    `train --resume` takes them). Returns the folder's config.json record."""
+    check(settings)
+    folder, changes = RunFolder(out_dir), changes or {}
+    if not resume and not overwrite and folder.holds_run():
+        raise TitleError(f"{out_dir} already holds a trained model or a run; pass --resume to continue it, "
+                         "--overwrite to replace it, or --out DIR to train into another folder")
+    jobs = plan(settings, folder, resume, changes)
+    if not resume:
+        folder.start()
+        folder.write_ensemble(settings)
+    failed = run_side_by_side(jobs, overwrite, changes, log)
+    if failed:
+        raise TitleError("; ".join(f"{name} stopped: {why}" for name, why in failed)
+                         + f"; the others' checkpoints are in {out_dir}, `train --resume --out {out_dir}` continues")
+    members = folder.members(settings.train.members)
+    member, _ = members[0].read_record()
+    folder.write_ensemble(settings.replace(vocab_size=member.model.vocab_size), members[0].load_vocab())
+    for m in members:
+        best = m.read_record()[1]["best"]
+        log(f"{os.path.basename(m.path)}: best epoch {best['epoch']} ({best['monitor']} {best['value']:.4f})")
+    return folder.read_record()[1]
+
+
+def run_side_by_side(jobs, overwrite, changes, log):
+    """Run the members' processes, as many at a time as there are core groups; show their output.
+    Returns [(member, why)] for those that failed."""
+    context, cores = multiprocessing.get_context("spawn"), machine_cores()
+    free, pending, running, failed = core_groups(len(jobs), cores), list(jobs), {}, []
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        while pending or running:
+            while pending and free and not failed:
+                name, settings, mode = pending.pop(0)
+                group = free.pop(0)
+                path = settings.train.output_dir
+                process = context.Process(target=train_member, name=name,
+                                          args=(settings, path, mode, overwrite, changes, group))
+                tail = Tail(os.path.join(path, LOG_FILE))
+                process.start()
+                running[process.sentinel] = (process, name, group, tail)
+                log(f"{name}: seed {settings.train.seed}, {'resumed' if mode == 'resume' else 'started'} on CPU "
+                    f"core{'s' if len(group) > 1 else ''} {', '.join(map(str, group))}; its output is in {tail.path}")
+            if not running:
+                break
+            done = wait(list(running), timeout=POLL_SECONDS)
+            for process, name, group, tail in running.values():
+                for line in tail.lines():
+                    log(f"[{name}] {line}")
+            for sentinel in done:
+                process, name, group, tail = running.pop(sentinel)
+                process.join()
+                free.append(group)
+                for line in tail.lines(final=True):
+                    log(f"[{name}] {line}")
+                if process.exitcode:
+                    failed.append((name, tail.last_error or f"exit status {process.exitcode}"))
+    except KeyboardInterrupt:
+        stop(running)
+        raise KeyboardInterrupt("interrupted: each member's checkpoint is saved in its folder; `train --resume "
+                                "--out OUT` continues the ensemble") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return failed
+
+
+def stop(running):
+    """Ask every running member to stop at its next batch (its checkpoint saved), and wait for it."""
+    for process, *_ in running.values():
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)  # SIGTERM, never a second SIGINT: that stops at once
+    for process, *_ in running.values():
+        process.join()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def train_member(settings, path, mode, overwrite, changes, cores):
+    """A member's process: pinned to its cores, output to its train.log, then an ordinary `train`."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)  # before TensorFlow starts: its thread pools fit the cores
+    os.makedirs(path, exist_ok=True)
+    out = os.open(os.path.join(path, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    sys.stdout.reconfigure(line_buffering=True)
+    os.environ["TQDM_DISABLE"] = "1"  # no progress bars in the log; the epochs' lines remain
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # members sharing a GPU each take what they use
+    from .train import resume_settings, train
+
+    if not hasattr(os, "sched_setaffinity"):
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(len(cores))
+        tf.config.threading.set_inter_op_parallelism_threads(len(cores))
+    try:
+        if mode == "resume":
+            train(resume_settings(path, **changes), path, resume=True)
+        else:
+            train(settings, path, overwrite=overwrite)
+    except TitleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt as e:
+        print(str(e) or "interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+class Tail:
+    """The complete lines added to a file since this was made."""
+
+    def __init__(self, path):
+        self.path, self.partial, self.last_error = path, b"", None
+        self.offset = os.path.getsize(path) if os.path.exists(path) else 0
+
+    def lines(self, final=False):
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        *complete, self.partial = (self.partial + data).split(b"\n")
+        if final and self.partial:
+            complete, self.partial = complete + [self.partial], b""
+        lines = [raw.decode("utf-8", "replace").rstrip("\r") for raw in complete]
+        self.last_error = next((l[len("error: "):] for l in reversed(lines) if l.startswith("error: ")),
+                               self.last_error)
+        return [line for line in lines if line.strip() and not TENSORFLOW_LOG.match(line)]
