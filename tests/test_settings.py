@@ -58,6 +58,11 @@ def test_shipped_override_files(tmp_path):
     assert xl.model == dataclasses.replace(recipe.model, char_size=384) and xl.train == dataclasses.replace(
         recipe.train, output_dir=xl.train.output_dir)
     assert xl.data == dataclasses.replace(csl.data, min_count=2)
+    pair = load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in ("csl.py", "recipe.py", "large.py",
+                                                                          "ensemble.py")])
+    assert pair.train == dataclasses.replace(large.train, members=3, batch_size=32, patience=5,
+                                             output_dir=os.path.join(ROOT, "runs/csl_recipe_large_ensemble"))
+    assert pair.model == large.model and pair.data == large.data and pair.decode == large.decode
 
 
 @pytest.mark.parametrize("text, message, through_cli", [
