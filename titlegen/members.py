@@ -67,9 +67,7 @@ def train_members(settings, out_dir, overwrite=False, resume=False, changes=None
     `train --resume` takes them). Returns the folder's config.json record."""
     check(settings)
     folder, changes = RunFolder(out_dir), changes or {}
-    if not resume and not overwrite and folder.holds_run():
-        raise TitleError(f"{out_dir} already holds a trained model or a run; pass --resume to continue it, "
-                         "--overwrite to replace it, or --out DIR to train into another folder")
+    folder.check_free(overwrite, resume)
     jobs = plan(settings, folder, resume, changes)
     if not resume:
         folder.start()
@@ -79,10 +77,10 @@ def train_members(settings, out_dir, overwrite=False, resume=False, changes=None
         raise TitleError("; ".join(f"{name} stopped: {why}" for name, why in failed)
                          + f"; the others' checkpoints are in {out_dir}, `train --resume --out {out_dir}` continues")
     members = folder.members(settings.train.members)
-    member, _ = members[0].read_record()
-    folder.write_ensemble(settings.replace(vocab_size=member.model.vocab_size), members[0].load_vocab())
-    for m in members:
-        best = m.read_record()[1]["best"]
+    records = [m.read_record() for m in members]  # (settings, record) of each
+    folder.write_ensemble(settings.replace(vocab_size=records[0][0].model.vocab_size), members[0].load_vocab())
+    for m, (_, record) in zip(members, records):
+        best = record["best"]
         log(f"{os.path.basename(m.path)}: best epoch {best['epoch']} ({best['monitor']} {best['value']:.4f})")
     return folder.read_record()[1]
 

@@ -61,6 +61,12 @@ class RunFolder:
         """Whether a model or a run to resume is already here (an ensemble's included)."""
         return any(os.path.exists(self.file(n)) for n in (WEIGHTS_FILE, CHECKPOINT_FILE)) or self.holds_ensemble()
 
+    def check_free(self, overwrite, resume):
+        """A fresh run (neither overwrite nor resume) may not replace the model or run already here."""
+        if not resume and not overwrite and self.write and self.holds_run():
+            raise TitleError(f"{self.path} already holds a trained model or a run; pass --resume to continue it, "
+                             "--overwrite to replace it, or --out DIR to train into another folder")
+
     def holds_ensemble(self):
         """Whether config.json here is an ensemble's."""
         if not os.path.exists(self.file(CONFIG_FILE)):

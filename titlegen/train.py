@@ -248,9 +248,7 @@ def check_request(settings, folder, overwrite, resume):
     if monitor == "val_rouge_l" and not train.val_rouge_samples:
         raise TitleError("MONITOR is 'val_rouge_l' but VAL_ROUGE_SAMPLES is 0; title some dev articles or "
                          "monitor 'val_loss'")
-    if not resume and not overwrite and folder.write and folder.holds_run():
-        raise TitleError(f"{folder.path} already holds a trained model or a run; pass --resume to continue it, "
-                         "--overwrite to replace it, or --out DIR to train into another folder")
+    folder.check_free(overwrite, resume)
     if train.tensorboard and importlib.util.find_spec("tensorboard") is None:  # tf.summary writes through it
         raise TitleError("TENSORBOARD = True needs the tensorboard package: pip install tensorboard")
     state = folder.read_state() if resume else None
