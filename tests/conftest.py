@@ -14,15 +14,19 @@ import titlegen  # noqa: E402,F401  (before any test imports TensorFlow: the pac
 ALPHABET = "春夏秋冬山水日月风雨花草"  # a dozen characters
 
 
+APART = ("multiprocess", "slow")  # markers a plain run leaves out (pytest.ini says what each holds)
+
+
 def pytest_collection_modifyitems(config, items):
-    """A plain run leaves the multiprocess tests out (they would take the suite past ten minutes on
-    2 cores); `-m multiprocess`, or any -k expression that selects them, runs them."""
+    """A plain run leaves the multiprocess and slow tests out (with them the suite takes over ten
+    minutes on 2 cores); `-m multiprocess`, `-m slow`, `-m "slow or not slow"`, or any -k
+    expression runs what it selects."""
     if config.getoption("markexpr") or config.getoption("keyword"):
         return
-    apart = [item for item in items if item.get_closest_marker("multiprocess")]
-    if apart:
-        config.hook.pytest_deselected(items=apart)
-        items[:] = [item for item in items if not item.get_closest_marker("multiprocess")]
+    kept = [item for item in items if not any(item.get_closest_marker(m) for m in APART)]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
 
 
 def write_jsonl(path, rows):

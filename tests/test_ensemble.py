@@ -40,7 +40,8 @@ def trained(seed, version="2018", copy=False):
     return model, vocab
 
 
-@pytest.fixture(scope="module", params=[("2018", False), ("2018", True), ("2019", True)], ids=str)
+@pytest.fixture(scope="module", ids=str, params=[  # 2019 with copying runs every part; the others with -m slow
+    pytest.param(("2018", False), marks=pytest.mark.slow), pytest.param(("2018", True), marks=pytest.mark.slow), ("2019", True)])
 def pair(request):
     """Two models of one vocabulary from two seeds, and that vocabulary."""
     version, copy = request.param
@@ -126,11 +127,13 @@ def test_both_decoders_give_the_ensembles_titles(pair):
 
 
 def test_members_must_match():
-    (a, _), (b, _) = trained(1, "2018", False), trained(1, "2018", True)
+    a, b = (build_model(model_settings(20, char_size=16, hidden_size=32, copy=copy, maxlen=MAXLEN))
+            for copy in (False, True))
     with pytest.raises(TitleError, match="must share the model version, copying and vocabulary"):
         parts_of(Ensemble([a, b]))
 
 
+@pytest.mark.slow
 def test_exported_ensemble_writes_its_titles(tmp_path):
     from test_export import served
 
@@ -224,6 +227,7 @@ def test_ensemble_errors(ensemble_run, tmp_path):
                                         f"model.weights.h5); `train --resume --out {half}` trains it")
 
 
+@pytest.mark.multiprocess
 def test_sigterm_stops_every_member_at_a_checkpoint_and_resume_finishes(tmp_path):
     train_path = write_jsonl(tmp_path / "train.jsonl", make_corpus(200, seed=3))
     out = tmp_path / "ens"

@@ -29,7 +29,7 @@ def trained():
     return model, vocab, dev
 
 
-@pytest.mark.parametrize("topk", [1, 3, 5])
+@pytest.mark.parametrize("topk", [pytest.param(1, marks=pytest.mark.slow), 3, pytest.param(5, marks=pytest.mark.slow)])
 def test_incremental_gives_the_naive_titles(trained, topk):
     model, _, dev = trained
     incremental = IncrementalDecoder(model, topk, MAX_LEN)(dev)
@@ -162,6 +162,7 @@ def test_best_ids_take_the_log_of_k_ids_and_keep_the_blogs_order():
     np.testing.assert_array_equal(scores.numpy(), np.take_along_axis(log_p[:2], expected[:2], 1))
 
 
+@pytest.mark.slow
 def test_generate_reads_a_pipe_line_by_line_as_a_co_process(cli_model):
     """`generate -` on a pipe answers each line as it arrives: the test reads each title before it
     writes the next article, as a program keeping one `generate` open would."""

@@ -27,7 +27,7 @@ def test_label_smoothing_by_hand():
     assert smoothed == pytest.approx(0.9 * plain + 0.1 * uniform, rel=1e-6)
 
 
-@pytest.mark.parametrize("version", ["2018", "2019"])
+@pytest.mark.parametrize("version", ["2018", pytest.param("2019", marks=pytest.mark.slow)])
 def test_dropout_acts_only_while_training(version):
     keras.utils.set_random_seed(1)
     plain = build_model(model_settings(12, char_size=8, hidden_size=16, version=version))
@@ -145,6 +145,7 @@ def test_learning_rate_cut_counts_from_the_best_epoch_or_the_last_cut():
     assert rates == pytest.approx({2: 1e-3, 3: 5e-4, 4: 5e-4, 5: 2.5e-4, 6: 2.5e-4, 7: 2.5e-4, 8: 1.25e-4})
 
 
+@pytest.mark.slow
 def test_learning_rate_cuts_follow_the_dev_loss_and_resume_exactly(tmp_path, corpus):
     """A run whose dev loss stalls: each epoch's rate in metrics.csv is the last one's, halved
     exactly when the epoch before was LR_PATIENCE (1) epochs past the best or the last cut; and 3

@@ -108,7 +108,7 @@ OPTIONS = [(1, {}), (3, {}), (5, {}), (3, {"min_len": 4}), (3, {"no_repeat_ngram
            (1, {"max_len": 5, "length_penalty": 2.0})]
 
 
-@pytest.mark.parametrize("version", ["2018", "2019"])
+@pytest.mark.parametrize("version", [pytest.param("2018", marks=pytest.mark.slow), "2019"])  # 2018: -m slow
 @pytest.mark.parametrize("topk, options", OPTIONS)
 def test_incremental_gives_the_naive_titles_with_options(version, topk, options):
     keras.utils.set_random_seed(3)

@@ -101,6 +101,7 @@ def old_layout(record):
                                                                         "skipped")}}
 
 
+@pytest.mark.slow
 def test_a_run_folder_of_the_first_layout_still_loads_and_resumes(tmp_path, corpus):
     from titlegen.train import resume_settings, train
 

@@ -147,6 +147,7 @@ print(json.dumps({{"vocab": len(vocab), "batches": batches, "expected": count_ba
 """
 
 
+@pytest.mark.slow
 def test_streaming_200k_articles_holds_a_buffer_not_the_corpus(tmp_path):
     """Reading, counting the vocabulary and one shuffled, bucketed epoch of 200,000 articles: the
     peak memory grows by what the buffers hold, not by the corpus (bench/stream.py prints it)."""
