@@ -27,6 +27,7 @@ COPY = False  # pointer-generator head: titles may copy article characters, rare
 COVERAGE = 0.0  # > 0: attention reads its coverage, and a coverage loss of this weight is added (blog: none)
 DROPOUT = 0.0  # > 0: dropout of this rate on the embeddings, every LSTM's output and the head (training only; blog: none)
 TITLE_DROPOUT = 0.0  # > 0: while training, each title character the decoder reads becomes <unk> at this rate (blog: none)
+RECURRENT_DROPOUT = 0.0  # > 0: dropout of this rate on every LSTM's state as it enters each step (training only; blog: none)
 
 # train
 OUTPUT_DIR = "runs/lcsts"  # vocab.json, config.json and model.weights.h5 go here

@@ -236,6 +236,8 @@ def add_train_args(p):
     p.add_argument("--dropout", type=float, help="dropout rate while training (default: config.DROPOUT)")
     p.add_argument("--title-dropout", type=float, help="rate at which training reads a title character as <unk> "
                    "(default: config.TITLE_DROPOUT)")
+    p.add_argument("--recurrent-dropout", type=float, help="dropout rate on every LSTM's state at each step while "
+                   "training (default: config.RECURRENT_DROPOUT)")
     p.add_argument("--label-smoothing", type=float, help="label smoothing ε (default: config.LABEL_SMOOTHING)")
     p.add_argument("--ema", type=float, help="keep an average of the weights with this momentum (default: config.EMA)")
     p.add_argument("--seed", type=int, help="random seed (default: config.SEED)")

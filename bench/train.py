@@ -14,7 +14,7 @@ what each speed lever gives, where a step's time goes, and bucketing on the ship
 3. Levers, each run in a process of its own (oneDNN and threads are fixed when TensorFlow
    starts), as shipped first and last so the table shows its own noise: oneDNN off, each LSTM's
    input projections for the whole sequence in one product outside the recurrence, XLA on the
-   step, one inter-op thread.
+   step, one inter-op thread, recurrent dropout (a setting's cost, not a speed lever).
 4. Where a step's time goes: the data pipeline, the forward pass, forward + backward of the parts.
 5. The shipped LCSTS and CSL training sets as `train` reads them, plain and bucketed by length.
 
@@ -56,6 +56,8 @@ LEVERS = {  # name -> (environment, flags of the child run)
     "LSTM input projections outside the recurrence": ({}, ["--project-inputs"]),
     "XLA on the step (jit_compile)": ({}, ["--xla"]),
     "one inter-op thread": ({}, ["--inter-op", "1"]),
+    "recurrent dropout 0.25 (RECURRENT_DROPOUT; Keras's LSTM cell then multiplies gate by gate)":
+        ({}, ["--recurrent-dropout", "0.25"]),
 }
 
 
@@ -74,11 +76,11 @@ def seconds_per_call(fn, batches, warmup=2):
     return float(np.median(times))
 
 
-def fresh(vocab_size, mixed, xla=False):
+def fresh(vocab_size, mixed, xla=False, recurrent_dropout=0.0):
     keras.utils.set_random_seed(config.SEED)
     if mixed:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    model = build_model(SETTINGS.replace(vocab_size=vocab_size).model)
+    model = build_model(SETTINGS.replace(vocab_size=vocab_size, recurrent_dropout=recurrent_dropout).model)
     keras.mixed_precision.set_global_policy("float32")
     optimizer = make_optimizer(config.LEARNING_RATE, mixed)
     optimizer.build(model.trainable_variables)
@@ -157,7 +159,7 @@ def lever_child(args):
     if args.xla:  # XLA compiles per shape: one title length for every batch
         ty = max(b[1].shape[1] for b in batches)
         batches = [(x, np.pad(y, [(0, 0), (0, ty - y.shape[1])])) for x, y in batches]
-    _, train_step = fresh(len(vocab), False, xla=args.xla)
+    _, train_step = fresh(len(vocab), False, xla=args.xla, recurrent_dropout=args.recurrent_dropout)
     print(json.dumps({"articles_per_s": config.BATCH_SIZE / seconds_per_call(train_step, batches)}))
 
 
@@ -208,6 +210,7 @@ def main():
     parser.add_argument("--project-inputs", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--xla", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--inter-op", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--recurrent-dropout", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     tf.get_logger().setLevel("ERROR")  # each fresh model traces its own step: no retracing warnings
     if args.lever_child:

@@ -86,6 +86,40 @@ def test_title_dropout_is_the_model_reading_unk_while_training():
                            np.asarray(plain([x, y, extended])))
 
 
+@pytest.mark.parametrize("version", ["2018", "2019"])
+def test_recurrent_dropout_drops_only_the_lstm_states_while_training(version):
+    """The same seed draws the same weights with recurrent dropout or without it, and outside
+    training the two models agree (to float rounding: with recurrent dropout Keras's LSTM cell
+    multiplies gate by gate, its implementation 1). While training they part, and only through
+    the LSTMs' states: with every recurrent kernel zeroed (the state then adds nothing to a step),
+    the training model is the plain model again."""
+    shape = {"char_size": 8, "hidden_size": 16, "version": version}
+    keras.utils.set_random_seed(4)
+    plain = build_model(model_settings(12, **shape))
+    keras.utils.set_random_seed(4)
+    dropped = build_model(model_settings(12, recurrent_dropout=0.5, **shape))
+    for a, b in zip(plain.get_weights(), dropped.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x, y = pad([[4, 5, 6, 7, 8, 9, 10, 11], [8, 9, 4]]), np.array([[START, 4, 5, 6], [START, 6, 7, END]])
+    np.testing.assert_allclose(np.asarray(dropped([x, y])), np.asarray(plain([x, y])), rtol=1e-6, atol=1e-7)
+    parted = np.abs(np.asarray(dropped([x, y], training=True)) - np.asarray(plain([x, y]))).max()
+    assert parted > 2e-6  # an untrained model's probabilities are near uniform, so they part by little
+    cells = [cell for model in (plain, dropped) for layer in model.layers for cell in lstm_cells(layer)]
+    assert len(cells) == 2 * 6  # per model: two BiLSTMs (two cells each) and two decoder LSTMs
+    assert {cell.recurrent_dropout for cell in cells} == {0.0, 0.5}
+    for cell in cells:
+        cell.recurrent_kernel.assign(np.zeros(cell.recurrent_kernel.shape, "float32"))
+    np.testing.assert_allclose(np.asarray(dropped([x, y], training=True)), np.asarray(plain([x, y])),
+                               rtol=1e-6, atol=1e-7)
+
+
+def lstm_cells(layer):
+    """The LSTM cells of a layer: a Bidirectional's two, an LSTM's one, else none."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        return [layer.forward_layer.cell, layer.backward_layer.cell]
+    return [layer.cell] if isinstance(layer, keras.layers.LSTM) else []
+
+
 def test_averaged_weights_by_hand():
     keras.utils.set_random_seed(2)
     model = build_model(model_settings(12, char_size=8, hidden_size=16))

@@ -123,22 +123,23 @@ def test_a_run_folder_of_the_first_layout_still_loads_and_resumes(tmp_path, corp
 
 
 def test_a_run_folder_written_before_later_settings_still_loads_and_resumes(tmp_path, corpus):
-    """A grouped config.json (format 2) from before LR_PATIENCE, LR_FACTOR and TITLE_DROPOUT
-    existed loads with them as those runs ran (LEGACY: off), and resuming writes them down."""
+    """A grouped config.json (format 2) from before LR_PATIENCE, LR_FACTOR, TITLE_DROPOUT and
+    RECURRENT_DROPOUT existed loads with them as those runs ran (LEGACY: off), and resuming writes them down."""
     from titlegen.train import resume_settings, train
 
     out = str(tmp_path / "older")
     _, _, record = train(tiny_settings(*corpus, epochs=1), out, log=lambda _: None)
-    later = {"lr_patience": "train", "lr_factor": "train", "title_dropout": "model"}
+    later = {"lr_patience": "train", "lr_factor": "train", "title_dropout": "model", "recurrent_dropout": "model"}
     for key, group in later.items():
         del record["settings"][group][key]
     with open(os.path.join(out, CONFIG_FILE), "w", encoding="utf-8") as f:
         json.dump(record, f)
     settings = load_trained(out)[2]
-    assert (settings.train.lr_patience, settings.train.lr_factor, settings.model.title_dropout) == (None, 0.5, 0.0)
-    assert [LEGACY[key] for key in later] == [None, 0.5, 0.0]
+    assert (settings.train.lr_patience, settings.train.lr_factor, settings.model.title_dropout,
+            settings.model.recurrent_dropout) == (None, 0.5, 0.0, 0.0)
+    assert [LEGACY[key] for key in later] == [None, 0.5, 0.0, 0.0]
     _, _, resumed = train(resume_settings(out, epochs=2), out, resume=True, log=lambda _: None)
-    assert resumed["settings"]["model"]["title_dropout"] == 0.0 and resumed["settings"]["train"]["lr_factor"] == 0.5
+    assert resumed["settings"]["model"]["title_dropout"] == resumed["settings"]["model"]["recurrent_dropout"] == 0.0 and resumed["settings"]["train"]["lr_factor"] == 0.5
 
 
 def test_a_run_folder_missing_a_setting_says_what_to_do(tmp_path, corpus):

@@ -38,6 +38,9 @@ def build_model(settings):
     output of every LSTM, and the head's input and hidden layer; only while training.
     title_dropout > 0: beyond the blog, while training each title character the decoder reads is
     replaced by UNK with that probability (the targets stay whole).
+    recurrent_dropout > 0: beyond the blog, every LSTM's state h is dropped at that rate as it enters
+    each step (Keras's recurrent_dropout: a mask per gate, the same at every step); only while
+    training. Keras's cell then multiplies gate by gate, so outputs part at float rounding.
     """
     s = settings
     if s.version not in VERSIONS:
@@ -46,7 +49,7 @@ def build_model(settings):
         raise ValueError("the model's vocab_size is unset; it comes from the vocabulary")
     version, copy = s.version, s.copy
     parts = ModelParts.new(s.vocab_size, s.char_size, s.hidden_size, s.mask_encoder, version, copy, s.maxlen,
-                           s.coverage, s.dropout, s.title_dropout)
+                           s.coverage, s.dropout, s.title_dropout, s.recurrent_dropout)
     x_in = keras.Input(shape=(None,), dtype="int32", name="article")
     y_in = keras.Input(shape=(None,), dtype="int32", name="title_in")
     inputs = [x_in, y_in]
@@ -80,7 +83,7 @@ class ModelParts:
 
     @classmethod
     def new(cls, vocab_size, char_size, hidden_size, mask_encoder, version, copy, copy_extra, coverage, dropout=0.0,
-            title_dropout=0.0):
+            title_dropout=0.0, recurrent_dropout=0.0):
         """Fresh layers for build_model, created in the order the blog's code creates them: their
         random initial weights are drawn in that order. The layers that draw theirs when built
         (Interact's kernel, the self-modulated norms' second Dense) are built at once, as the blog's
@@ -90,10 +93,11 @@ class ModelParts:
             return layer
 
         def encoder(i):  # a bidirectional LSTM
-            return layers.Bidirectional(layers.LSTM(char_size // 2, return_sequences=True), name=f"encoder_{i}")
+            return layers.Bidirectional(layers.LSTM(char_size // 2, return_sequences=True, recurrent_dropout=recurrent_dropout), name=f"encoder_{i}")
 
         def decoder(i):
-            return layers.LSTM(char_size, return_sequences=True, name=f"decoder_{i}")
+            return layers.LSTM(char_size, return_sequences=True, recurrent_dropout=recurrent_dropout,
+                               name=f"decoder_{i}")
 
         def norm(i):
             return built(SelfModulatedLayerNorm(char_size // 4, LAYER_NORM_EPSILON, name=f"decoder_norm_{i}"),

@@ -44,7 +44,8 @@ LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "conte
           "tokenizer": "char", "shuffle_buffer": 10000, "bucket": False, "bucket_window": 100, "checkpoint_steps": 0,
           "strategy": "auto", "mixed_precision": False, "tensorboard": False, "version": "2018", "copy": False,
           "coverage": 0.0, "length_penalty": 0.0, "dropout": 0.0, "label_smoothing": 0.0, "ema": 0.0,
-          "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0, "members": 1}
+          "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0, "members": 1,
+          "recurrent_dropout": 0.0}
 
 
 class RunFolder:

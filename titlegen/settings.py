@@ -68,6 +68,7 @@ class Model:
     coverage: float
     dropout: float
     title_dropout: float
+    recurrent_dropout: float
     maxlen: int
     vocab_size: int | None = field(metadata={"config": None})
 
