@@ -93,7 +93,8 @@ class ModelParts:
             return layer
 
         def encoder(i):  # a bidirectional LSTM
-            return layers.Bidirectional(layers.LSTM(char_size // 2, return_sequences=True, recurrent_dropout=recurrent_dropout), name=f"encoder_{i}")
+            lstm = layers.LSTM(char_size // 2, return_sequences=True, recurrent_dropout=recurrent_dropout)
+            return layers.Bidirectional(lstm, name=f"encoder_{i}")
 
         def decoder(i):
             return layers.LSTM(char_size, return_sequences=True, recurrent_dropout=recurrent_dropout,
