@@ -29,6 +29,15 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
+def slow_but(kept, *values):
+    """Parameters where `kept` runs in a plain run and the other values only with -m slow: for
+    variants of a test whose kept value runs every part (a tuple fills several argnames)."""
+    def param(value, **marks):
+        return pytest.param(*value if isinstance(value, tuple) else (value,), **marks)
+
+    return [param(v) if v == kept else param(v, marks=pytest.mark.slow) for v in values]
+
+
 def write_jsonl(path, rows):
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import model_settings, tiny_settings, write_jsonl
+from conftest import model_settings, slow_but, tiny_settings, write_jsonl
 from titlegen.data import END, START, UNK, Vocab
 from titlegen.decode import Titler
 from titlegen.layers import PointerGenerator, TitleIds
@@ -49,7 +49,7 @@ def oov_corpus(tmp_path):
     return write_jsonl(tmp_path / "train.jsonl", rows[:64]), write_jsonl(tmp_path / "dev.jsonl", rows[64:])
 
 
-@pytest.mark.parametrize("version", ["2018", pytest.param("2019", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("version", slow_but("2018", "2018", "2019"))
 def test_copy_model_learns_to_copy_an_out_of_vocabulary_character(tmp_path, version):
     train_path, dev_path = oov_corpus(tmp_path)
     settings = tiny_settings(train_path, dev_path, min_count=2, char_size=16, hidden_size=32, copy=True,
@@ -95,9 +95,8 @@ def test_covered_attention_by_hand():
     assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("version, copy", [  # 2019 with copying runs every part; the others with -m slow
-    pytest.param("2018", False, marks=pytest.mark.slow), pytest.param("2018", True, marks=pytest.mark.slow),
-    pytest.param("2019", False, marks=pytest.mark.slow), ("2019", True)])
+@pytest.mark.parametrize("version, copy", slow_but(("2019", True), ("2018", False), ("2018", True), ("2019", False),
+                                                   ("2019", True)))
 def test_coverage_decoders_agree_and_reload(tmp_path, version, copy):
     keras.utils.set_random_seed(5)
     model = build_model(model_settings(40, char_size=16, hidden_size=32, version=version, copy=copy, coverage=1.0))

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, TINY_CONFIG, compile_model, last_line, make_corpus, model_settings, run_cli, write_jsonl
+from conftest import (ROOT, TINY_CONFIG, compile_model, last_line, make_corpus, model_settings, run_cli, slow_but,
+                      write_jsonl)
 from titlegen.data import END, START, TitleError, Vocab, encode_example, pad, padded
 from titlegen.decode import IncrementalDecoder, NaiveDecoder, Titler
 from titlegen.ensemble import Ensemble, EnsembleParts, mean_probs, parts_of
@@ -40,8 +41,8 @@ def trained(seed, version="2018", copy=False):
     return model, vocab
 
 
-@pytest.fixture(scope="module", ids=str, params=[  # 2019 with copying runs every part; the others with -m slow
-    pytest.param(("2018", False), marks=pytest.mark.slow), pytest.param(("2018", True), marks=pytest.mark.slow), ("2019", True)])
+@pytest.fixture(scope="module", ids=str, params=slow_but((("2019", True),), (("2018", False),), (("2018", True),),
+                                                         (("2019", True),)))
 def pair(request):
     """Two models of one vocabulary from two seeds, and that vocabulary."""
     version, copy = request.param

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ALPHABET, compile_model, make_corpus, model_settings, run_cli
+from conftest import ALPHABET, compile_model, make_corpus, model_settings, run_cli, slow_but
 from titlegen.data import TitleError, Vocab, encode_example, padded
 from titlegen.decode import IncrementalDecoder, Titler
 from titlegen.text import check_article
@@ -67,9 +67,8 @@ def served(path, articles, tmp_path):
     return json.loads(result.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("version, copy", [  # 2019 with copying runs every part; the others with -m slow
-    pytest.param("2018", False, marks=pytest.mark.slow), pytest.param("2019", False, marks=pytest.mark.slow),
-    pytest.param("2018", True, marks=pytest.mark.slow), ("2019", True)])
+@pytest.mark.parametrize("version, copy", slow_but(("2019", True), ("2018", False), ("2019", False), ("2018", True),
+                                                   ("2019", True)))
 def test_exported_model_gives_generates_titles_without_the_project(tmp_path, version, copy):
     model, vocab = trained(version, copy)
     options = {"min_len": 1, "no_repeat_ngram": 2} if version == "2019" else {}

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, compile_model, last_line, model_settings, run_cli, stub_search
+from conftest import ROOT, compile_model, last_line, model_settings, run_cli, slow_but, stub_search
 from titlegen.data import START, Vocab, chunked, encode_example, padded
 from titlegen.sources import read_jsonl
 from titlegen.decode import IncrementalDecoder, NaiveDecoder, Titler
@@ -29,7 +29,7 @@ def trained():
     return model, vocab, dev
 
 
-@pytest.mark.parametrize("topk", [pytest.param(1, marks=pytest.mark.slow), 3, pytest.param(5, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("topk", slow_but(3, 1, 3, 5))
 def test_incremental_gives_the_naive_titles(trained, topk):
     model, _, dev = trained
     incremental = IncrementalDecoder(model, topk, MAX_LEN)(dev)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import model_settings, tiny_settings
+from conftest import model_settings, slow_but, tiny_settings
 from titlegen.data import END, PAD, START, UNK, pad
 from titlegen.decode import Titler
 from titlegen.model import build_model, summed_title_loss
@@ -27,7 +27,7 @@ def test_label_smoothing_by_hand():
     assert smoothed == pytest.approx(0.9 * plain + 0.1 * uniform, rel=1e-6)
 
 
-@pytest.mark.parametrize("version", ["2018", pytest.param("2019", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("version", slow_but("2018", "2018", "2019"))
 def test_dropout_acts_only_while_training(version):
     keras.utils.set_random_seed(1)
     plain = build_model(model_settings(12, char_size=8, hidden_size=16, version=version))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import model_settings, stub_search
+from conftest import model_settings, slow_but, stub_search
 from titlegen.data import END, START
 from titlegen.decode import IncrementalDecoder, NaiveDecoder
 from titlegen.search import repeated_ngrams
@@ -108,7 +108,7 @@ OPTIONS = [(1, {}), (3, {}), (5, {}), (3, {"min_len": 4}), (3, {"no_repeat_ngram
            (1, {"max_len": 5, "length_penalty": 2.0})]
 
 
-@pytest.mark.parametrize("version", [pytest.param("2018", marks=pytest.mark.slow), "2019"])  # 2018: -m slow
+@pytest.mark.parametrize("version", slow_but("2019", "2018", "2019"))
 @pytest.mark.parametrize("topk, options", OPTIONS)
 def test_incremental_gives_the_naive_titles_with_options(version, topk, options):
     keras.utils.set_random_seed(3)

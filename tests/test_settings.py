@@ -139,7 +139,8 @@ def test_a_run_folder_written_before_later_settings_still_loads_and_resumes(tmp_
             settings.model.recurrent_dropout) == (None, 0.5, 0.0, 0.0)
     assert [LEGACY[key] for key in later] == [None, 0.5, 0.0, 0.0]
     _, _, resumed = train(resume_settings(out, epochs=2), out, resume=True, log=lambda _: None)
-    assert resumed["settings"]["model"]["title_dropout"] == resumed["settings"]["model"]["recurrent_dropout"] == 0.0 and resumed["settings"]["train"]["lr_factor"] == 0.5
+    model = resumed["settings"]["model"]
+    assert model["title_dropout"] == model["recurrent_dropout"] == 0.0 and resumed["settings"]["train"]["lr_factor"] == 0.5
 
 
 def test_a_run_folder_missing_a_setting_says_what_to_do(tmp_path, corpus):
