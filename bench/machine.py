@@ -13,12 +13,14 @@ def cpu_model():
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             info = f.read()
         name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        family = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("cpu family")), "")
-        flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+        field = lambda key: next((line.split(":", 1)[1].strip() for line in info.splitlines()  # noqa: E731
+                                  if line.split(":", 1)[0].strip() == key), "")
+        family, model, flags = field("cpu family"), field("model"), field("flags").split()
     except (OSError, StopIteration):
         return platform.processor() or platform.machine()
     vectors = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{name} (family {family}, {vectors})" if family else f"{name} ({vectors})"
+    # a virtual machine may name only the vendor ("AMD EPYC"): family and model tell its CPUs apart
+    return f"{name} (family {family}, model {model}, {vectors})" if family else f"{name} ({vectors})"
 
 
 def describe():
