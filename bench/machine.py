@@ -12,11 +12,12 @@ def cpu_model():
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             info = f.read()
-        name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        field = lambda key: next((line.split(":", 1)[1].strip() for line in info.splitlines()  # noqa: E731
-                                  if line.split(":", 1)[0].strip() == key), "")
-        family, model, flags = field("cpu family"), field("model"), field("flags").split()
-    except (OSError, StopIteration):
+    except OSError:
+        return platform.processor() or platform.machine()
+    field = lambda key: next((line.split(":", 1)[1].strip() for line in info.splitlines()  # noqa: E731
+                              if line.split(":", 1)[0].strip() == key), "")
+    name, family, model, flags = field("model name"), field("cpu family"), field("model"), field("flags").split()
+    if not name:
         return platform.processor() or platform.machine()
     vectors = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     # a virtual machine may name only the vendor ("AMD EPYC"): family and model tell its CPUs apart
