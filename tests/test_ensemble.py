@@ -19,7 +19,7 @@ from titlegen.data import END, START, TitleError, Vocab, encode_example, pad, pa
 from titlegen.decode import IncrementalDecoder, NaiveDecoder, Titler
 from titlegen.ensemble import Ensemble, EnsembleParts, mean_probs, parts_of
 from titlegen.export import export
-from titlegen.members import core_groups, machine_cores
+from titlegen.members import machine_cores, shares
 from titlegen.model import build_model
 from titlegen.runfolder import load_trained, read_state
 from titlegen.search import beam_search
@@ -144,11 +144,11 @@ def test_exported_ensemble_writes_its_titles(tmp_path):
     assert served(path, ARTICLES, tmp_path)["title"] == titler(ARTICLES)
 
 
-def test_core_groups():
-    assert core_groups(2, [0, 1]) == [[0], [1]]
-    assert core_groups(3, [0, 1]) == [[0], [1]]  # a third member waits for a core
-    assert core_groups(2, [0, 1, 2, 3, 4]) == [[0, 1], [2, 3, 4]]
-    assert core_groups(4, [5]) == [[5]]
+def test_shares():
+    assert shares(2, [0, 1]) == [([0], None), ([1], None)]
+    assert shares(2, [0, 1, 2, 3, 4]) == [([0, 1], None), ([2, 3, 4], None)]
+    assert shares(3, [0, 1]) == [([0, 1], 1)] * 3  # more members than cores: one thread each, all at once
+    assert shares(2, [5]) == [([5], 1)] * 2
 
 
 @pytest.fixture(scope="module")
@@ -165,23 +165,53 @@ def ensemble_run(tmp_path_factory):
     return folder, args, result
 
 
+def train_alone(args, seed, cores, out):
+    """`train ARGS --seed SEED --out OUT` on those cores; returns OUT."""
+    alone = subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "train", *args, "--seed", str(seed),
+                            "--out", str(out)], capture_output=True, text=True, timeout=300,
+                           preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    assert alone.returncode == 0, alone.stderr
+    return out
+
+
+def assert_same_run(a, b):
+    """Two run folders with the same batch losses and the same weights, bit for bit."""
+    assert (a / "steps.csv").read_text() == (b / "steps.csv").read_text()
+    for got, want in zip(load_trained(str(a))[0].get_weights(), load_trained(str(b))[0].get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_each_member_trains_as_train_with_its_seed(ensemble_run):
     """member_i is `train --seed SEED + i - 1` on the same cores: the same losses and weights, bit for bit."""
     folder, args, result = ensemble_run
     assert "[member_2] epoch 2:" in result.stdout and "generate --model" in result.stdout
-    groups = core_groups(2, machine_cores())
-    group = groups[1 % len(groups)]  # with one core, member_2 ran on it after member_1
-    alone = subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "train", *args, "--seed", "8",
-                            "--out", str(folder / "alone")], capture_output=True, text=True, timeout=300,
-                           preexec_fn=lambda: os.sched_setaffinity(0, group))
-    assert alone.returncode == 0, alone.stderr
-    member = folder / "ens" / "member_2"
-    assert (member / "steps.csv").read_text() == (folder / "alone" / "steps.csv").read_text()
-    for got, want in zip(load_trained(str(member))[0].get_weights(), load_trained(str(folder / "alone"))[0].get_weights()):
-        np.testing.assert_array_equal(got, want)
+    cores, threads = shares(2, machine_cores())[1]
+    group = cores[:1] if threads else cores  # a member with one thread computes what one core does
+    assert_same_run(folder / "ens" / "member_2", train_alone(args, 8, group, folder / "alone"))
     seeds = [json.loads((folder / "ens" / f"member_{i}" / "config.json").read_text())["settings"]["train"]["seed"]
              for i in (1, 2)]
     assert seeds == [7, 8]
+
+
+def test_more_members_than_cores_start_at_once_with_one_thread_each(ensemble_run, tmp_path):
+    """Three members on two cores (or on one): all three train at once, and member_2, with one
+    thread on both cores, writes the losses and weights of member_2 on a core of its own."""
+    folder, args, _ = ensemble_run
+    cores = machine_cores()[:2]
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "train", *args, "--members", "3",
+                             "--out", str(tmp_path / "ens")], capture_output=True, text=True, timeout=300,
+                            preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    assert result.returncode == 0, result.stderr
+    where = f"CPU core{'s' if len(cores) > 1 else ''} {', '.join(map(str, cores))} with one thread"
+    assert [line for line in result.stdout.splitlines() if where in line] == [
+        f"member_{i}: seed {6 + i}, started on {where}; its output is in {tmp_path / 'ens' / f'member_{i}' / 'train.log'}"
+        for i in (1, 2, 3)]
+    starts = [line for line in result.stdout.splitlines() if line.startswith("member_") or "] epoch 1:" in line]
+    assert all(line.startswith("member_") for line in starts[:3])  # none waited for another's epochs
+    own, threads = shares(2, machine_cores())[1]
+    one_core = folder / "ens" / "member_2" if len(own) == 1 or threads == 1 else train_alone(
+        args, 8, cores[:1], tmp_path / "alone")  # the fixture's member_2 had a core of its own, or one thread
+    assert_same_run(tmp_path / "ens" / "member_2", one_core)
 
 
 def test_generate_and_evaluate_read_the_ensemble(ensemble_run):
@@ -238,10 +268,9 @@ def test_sigterm_stops_every_member_at_a_checkpoint_and_resume_finishes(tmp_path
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     steps = [out / f"member_{i}" / "steps.csv" for i in (1, 2)]
-    side_by_side = len(machine_cores()) > 1  # else member_2 waits for member_1's core
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
-        if all(s.exists() and len(s.read_text().splitlines()) > 4 for s in steps[:2 if side_by_side else 1]):
+        if all(s.exists() and len(s.read_text().splitlines()) > 4 for s in steps):
             process.send_signal(signal.SIGTERM)  # to the ensemble's process alone: it stops the members
             break
         time.sleep(0.05)
@@ -249,7 +278,7 @@ def test_sigterm_stops_every_member_at_a_checkpoint_and_resume_finishes(tmp_path
     assert process.returncode == 130, stderr[-2000:]
     assert last_line(stderr).startswith("interrupted: each member's checkpoint is saved")
     started = [i for i in (1, 2) if (out / f"member_{i}" / "checkpoint.npz").exists()]
-    assert started == ([1, 2] if side_by_side else [1])
+    assert started == [1, 2]  # side by side, on one core too
     states = {i: read_state(str(out / f"member_{i}" / "checkpoint.npz")) for i in started}
     assert all(3 <= s["step"] < 100 and s["epoch"] == 1 for s in states.values())  # stopped mid-epoch, saved
     assert [len(steps[i - 1].read_text().splitlines()) - 1 for i in started] == [s["step"] for s in states.values()]

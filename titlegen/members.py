@@ -1,9 +1,10 @@
 """Training an ensemble (MEMBERS > 1, beyond the blog): its members are ordinary runs, each with its
-own seed (SEED, SEED + 1, ...) and folder (OUT/member_1, ...), trained side by side in processes
-of their own, each pinned to its share of the CPU cores: one core each when there are as many
-cores as members, the members beyond that waiting for a share to come free. A member trains as
-`train --seed S --out OUT/member_i` would on those cores. Its output goes to its folder's
-train.log, and its lines are shown here, prefixed with its name, as they come.
+own seed (SEED, SEED + 1, ...) and folder (OUT/member_1, ...), all trained at once in processes
+of their own: with as many cores as members or more, each pinned to its share of the cores; with
+more members than cores, each with one TensorFlow thread on all of them, the system sharing the
+cores out (no member waits for another to finish). A member trains as `train --seed S --out
+OUT/member_i` would on one core or on its share. Its output goes to its folder's train.log, and its
+lines are shown here, prefixed with its name, as they come.
 
 Ctrl-C (or SIGTERM) stops every member at its next batch with its checkpoint saved; `train
 --resume --out OUT` continues the members not finished and leaves the finished ones as they are.
@@ -29,10 +30,15 @@ def member_settings(settings, folder):
             for i, member in enumerate(folder.members(settings.train.members))]
 
 
-def core_groups(n, cores):
-    """The cores split, in order, into min(n, len(cores)) groups of near-equal size."""
-    n = min(n, len(cores))
-    return [cores[len(cores) * i // n:len(cores) * (i + 1) // n] for i in range(n)]
+def shares(n, cores):
+    """Where each of n members runs: (its cores, its TensorFlow threads). Up to one member per
+    core: the cores split, in order, into n groups of near-equal size, the threads those of the
+    group (None: TensorFlow sizes its pools to the cores it may use). More members than cores:
+    every member on every core with one thread, which computes what one core alone would, bit for
+    bit, while the system shares the cores out."""
+    if n > len(cores):
+        return [(cores, 1)] * n
+    return [(cores[len(cores) * i // n:len(cores) * (i + 1) // n], None) for i in range(n)]
 
 
 def machine_cores():
@@ -86,34 +92,28 @@ def train_members(settings, out_dir, overwrite=False, resume=False, changes=None
 
 
 def run_side_by_side(jobs, overwrite, changes, log):
-    """Run the members' processes, as many at a time as there are core groups; show their output.
+    """Run the members' processes, all at once, each on its share of the cores; show their output.
     Returns [(member, why)] for those that failed."""
-    context, cores = multiprocessing.get_context("spawn"), machine_cores()
-    free, pending, running, failed = core_groups(len(jobs), cores), list(jobs), {}, []
+    context, running, failed = multiprocessing.get_context("spawn"), {}, []
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        while pending or running:
-            while pending and free and not failed:
-                name, settings, mode = pending.pop(0)
-                group = free.pop(0)
-                path = settings.train.output_dir
-                process = context.Process(target=train_member, name=name,
-                                          args=(settings, path, mode, overwrite, changes, group))
-                tail = Tail(os.path.join(path, LOG_FILE))
-                process.start()
-                running[process.sentinel] = (process, name, group, tail)
-                log(f"{name}: seed {settings.train.seed}, {'resumed' if mode == 'resume' else 'started'} on CPU "
-                    f"core{'s' if len(group) > 1 else ''} {', '.join(map(str, group))}; its output is in {tail.path}")
-            if not running:
-                break
+        for (name, settings, mode), (cores, threads) in zip(jobs, shares(len(jobs), machine_cores())):
+            path = settings.train.output_dir
+            process = context.Process(target=train_member, name=name,
+                                      args=(settings, path, mode, overwrite, changes, cores, threads))
+            tail = Tail(os.path.join(path, LOG_FILE))
+            process.start()
+            running[process.sentinel] = (process, name, tail)
+            log(f"{name}: seed {settings.train.seed}, {'resumed' if mode == 'resume' else 'started'} on "
+                f"{where(cores, threads)}; its output is in {tail.path}")
+        while running:
             done = wait(list(running), timeout=POLL_SECONDS)
-            for process, name, group, tail in running.values():
+            for process, name, tail in running.values():
                 for line in tail.lines():
                     log(f"[{name}] {line}")
             for sentinel in done:
-                process, name, group, tail = running.pop(sentinel)
+                process, name, tail = running.pop(sentinel)
                 process.join()
-                free.append(group)
                 for line in tail.lines(final=True):
                     log(f"[{name}] {line}")
                 if process.exitcode:
@@ -125,6 +125,12 @@ def run_side_by_side(jobs, overwrite, changes, log):
     finally:
         signal.signal(signal.SIGTERM, previous)
     return failed
+
+
+def where(cores, threads):
+    """'CPU core 1', 'CPU cores 0, 1', 'CPU cores 0, 1 with one thread'."""
+    return (f"CPU core{'s' if len(cores) > 1 else ''} {', '.join(map(str, cores))}"
+            + (f" with {'one thread' if threads == 1 else f'{threads} threads'}" if threads else ""))
 
 
 def stop(running):
@@ -140,10 +146,14 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def train_member(settings, path, mode, overwrite, changes, cores):
-    """A member's process: pinned to its cores, output to its train.log, then an ordinary `train`."""
+def train_member(settings, path, mode, overwrite, changes, cores, threads=None):
+    """A member's process: on its cores with its threads, output to its train.log, then an ordinary
+    `train`."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)  # before TensorFlow starts: its thread pools fit the cores
+    threads = threads or (None if hasattr(os, "sched_setaffinity") else len(cores))
+    if threads:  # read when TensorFlow starts
+        os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
     os.makedirs(path, exist_ok=True)
     out = os.open(os.path.join(path, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(out, 1)
@@ -153,11 +163,6 @@ def train_member(settings, path, mode, overwrite, changes, cores):
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # members sharing a GPU each take what they use
     from .train import resume_settings, train
 
-    if not hasattr(os, "sched_setaffinity"):
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(len(cores))
-        tf.config.threading.set_inter_op_parallelism_threads(len(cores))
     try:
         if mode == "resume":
             train(resume_settings(path, **changes), path, resume=True)
