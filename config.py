@@ -50,6 +50,8 @@ TENSORBOARD = False  # also write OUTPUT_DIR/tensorboard (metrics.csv and steps.
 MONITOR = "val_loss"  # keep the best weights by "val_loss", "val_rouge_l" (dev) or "loss" (training; blog)
 VAL_ROUGE_SAMPLES = 200  # dev articles titled each epoch for val_rouge_l; 0 for none (blog: none)
 PATIENCE = None  # stop after this many epochs without a better MONITOR; None never stops early (blog)
+TIME_LIMIT = None  # minutes: end before an epoch that would end past them (epochs' training and dev passes,
+# across resumes); None: no limit (blog). The run keeps its best epoch so far, as with PATIENCE
 LR_PATIENCE = None  # cut the learning rate by LR_FACTOR after this many epochs without a better MONITOR, and
 LR_FACTOR = 0.5  # again after as many more; LR_PATIENCE None: Adam's rate stays LEARNING_RATE (blog)
 SEED = 42  # keras.utils.set_random_seed and the shuffling

@@ -229,6 +229,8 @@ def add_train_args(p):
     p.add_argument("--version", choices=choices("version"), help="model version (default: config.MODEL_VERSION)")
     p.add_argument("--monitor", choices=choices("monitor"), help="default: config.MONITOR")
     p.add_argument("--patience", type=int, help="stop after this many epochs without a better monitor")
+    p.add_argument("--time-limit", type=float, help="minutes: end before an epoch that would end past them "
+                   "(default: config.TIME_LIMIT)")
     p.add_argument("--lr-patience", type=int, help="cut the learning rate by LR_FACTOR after this many epochs "
                    "without a better monitor (default: config.LR_PATIENCE)")
     p.add_argument("--copy", action="store_const", const=True, help="add the copy head (default: config.COPY)")

@@ -1,11 +1,15 @@
 import json
 import math
+import os
 
 import pytest
 
 from conftest import run_cli, tiny_settings, write_jsonl
 from titlegen import train as train_module
+from titlegen.errors import TitleError
 from titlegen.metrics import corpus_scores, example_scores, lead
+from titlegen.runfolder import CHECKPOINT_FILE, read_state
+from titlegen.train import resume_settings
 
 
 def test_scores_of_one_example_by_hand():
@@ -49,6 +53,28 @@ def test_patience_stops_early(tmp_path, corpus, monkeypatch):
                                       log=lambda _: None)
     assert [h["val_loss"] for h in config["history"]] == [5.0, 4.0, 4.5, 4.6]  # 2 epochs after the best
     assert config["best"] == {"epoch": 2, "monitor": "val_loss", "value": 4.0}
+
+
+def test_time_limit_ends_before_an_epoch_that_would_end_past_it(tmp_path, corpus, monkeypatch):
+    """A clock that moves 10 s at each reading: every epoch (training, then the dev pass) takes 20 s.
+    TIME_LIMIT 1 min: after 3 epochs 60 s are spent and a 4th would end at 80, so the run stops;
+    resumed with 1.5 min it trains a 4th (80 s) and stops before a 5th; resumed as it is, none."""
+    clock = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(train_module.time, "perf_counter", lambda: next(clock))
+    out, lines = str(tmp_path / "m"), []
+    _, _, record = train_module.train(tiny_settings(*corpus, epochs=9, time_limit=1), out, log=lines.append)
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3] and record["history"][0]["seconds"] == 10
+    assert lines[-1] == "  stopping: another epoch would end past TIME_LIMIT (1 min; 1.0 min trained)"
+    state = read_state(os.path.join(out, CHECKPOINT_FILE))
+    assert (state["seconds"], state["last_epoch_seconds"], state["epoch"]) == (60, 20, 4)
+    assert state["done"] == "another epoch would end past TIME_LIMIT (1 min)"
+    _, _, record = train_module.train(resume_settings(out, time_limit=1.5), out, resume=True, log=lambda _: None)
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
+    assert read_state(os.path.join(out, CHECKPOINT_FILE))["seconds"] == 80
+    _, _, record = train_module.train(resume_settings(out), out, resume=True, log=lambda _: None)
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
+    with pytest.raises(TitleError, match="TIME_LIMIT must be a number of minutes above 0"):
+        train_module.train(tiny_settings(*corpus, time_limit=0), str(tmp_path / "n"), log=lambda _: None)
 
 
 def test_cli_evaluate(tmp_path, cli_model):

@@ -23,7 +23,7 @@ def test_every_config_name_is_one_field_and_back():
         if field.endswith(("_path", "_dir")) and expected is not None:
             expected = os.path.join(ROOT, expected)
         assert value == (tuple(expected) if isinstance(expected, list) else expected), name
-    assert RESUMABLE == ("epochs", "checkpoint_steps", "strategy", "tensorboard", "patience")
+    assert RESUMABLE == ("epochs", "checkpoint_steps", "strategy", "tensorboard", "patience", "time_limit")
 
 
 def test_override_files_apply_in_order_and_flags_win(tmp_path):

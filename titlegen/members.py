@@ -57,13 +57,13 @@ def check(settings):
 
 def plan(settings, folder, resume, changes):
     """(member name, settings, mode) for each member to train: mode "start" or "resume"; resuming,
-    finished members are left out (unless --epochs asks for more)."""
+    finished members are left out (unless --epochs or --time-limit asks for more)."""
     jobs = []
     for member, own in zip(folder.members(settings.train.members), member_settings(settings, folder)):
         name = os.path.basename(member.path)
         if not resume or not os.path.exists(member.file(CHECKPOINT_FILE)):  # a member never started starts
             jobs.append((name, own, "start"))
-        elif not member.read_state()["done"] or changes.get("epochs"):
+        elif not member.read_state()["done"] or changes.get("epochs") or changes.get("time_limit"):
             jobs.append((name, own, "resume"))
     return jobs
 

@@ -94,6 +94,7 @@ class Train:
     monitor: str = _one_of(MONITORS)
     val_rouge_samples: int
     patience: int | None = _resumable()
+    time_limit: float | None = _resumable()
     lr_patience: int | None
     lr_factor: float
     seed: int

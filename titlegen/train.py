@@ -243,6 +243,8 @@ def check_request(settings, folder, overwrite, resume):
     monitor, train = settings.train.monitor, settings.train
     if monitor.startswith("val_") and not settings.data.dev_path:
         raise TitleError(f"MONITOR is {monitor!r} but no dev set is given; set DEV_PATH or MONITOR = 'loss'")
+    if train.time_limit is not None and train.time_limit <= 0:
+        raise TitleError(f"TIME_LIMIT must be a number of minutes above 0 (or None), got {train.time_limit}")
     if not 0 < train.lr_factor <= 1:
         raise TitleError(f"LR_FACTOR must be above 0 and at most 1, got {train.lr_factor}")
     if monitor == "val_rouge_l" and not train.val_rouge_samples:
@@ -426,6 +428,8 @@ class Run:
         with self.folder.open_steps((state["epoch"] - 1) * steps + state["step"]) as steps_log, \
                 StopRequest() as stop:
             for epoch in range(state["epoch"], self.settings.train.epochs + 1):
+                if self.out_of_time():
+                    break
                 start, first = time.perf_counter(), state["step"]
                 step, loss_sum = self.train_epoch(epoch, steps_log, stop)
                 seconds = time.perf_counter() - start
@@ -435,9 +439,22 @@ class Run:
                 with self.averaged:  # with EMA, the averaged weights are evaluated and kept
                     self.end_epoch(epoch, logs)
                 kill_point("epoch_end")
-                self.checkpoint(epoch=epoch + 1, step=0, loss_sum=0.0)
+                took = time.perf_counter() - start  # training and the dev pass
+                self.checkpoint(epoch=epoch + 1, step=0, loss_sum=0.0, seconds=state.get("seconds", 0.0) + took,
+                                last_epoch_seconds=took)
                 if state["done"]:
                     break
+
+    def out_of_time(self):
+        """With TIME_LIMIT: True, the run marked done and checkpointed, when another epoch as long as
+        the last would end past it."""
+        limit, state = self.settings.train.time_limit, self.state
+        spent = state.get("seconds", 0.0)
+        if limit is None or spent + state.get("last_epoch_seconds", 0.0) <= limit * 60:
+            return False
+        self.log(f"  stopping: another epoch would end past TIME_LIMIT ({limit:g} min; {spent / 60:.1f} min trained)")
+        self.checkpoint(done=f"another epoch would end past TIME_LIMIT ({limit:g} min)")
+        return True
 
     def train_epoch(self, epoch, steps_log, stop):
         """One epoch's batches from the checkpoint's step on: (step, summed loss) at its end."""
