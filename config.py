@@ -56,7 +56,8 @@ LR_PATIENCE = None  # cut the learning rate by LR_FACTOR after this many epochs 
 LR_FACTOR = 0.5  # again after as many more; LR_PATIENCE None: Adam's rate stays LEARNING_RATE (blog)
 SEED = 42  # keras.utils.set_random_seed and the shuffling
 MEMBERS = 1  # > 1: train that many models (seeds SEED, SEED + 1, ...) side by side, one per CPU core when
-# there are enough, and decode them as one ensemble, averaging their next-character probabilities (blog: 1)
+# there are enough (else all at once, one thread each), and decode them as one ensemble, averaging their
+# next-character probabilities (blog: 1)
 
 # decode
 TOPK = 3  # beams; 1 is greedy search
