@@ -128,9 +128,9 @@ def run_side_by_side(jobs, overwrite, changes, log):
 
 
 def where(cores, threads):
-    """'CPU core 1', 'CPU cores 0, 1', 'CPU cores 0, 1 with one thread'."""
-    return (f"CPU core{'s' if len(cores) > 1 else ''} {', '.join(map(str, cores))}"
-            + (f" with {'one thread' if threads == 1 else f'{threads} threads'}" if threads else ""))
+    """'CPU core 1', 'CPU cores 0, 1', 'CPU cores 0, 1 with one thread' (shares gives 1 or None)."""
+    named = f"CPU core{'s' if len(cores) > 1 else ''} {', '.join(map(str, cores))}"
+    return named + " with one thread" if threads else named
 
 
 def stop(running):
@@ -151,7 +151,8 @@ def train_member(settings, path, mode, overwrite, changes, cores, threads=None):
     `train`."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)  # before TensorFlow starts: its thread pools fit the cores
-    threads = threads or (None if hasattr(os, "sched_setaffinity") else len(cores))
+    elif threads is None:
+        threads = len(cores)  # no pinning on this system: the pools are sized by hand
     if threads:  # read when TensorFlow starts
         os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
     os.makedirs(path, exist_ok=True)
