@@ -1,6 +1,6 @@
-"""Three models from three seeds, trained side by side (two at a time on a 2-core machine, one per
-core) and decoded as one ensemble, the mean of their next-character probabilities; for use after
-configs/recipe.py and configs/large.py, on CSL:
+"""Three models from three seeds, trained side by side (all at once; on a 2-core machine each with
+one TensorFlow thread) and decoded as one ensemble, the mean of their next-character
+probabilities; for use after configs/recipe.py and configs/large.py, on CSL:
 
     python seq2seq_title.py train configs/csl.py configs/recipe.py configs/large.py configs/ensemble.py
     python seq2seq_title.py evaluate configs/csl.py configs/recipe.py configs/large.py configs/ensemble.py
