@@ -54,6 +54,8 @@ TIME_LIMIT = None  # minutes: end before an epoch that would end past them (epoc
 # across resumes); None: no limit (blog). The run keeps its best epoch so far, as with PATIENCE
 LR_PATIENCE = None  # cut the learning rate by LR_FACTOR after this many epochs without a better MONITOR, and
 LR_FACTOR = 0.5  # again after as many more; LR_PATIENCE None: Adam's rate stays LEARNING_RATE (blog)
+LR_DECAY_EPOCHS = None  # > 0: Adam's rate falls from LEARNING_RATE to 0 along half a cosine, batch by batch, over
+# this many epochs (set EPOCHS to it: a run with a fixed budget); None: the rate stays LEARNING_RATE (blog)
 SEED = 42  # keras.utils.set_random_seed and the shuffling
 MEMBERS = 1  # > 1: train that many models (seeds SEED, SEED + 1, ...) side by side, one per CPU core when
 # there are enough (else all at once, one thread each), and decode them as one ensemble, averaging their

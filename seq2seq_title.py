@@ -233,6 +233,8 @@ def add_train_args(p):
                    "(default: config.TIME_LIMIT)")
     p.add_argument("--lr-patience", type=int, help="cut the learning rate by LR_FACTOR after this many epochs "
                    "without a better monitor (default: config.LR_PATIENCE)")
+    p.add_argument("--lr-decay-epochs", type=int, help="the learning rate falls to 0 along half a cosine over "
+                   "this many epochs (default: config.LR_DECAY_EPOCHS)")
     p.add_argument("--copy", action="store_const", const=True, help="add the copy head (default: config.COPY)")
     p.add_argument("--coverage", type=float, help="coverage loss weight; > 0 adds coverage (default: config.COVERAGE)")
     p.add_argument("--dropout", type=float, help="dropout rate while training (default: config.DROPOUT)")

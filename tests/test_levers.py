@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from conftest import model_settings, slow_but, tiny_settings
 from titlegen.data import END, PAD, START, UNK, pad
+from titlegen.errors import TitleError
 from titlegen.decode import Titler
 from titlegen.model import build_model, summed_title_loss
 from titlegen.runfolder import STEPS_FILE
@@ -177,6 +178,41 @@ def test_learning_rate_cut_counts_from_the_best_epoch_or_the_last_cut():
         run.cut_learning_rate(epoch)
         rates[epoch] = float(optimizer.learning_rate)
     assert rates == pytest.approx({2: 1e-3, 3: 5e-4, 4: 5e-4, 5: 2.5e-4, 6: 2.5e-4, 7: 2.5e-4, 8: 1.25e-4})
+
+
+def test_cosine_decay_sets_each_batch_rate_by_hand_and_resumes_exactly(tmp_path, corpus):
+    """LR_DECAY_EPOCHS 2 over 3 batches an epoch: after k batches the rate is
+    0.02 * (1 + cos(pi * k / 6)) / 2, so metrics.csv reads 0.01 after epoch 1 (k = 3) and 0 after
+    epoch 2; and 1 epoch, then --resume to 2, trains bit for bit as 2 in one go (the step count
+    that drives the rate is in the checkpoint)."""
+    levers = {"lr_decay_epochs": 2, "learning_rate": 0.02, "steps_per_epoch": 3, "checkpoint_steps": 1}
+    whole, parted = str(tmp_path / "whole"), str(tmp_path / "parted")
+    train(tiny_settings(*corpus, epochs=2, **levers), whole, log=lambda _: None)
+    train(tiny_settings(*corpus, epochs=1, **levers), parted, log=lambda _: None)
+    train(resume_settings(parted, epochs=2), parted, resume=True, log=lambda _: None)
+
+    def rows(folder, name):
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    rates = [float(r["learning_rate"]) for r in rows(whole, "metrics.csv")]
+    assert rates == pytest.approx([0.01, 0.0], rel=1e-6, abs=1e-9)
+    optimizer = make_optimizer(0.02, False, decay_steps=6)
+    for k in range(7):
+        optimizer.iterations.assign(k)
+        by_hand = 0.01 * (1 + np.cos(np.pi * k / 6))
+        assert float(optimizer.learning_rate) == pytest.approx(by_hand, rel=1e-6, abs=1e-9)
+    assert len(rows(whole, STEPS_FILE)) == 6 and rows(whole, STEPS_FILE) == rows(parted, STEPS_FILE)
+    assert [r["learning_rate"] for r in rows(parted, "metrics.csv")] == [r["learning_rate"] for r in
+                                                                          rows(whole, "metrics.csv")]
+
+
+def test_cosine_decay_and_learning_rate_cuts_are_one_or_the_other(tmp_path, corpus):
+    with pytest.raises(TitleError, match="LR_DECAY_EPOCHS and LR_PATIENCE"):
+        train(tiny_settings(*corpus, lr_decay_epochs=2, lr_patience=1), str(tmp_path / "a"), log=lambda _: None)
+    with pytest.raises(TitleError, match="LR_DECAY_EPOCHS must be"):
+        train(tiny_settings(*corpus, lr_decay_epochs=0), str(tmp_path / "b"), log=lambda _: None)
+    assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
 
 
 @pytest.mark.slow

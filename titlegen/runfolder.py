@@ -45,7 +45,7 @@ LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "conte
           "strategy": "auto", "mixed_precision": False, "tensorboard": False, "version": "2018", "copy": False,
           "coverage": 0.0, "length_penalty": 0.0, "dropout": 0.0, "label_smoothing": 0.0, "ema": 0.0,
           "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0, "members": 1,
-          "recurrent_dropout": 0.0, "time_limit": None}
+          "recurrent_dropout": 0.0, "time_limit": None, "lr_decay_epochs": None}
 
 
 class RunFolder:

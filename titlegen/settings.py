@@ -97,6 +97,7 @@ class Train:
     time_limit: float | None = _resumable()
     lr_patience: int | None
     lr_factor: float
+    lr_decay_epochs: int | None
     seed: int
     members: int  # > 1: an ensemble of that many models (seeds SEED, SEED + 1, ...), trained side by side
 

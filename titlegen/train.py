@@ -97,8 +97,12 @@ def is_chief(strategy):
                                              and resolver.task_id == 0)
 
 
-def make_optimizer(learning_rate, mixed_precision, ema=0.0):
-    """Adam; ema > 0 also keeps an exponential moving average of the weights (Keras's use_ema)."""
+def make_optimizer(learning_rate, mixed_precision, ema=0.0, decay_steps=None):
+    """Adam; ema > 0 also keeps an exponential moving average of the weights (Keras's use_ema);
+    decay_steps: the rate falls to 0 along half a cosine over that many batches (Keras's
+    CosineDecay, driven by the optimizer's step count, which the checkpoint keeps)."""
+    if decay_steps:
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
     optimizer = keras.optimizers.Adam(learning_rate, **({"use_ema": True, "ema_momentum": ema} if ema else {}))
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
@@ -247,6 +251,11 @@ def check_request(settings, folder, overwrite, resume):
         raise TitleError(f"TIME_LIMIT must be a number of minutes above 0 (or None), got {train.time_limit}")
     if not 0 < train.lr_factor <= 1:
         raise TitleError(f"LR_FACTOR must be above 0 and at most 1, got {train.lr_factor}")
+    if train.lr_decay_epochs is not None and train.lr_decay_epochs < 1:
+        raise TitleError(f"LR_DECAY_EPOCHS must be a whole number of epochs, 1 or more (or None), "
+                         f"got {train.lr_decay_epochs}")
+    if train.lr_decay_epochs and train.lr_patience:
+        raise TitleError("LR_DECAY_EPOCHS and LR_PATIENCE both set the learning rate; set one of them to None")
     if monitor == "val_rouge_l" and not train.val_rouge_samples:
         raise TitleError("MONITOR is 'val_rouge_l' but VAL_ROUGE_SAMPLES is 0; title some dev articles or "
                          "monitor 'val_loss'")
@@ -320,8 +329,9 @@ def read_samples(data):
     return [(n, by_name[n]) for n in data.sample_names]
 
 
-def build(settings, strategy, log):
-    """The model and its optimizer (built, so a checkpoint can be loaded into it), on the strategy."""
+def build(settings, strategy, log, steps):
+    """The model and its optimizer (built, so a checkpoint can be loaded into it), on the strategy;
+    `steps`: batches per epoch (for LR_DECAY_EPOCHS)."""
     if settings.train.mixed_precision:
         if not tf.config.list_logical_devices("GPU"):
             log("MIXED_PRECISION without a GPU: float16 runs, but slowly, on a CPU")
@@ -329,7 +339,9 @@ def build(settings, strategy, log):
     try:
         with strategy.scope():
             model = build_model(settings.model)
-            optimizer = make_optimizer(settings.train.learning_rate, settings.train.mixed_precision, settings.train.ema)
+            train = settings.train
+            optimizer = make_optimizer(train.learning_rate, train.mixed_precision, train.ema,
+                                       decay_steps=train.lr_decay_epochs and train.lr_decay_epochs * steps)
             optimizer.build(model.trainable_variables)
     finally:
         keras.mixed_precision.set_global_policy("float32")  # the model keeps its own
@@ -373,9 +385,9 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
     inputs = read_inputs(settings, folder, state)
     keras.utils.set_random_seed(settings.train.seed)
     settings = settings.replace(vocab_size=len(inputs.vocab))
-    model, optimizer = build(settings, strategy, log)
     n_batches = count_batches(inputs.n_train, settings.train.batch_size)
     steps = min(n_batches, settings.train.steps_per_epoch or n_batches)
+    model, optimizer = build(settings, strategy, log, steps)
     state, record = start_files(settings, folder, inputs, model, optimizer, steps, state, log)
     vocab = inputs.vocab
     log(f"vocabulary: {len(vocab)} ids ({len(vocab.chars)} {'characters' if vocab.tokenizer == 'char' else 'words'} "
@@ -493,7 +505,7 @@ class Run:
             + f"  ({logs['seconds']:.0f} s training, {logs['articles_per_s']:.0f} articles/s)")
         for (name, _), title in zip(inputs.samples, self.titler([c for _, c in inputs.samples])):
             log(f"  [{name}] {title}")  # watch the titles improve
-        if train.lr_patience:
+        if train.lr_patience or train.lr_decay_epochs:  # the rate the next batch will use
             logs["learning_rate"] = float(inner(self.optimizer).learning_rate)
         state["history"].append(logs)
         monitor = train.monitor
