@@ -60,10 +60,14 @@ def test_shipped_override_files(tmp_path):
     assert xl.data == dataclasses.replace(csl.data, min_count=2)
     pair = load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in ("csl.py", "recipe.py", "large.py",
                                                                           "ensemble.py")])
-    assert pair.train == dataclasses.replace(large.train, members=3, batch_size=32, time_limit=57,
-                                             learning_rate=2e-3, epochs=8, lr_decay_epochs=8,
+    assert pair.train == dataclasses.replace(large.train, members=3, batch_size=32, patience=5, time_limit=57,
                                              output_dir=os.path.join(ROOT, "runs/csl_recipe_large_ensemble"))
     assert pair.model == large.model and pair.data == large.data and pair.decode == large.decode
+    budget = load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in ("csl.py", "recipe.py", "large.py",
+                                                                            "ensemble.py", "budget.py")])
+    assert budget.train == dataclasses.replace(pair.train, learning_rate=2e-3, epochs=8, lr_decay_epochs=8,
+                                               output_dir=pair.train.output_dir + "_budget")
+    assert budget.model == pair.model and budget.data == pair.data and budget.decode == pair.decode
 
 
 @pytest.mark.parametrize("text, message, through_cli", [
