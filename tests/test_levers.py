@@ -143,21 +143,29 @@ def test_averaged_weights_by_hand():
         np.testing.assert_array_equal(v.numpy(), w)
 
 
+def trained_whole_and_resumed(tmp_path, corpus, levers, epochs, first):
+    """The same run twice: `epochs` in one go, and `first` epochs then --resume to `epochs`.
+    Returns the two folders (whole, parted)."""
+    whole, parted = str(tmp_path / "whole"), str(tmp_path / "parted")
+    train(tiny_settings(*corpus, epochs=epochs, **levers), whole, log=lambda _: None)
+    train(tiny_settings(*corpus, epochs=first, **levers), parted, log=lambda _: None)
+    train(resume_settings(parted, epochs=epochs), parted, resume=True, log=lambda _: None)
+    return whole, parted
+
+
+def csv_rows(folder, name):
+    with open(os.path.join(folder, name), encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
 def test_levers_resume_exactly(tmp_path, corpus):
     """Dropout's random states, the averaged weights and the smoothed loss all pass through the
     checkpoint: one epoch, then --resume for a second, is two epochs in one go, bit for bit."""
     levers = {"dropout": 0.3, "title_dropout": 0.2, "label_smoothing": 0.1, "ema": 0.9, "steps_per_epoch": None,
               "checkpoint_steps": 1}
-    whole, parted = str(tmp_path / "whole"), str(tmp_path / "parted")
-    train(tiny_settings(*corpus, epochs=2, **levers), whole, log=lambda _: None)
-    train(tiny_settings(*corpus, epochs=1, **levers), parted, log=lambda _: None)
-    train(resume_settings(parted, epochs=2), parted, resume=True, log=lambda _: None)
+    whole, parted = trained_whole_and_resumed(tmp_path, corpus, levers, epochs=2, first=1)
 
-    def rows(folder):
-        with open(os.path.join(folder, STEPS_FILE), encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-
-    assert len(rows(whole)) == 6 and rows(whole) == rows(parted)
+    assert len(csv_rows(whole, STEPS_FILE)) == 6 and csv_rows(whole, STEPS_FILE) == csv_rows(parted, STEPS_FILE)
     from titlegen.runfolder import load_trained
     for a, b in zip(load_trained(whole)[0].get_weights(), load_trained(parted)[0].get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -186,25 +194,18 @@ def test_cosine_decay_sets_each_batch_rate_by_hand_and_resumes_exactly(tmp_path,
     epoch 2; and 1 epoch, then --resume to 2, trains bit for bit as 2 in one go (the step count
     that drives the rate is in the checkpoint)."""
     levers = {"lr_decay_epochs": 2, "learning_rate": 0.02, "steps_per_epoch": 3, "checkpoint_steps": 1}
-    whole, parted = str(tmp_path / "whole"), str(tmp_path / "parted")
-    train(tiny_settings(*corpus, epochs=2, **levers), whole, log=lambda _: None)
-    train(tiny_settings(*corpus, epochs=1, **levers), parted, log=lambda _: None)
-    train(resume_settings(parted, epochs=2), parted, resume=True, log=lambda _: None)
+    whole, parted = trained_whole_and_resumed(tmp_path, corpus, levers, epochs=2, first=1)
 
-    def rows(folder, name):
-        with open(os.path.join(folder, name), encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-
-    rates = [float(r["learning_rate"]) for r in rows(whole, "metrics.csv")]
+    rates = [float(r["learning_rate"]) for r in csv_rows(whole, "metrics.csv")]
     assert rates == pytest.approx([0.01, 0.0], rel=1e-6, abs=1e-9)
     optimizer = make_optimizer(0.02, False, decay_steps=6)
     for k in range(7):
         optimizer.iterations.assign(k)
         by_hand = 0.01 * (1 + np.cos(np.pi * k / 6))
         assert float(optimizer.learning_rate) == pytest.approx(by_hand, rel=1e-6, abs=1e-9)
-    assert len(rows(whole, STEPS_FILE)) == 6 and rows(whole, STEPS_FILE) == rows(parted, STEPS_FILE)
-    assert [r["learning_rate"] for r in rows(parted, "metrics.csv")] == [r["learning_rate"] for r in
-                                                                          rows(whole, "metrics.csv")]
+    assert len(csv_rows(whole, STEPS_FILE)) == 6 and csv_rows(whole, STEPS_FILE) == csv_rows(parted, STEPS_FILE)
+    assert [r["learning_rate"] for r in csv_rows(parted, "metrics.csv")] == [r["learning_rate"] for r in
+                                                                          csv_rows(whole, "metrics.csv")]
 
 
 def test_cosine_decay_and_learning_rate_cuts_are_one_or_the_other(tmp_path, corpus):
@@ -221,16 +222,9 @@ def test_learning_rate_cuts_follow_the_dev_loss_and_resume_exactly(tmp_path, cor
     exactly when the epoch before was LR_PATIENCE (1) epochs past the best or the last cut; and 3
     epochs, then --resume to 6, trains bit for bit as 6 in one go (the rate is in the checkpoint)."""
     levers = {"lr_patience": 1, "lr_factor": 0.5, "learning_rate": 0.2, "checkpoint_steps": 1}
-    whole, parted = str(tmp_path / "whole"), str(tmp_path / "parted")
-    train(tiny_settings(*corpus, epochs=6, **levers), whole, log=lambda _: None)
-    train(tiny_settings(*corpus, epochs=3, **levers), parted, log=lambda _: None)
-    train(resume_settings(parted, epochs=6), parted, resume=True, log=lambda _: None)
+    whole, parted = trained_whole_and_resumed(tmp_path, corpus, levers, epochs=6, first=3)
 
-    def rows(folder, name):
-        with open(os.path.join(folder, name), encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-
-    metrics = rows(whole, "metrics.csv")
+    metrics = csv_rows(whole, "metrics.csv")
     best, last_cut, rate, cuts = float("inf"), 0, 0.2, 0
     for epoch, row in enumerate(metrics, 1):
         assert float(row["learning_rate"]) == pytest.approx(rate)
@@ -239,5 +233,5 @@ def test_learning_rate_cuts_follow_the_dev_loss_and_resume_exactly(tmp_path, cor
         if epoch - max(best_epoch, last_cut) >= 1:
             rate, last_cut, cuts = rate * 0.5, epoch, cuts + 1
     assert cuts >= 1  # the dev loss did stall: the cut was exercised
-    assert rows(whole, STEPS_FILE) == rows(parted, STEPS_FILE)
-    assert [r["learning_rate"] for r in rows(parted, "metrics.csv")] == [r["learning_rate"] for r in metrics]
+    assert csv_rows(whole, STEPS_FILE) == csv_rows(parted, STEPS_FILE)
+    assert [r["learning_rate"] for r in csv_rows(parted, "metrics.csv")] == [r["learning_rate"] for r in metrics]
