@@ -65,7 +65,7 @@ def test_shipped_override_files(tmp_path):
     assert pair.model == large.model and pair.data == large.data and pair.decode == large.decode
     budget = load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in ("csl.py", "recipe.py", "large.py",
                                                                             "ensemble.py", "budget.py")])
-    assert budget.train == dataclasses.replace(pair.train, members=2, learning_rate=2e-3, epochs=10,
+    assert budget.train == dataclasses.replace(pair.train, members=2, learning_rate=3e-3, epochs=10,
                                                lr_decay_epochs=10, output_dir=pair.train.output_dir + "_budget")
     assert budget.model == pair.model and budget.data == pair.data and budget.decode == pair.decode
 
