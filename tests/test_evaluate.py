@@ -7,7 +7,7 @@ import pytest
 from conftest import run_cli, tiny_settings, write_jsonl
 from titlegen import train as train_module
 from titlegen.errors import TitleError
-from titlegen.metrics import corpus_scores, example_scores, lead
+from titlegen.metrics import corpus_scores, example_scores, has_repeated_bigram, lead, readability
 from titlegen.runfolder import CHECKPOINT_FILE, read_state
 from titlegen.train import resume_settings
 
@@ -41,6 +41,11 @@ def test_val_rouge_l_monitor_keeps_the_highest(tmp_path, corpus):
                       decoder="incremental"), str(tmp_path / "m"), log=lambda _: None)
     values = [h["val_rouge_l"] for h in config["history"]]
     assert len(values) == 3 and all(0 <= v <= 100 for v in values)
+    with open(tmp_path / "m" / "metrics.csv", encoding="utf-8") as f:  # readability of the same dev titles
+        header = f.readline().strip().split(",")
+    assert header[:7] == ["epoch", "loss", "val_loss", "val_rouge_l", "val_repeat", "val_bigram_repeat",
+                          "val_length"]
+    assert all(0 <= h["val_repeat"] <= h["val_bigram_repeat"] <= 100 for h in config["history"])
     best = max(values)
     assert config["best"]["value"] == best
     assert config["best"]["epoch"] == max(i for i, v in enumerate(values, 1) if v == best)  # ties: the later
@@ -91,6 +96,9 @@ def test_cli_evaluate(tmp_path, cli_model):
     # LEAD-2 (mean reference length 2.5 rounds to 2): 春夏 and 风雨
     assert saved["scores"]["LEAD-2"] == pytest.approx(corpus_scores(["春夏", "风雨"], ["春夏秋", "风雨"]))
     assert "| LEAD-2 |" in result.stdout and "ROUGE-L" in result.stdout
+    assert saved["readability"]["model"] == readability([p["prediction"] for p in predictions])
+    assert saved["readability"]["references"] == {"repeat": 0.0, "bigram_repeat": 0.0, "length": 2.5}
+    assert "| references |  |  |  |  | 0.0 | 0.0 | 2.5 |" in result.stdout
 
     tsv = tmp_path / "set.tsv"  # the same set in CLGE's layout
     tsv.write_text("".join(f"{r['title']}\t{r['content']}\n" for r in rows), encoding="utf-8")
@@ -103,3 +111,14 @@ def test_copy_shares_by_hand():
     from titlegen.metrics import copy_shares
     shares = copy_shares(["天晴", "雨"], ["天气晴朗", "多云"], {"天": 4, "雨": 5})
     assert shares == {"in_article": pytest.approx(100 * 2 / 3), "out_of_vocab": pytest.approx(100 / 3)}
+
+
+def test_readability_by_hand():
+    titles = ["注册制册制一年", "哈哈大笑", "啊啊啊", "北京上海北京", "ab ab", ""]
+    # back to back (two or more characters, then the same): 册制册制 and "ab ab"? no: "ab " then "ab"
+    # differ; 啊啊啊 holds only one-character repeats. So 1 of 6.
+    # a bigram twice: 册制 (1st), 啊啊 (overlapping, 3rd), 北京 (4th), ab (5th): 4 of 6
+    assert readability(titles) == {"repeat": pytest.approx(100 / 6), "bigram_repeat": pytest.approx(400 / 6),
+                                   "length": pytest.approx((7 + 4 + 3 + 6 + 5 + 0) / 6)}
+    assert readability(["ab abab"])["repeat"] == 100.0 and not has_repeated_bigram("一二三")
+    assert readability([]) == {"repeat": 0.0, "bigram_repeat": 0.0, "length": 0.0}

@@ -6,7 +6,7 @@ import os
 
 from .data import write_json
 from .decode import title_in_batches
-from .metrics import METRICS, copy_shares, corpus_scores, lead
+from .metrics import METRICS, READABILITY, copy_shares, corpus_scores, lead, readability
 from .sources import read_all
 
 
@@ -26,9 +26,11 @@ def evaluate(titler, batch_size, data, data_settings, out):
     write_predictions(out, references, predictions)
     lead_titles, k = lead(contents, references)
     scores = {"model": corpus_scores(predictions, references), f"LEAD-{k}": corpus_scores(lead_titles, references)}
+    readable = {"model": readability(predictions), f"LEAD-{k}": readability(lead_titles),
+                "references": readability(references)}
     shares = copy_shares(predictions, contents, set("".join(titler.vocab.chars)))  # words: their characters
     result = {"data": data, "articles": len(rows), "decoding": titler.settings, "scores": scores,
-              "title_characters": shares}
+              "readability": readable, "title_characters": shares}
     write_json(os.path.splitext(out)[0] + ".scores.json", result)
     return result
 
@@ -39,12 +41,22 @@ def write_predictions(out, references, predictions):
             f.write(json.dumps({"line": line, "reference": ref, "prediction": pred}, ensure_ascii=False) + "\n")
 
 
+HEADINGS = {"repeat": "REPEAT %", "bigram_repeat": "BIGRAM REPEAT %", "length": "LENGTH"}
+
+
 def report(result, out):
-    """The lines `evaluate` prints: where the predictions are, a Markdown table, the copy shares."""
+    """The lines `evaluate` prints: where the predictions are, a Markdown table of the scores and
+    readability (the references' own readability in the last row), the copy shares."""
+    columns = [m.upper() for m in METRICS] + [HEADINGS[r] for r in READABILITY]
     lines = [f"{result['articles']} articles of {result['data']}; predictions in {out}",
-             "| | " + " | ".join(m.upper() for m in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    lines += [f"| {name} | " + " | ".join(f"{row[m]:.2f}" for m in METRICS) + " |"
-              for name, row in result["scores"].items()]
+             "| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for name, readable in result["readability"].items():
+        scores = result["scores"].get(name)
+        cells = [f"{scores[m]:.2f}" if scores else "" for m in METRICS]
+        cells += [f"{readable[r]:.1f}" for r in READABILITY]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("REPEAT %: titles with a substring repeated back to back; BIGRAM REPEAT %: titles with a "
+                 "character bigram twice")
     shares = result["title_characters"]
     lines.append(f"title characters: {shares['in_article']:.1f}% stand in the article, "
                  f"{shares['out_of_vocab']:.1f}% are outside the vocabulary")

@@ -4,12 +4,19 @@ CLGE (CLUEbenchmark/CLGE) scores a generated title against its reference charact
 both lower-cased with their characters joined by spaces; ROUGE-1, ROUGE-2 and ROUGE-L F of the
 `rouge` package per example, and nltk's sentence BLEU with SmoothingFunction().method1, each
 averaged over the set and multiplied by 100. An empty prediction scores 0.
+
+ROUGE does not see a stuttering title (`注册制册制册制`): readability measures it beside the scores.
 """
+import re
+
 import numpy as np
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from rouge import Rouge
 
 METRICS = ("rouge-1", "rouge-2", "rouge-l", "bleu")
+READABILITY = ("repeat", "bigram_repeat", "length")  # the keys of `readability`
+VAL_READABILITY = tuple(f"val_{k}" for k in READABILITY)  # the same of the dev titles, in metrics.csv
+BACK_TO_BACK = re.compile(r"(..+)\1", re.DOTALL)  # two or more characters, then the same again
 
 
 def spaced(text):
@@ -47,3 +54,20 @@ def copy_shares(predictions, contents, known):
         return {"in_article": 0.0, "out_of_vocab": 0.0}
     return {"in_article": 100 * sum(c in content for c, content in chars) / len(chars),
             "out_of_vocab": 100 * sum(c not in known for c, _ in chars) / len(chars)}
+
+
+def has_repeated_bigram(title):
+    """Whether some character bigram occurs twice in `title` (overlaps count: `啊啊啊` has `啊啊` twice)."""
+    bigrams = [title[i:i + 2] for i in range(len(title) - 1)]
+    return len(set(bigrams)) < len(bigrams)
+
+
+def readability(titles):
+    """What a reader sees that ROUGE does not: the percent of titles holding a substring of two or
+    more characters repeated back to back (`册制册制`; `哈哈` is not one), the percent holding a
+    character bigram twice anywhere, and the mean length in characters."""
+    if not titles:
+        return dict.fromkeys(READABILITY, 0.0)
+    return {"repeat": 100 * sum(bool(BACK_TO_BACK.search(t)) for t in titles) / len(titles),
+            "bigram_repeat": 100 * sum(map(has_repeated_bigram, titles)) / len(titles),
+            "length": float(np.mean([len(t) for t in titles]))}

@@ -155,13 +155,13 @@ class RunFolder:
     # -- metrics
 
     def write_metrics(self, history):
-        """metrics.csv: one row per epoch, its number, losses, dev ROUGE-L, learning rate (with
+        """metrics.csv: one row per epoch, its number, losses, dev ROUGE-L and readability, learning rate (with
         LR_PATIENCE), seconds and speed."""
         if not self.write:
             return
-        columns = [c for c in ("epoch", "loss", "val_loss", "val_rouge_l", "learning_rate", "seconds",
-                                     "articles_per_s")
-                   if any(c in h for h in history)]
+        keys = list(dict.fromkeys(k for h in history for k in h))  # as the epochs logged them
+        columns = ([c for c in ("epoch", "loss") if c in keys] + [c for c in keys if c.startswith("val_")]
+                   + [c for c in ("learning_rate", "seconds", "articles_per_s") if c in keys])
         out = io.StringIO()
         writer = csv.DictWriter(out, columns, extrasaction="ignore")
         writer.writeheader()

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .data import TitleError, Vocab, count_batches, file_sha256
 from .faults import kill_point
 from .decode import make_titler
-from .metrics import corpus_scores
+from .metrics import VAL_READABILITY, corpus_scores, readability
 from .model import build_model, real_targets, summed_title_loss
 from .runfolder import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, RunFolder
 from .settings import MONITORS, STRATEGIES, resumed
@@ -501,7 +501,10 @@ class Run:
         if inputs.rouge_rows:  # ROUGE-L of the titles the model writes for a sample of the dev set
             titles = self.titler([r.content for r in inputs.rouge_rows])
             logs["val_rouge_l"] = corpus_scores(titles, [r.title for r in inputs.rouge_rows])["rouge-l"]
+            logs.update({f"val_{k}": v for k, v in readability(titles).items()})
         log(f"epoch {epoch}: " + "  ".join(f"{k} {logs[k]:.4f}" for k in MONITORS if k in logs)
+            + (f"  (dev titles: {logs['val_repeat']:.1f}% repeat, {logs['val_bigram_repeat']:.1f}% repeat a "
+               f"bigram)" if "val_repeat" in logs else "")
             + f"  ({logs['seconds']:.0f} s training, {logs['articles_per_s']:.0f} articles/s)")
         for (name, _), title in zip(inputs.samples, self.titler([c for _, c in inputs.samples])):
             log(f"  [{name}] {title}")  # watch the titles improve
@@ -513,7 +516,8 @@ class Run:
             state["best"] = {"epoch": epoch, "monitor": monitor, "value": logs[monitor]}  # ties count as better,
             self.folder.save_weights(self.model)  # as the blog's <=
             log(f"  saved {self.folder.file(WEIGHTS_FILE)} ({monitor} {logs[monitor]:.4f})")
-        self.summary({k: logs[k] for k in ("loss", "val_loss", "val_rouge_l") if k in logs}, epoch, flush=True)
+        self.summary({k: logs[k] for k in ("loss", "val_loss", "val_rouge_l", *VAL_READABILITY) if k in logs}, epoch,
+                     flush=True)
         self.record.update(best=state["best"], history=state["history"])
         self.folder.write_record(self.settings, inputs.vocab, **{k: self.record[k] for k in
                                                                  ("best", "history", "skipped")})
