@@ -61,6 +61,19 @@ MEMBERS = 1  # > 1: train that many models (seeds SEED, SEED + 1, ...) side by s
 # there are enough (else all at once, one thread each), and decode them as one ensemble, averaging their
 # next-character probabilities (blog: 1)
 
+# sequence-level training (beyond the blog; minimum risk training, Shen et al. 2016, as Ayana et al. 2016 applied
+# it to LCSTS headlines): after the teacher-forced epochs, train on the model's own titles for their expected
+# ROUGE-L F (evaluate's metric), mixed with the cross-entropy so titles stay fluent (docs/sequence.md)
+SEQ_EPOCHS = 0  # > 0: that many epochs of the stage, from the best weights of the teacher-forced ones; 0: off (blog)
+SEQ_CANDIDATES = 4  # k titles per article (Shen et al. sample 100; Edunov et al. 2018 find beams of 16 enough)
+SEQ_REWARD = "rouge-l"  # each candidate's reward against the reference: "rouge-l", ROUGE-L F over characters as
+# Lin (2004) defines it, every character counted; "clge", evaluate's (CLGE's rouge package counts each title's
+# distinct characters, so a repeated substring costs nothing there: docs/sequence.md)
+SEQ_BEAM = True  # the decoder's own beam-search title is one of the k, the other k - 1 sampled; False: k sampled
+SEQ_SHARPNESS = 1.0  # α: the candidates' probabilities renormalised as p^α (Shen et al.: 5e-3 over 100 samples)
+SEQ_CE_WEIGHT = 0.3  # λ: loss = λ·cross-entropy + (1 - λ)·risk (Edunov et al. 2018 mix in the same way)
+SEQ_LEARNING_RATE = 1e-4  # Adam's rate in the stage, a fresh Adam without EMA (Shen et al. and Ayana et al.: smaller
+# than the first stage's)
 # decode
 TOPK = 3  # beams; 1 is greedy search
 MAX_TITLE_LEN = None  # decoding steps at most; None: the version's own (2018: 50, 2019: 64)

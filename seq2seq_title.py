@@ -235,6 +235,15 @@ def add_train_args(p):
                    "without a better monitor (default: config.LR_PATIENCE)")
     p.add_argument("--lr-decay-epochs", type=int, help="the learning rate falls to 0 along half a cosine over "
                    "this many epochs (default: config.LR_DECAY_EPOCHS)")
+    p.add_argument("--seq-epochs", type=int, help="epochs of the sequence-level stage after teacher forcing; with "
+                   "--resume, a finished run continues with it (default: config.SEQ_EPOCHS)")
+    p.add_argument("--seq-candidates", type=int, help="candidate titles per article in the stage (config.SEQ_CANDIDATES)")
+    p.add_argument("--seq-reward", choices=choices("seq_reward"), help="the stage's reward (config.SEQ_REWARD)")
+    p.add_argument("--seq-sample", dest="seq_beam", action="store_const", const=False,
+                   help="the stage's candidates all sampled, the beam-search title not among them (config.SEQ_BEAM)")
+    p.add_argument("--seq-sharpness", type=float, help="the stage's α (config.SEQ_SHARPNESS)")
+    p.add_argument("--seq-ce-weight", type=float, help="the stage's λ, the cross-entropy's weight (config.SEQ_CE_WEIGHT)")
+    p.add_argument("--seq-learning-rate", type=float, help="the stage's Adam rate (config.SEQ_LEARNING_RATE)")
     p.add_argument("--copy", action="store_const", const=True, help="add the copy head (default: config.COPY)")
     p.add_argument("--coverage", type=float, help="coverage loss weight; > 0 adds coverage (default: config.COVERAGE)")
     p.add_argument("--dropout", type=float, help="dropout rate while training (default: config.DROPOUT)")

@@ -23,7 +23,23 @@ def test_every_config_name_is_one_field_and_back():
         if field.endswith(("_path", "_dir")) and expected is not None:
             expected = os.path.join(ROOT, expected)
         assert value == (tuple(expected) if isinstance(expected, list) else expected), name
-    assert RESUMABLE == ("epochs", "checkpoint_steps", "strategy", "tensorboard", "patience", "time_limit")
+    assert RESUMABLE == ("epochs", "checkpoint_steps", "strategy", "tensorboard", "patience", "time_limit",
+                         "seq_epochs", "seq_candidates", "seq_reward", "seq_beam", "seq_sharpness", "seq_ce_weight",
+                         "seq_learning_rate")
+
+
+def test_a_settings_file_may_start_from_another(tmp_path):
+    (tmp_path / "base.py").write_text('EPOCHS = 7\nOUTPUT_DIR = OUTPUT_DIR + "_base"\n', encoding="utf-8")
+    (tmp_path / "more.py").write_text('include("base.py")\nEPOCHS = EPOCHS + 1\nSEQ_EPOCHS = 2\n', encoding="utf-8")
+    settings = load(config, ROOT, [str(tmp_path / "more.py")])
+    assert (settings.train.epochs, settings.train.seq_epochs) == (8, 2)
+    assert settings.train.output_dir == os.path.join(ROOT, config.OUTPUT_DIR + "_base")
+    (tmp_path / "loop.py").write_text('include("loop.py")\n', encoding="utf-8")
+    with pytest.raises(TitleError, match="includes itself"):
+        load(config, ROOT, [str(tmp_path / "loop.py")])
+    (tmp_path / "lost.py").write_text('include("nowhere.py")\n', encoding="utf-8")
+    with pytest.raises(TitleError, match=r"lost.py: include\('nowhere.py'\): no such settings file"):
+        load(config, ROOT, [str(tmp_path / "lost.py")])
 
 
 def test_override_files_apply_in_order_and_flags_win(tmp_path):

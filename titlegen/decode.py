@@ -18,7 +18,7 @@ from .data import END, TitleError, pad
 from .ensemble import parts_of
 from .model import MAX_TITLE_LEN
 from .runfolder import load_trained
-from .search import beam_search
+from .search import beam_search, sample
 from .settings import DECODERS
 from .text import check_article
 
@@ -92,13 +92,36 @@ class IncrementalDecoder(Decoder):
         self._search = tf.function(self.search_memory, reduce_retracing=True, autograph=False)
 
     def _run(self, articles_ids, extended_ids=None):
+        return self._search(self.encoded(articles_ids, extended_ids))
+
+    def encoded(self, articles_ids, extended_ids=None):
+        """The articles' memory (`ModelParts.memory`), encoded under XLA as the search reads it."""
         x, n = self.encoder_input(articles_ids), len(articles_ids)
         memory = tf.nest.map_structure(lambda m: m[:n], self._encode(tf.constant(x)))
         if self.parts.copy:  # padded like the encoder's input
             given = pad(extended_ids)
             extended = tf.constant(np.pad(given, [(0, 0), (0, x.shape[1] - given.shape[1])]))
             memory = self.parts.with_extended(memory, extended)
-        return self._search(memory)
+        return memory
+
+    def sample(self, articles_ids, extended_ids, n, seed):
+        """n titles drawn from the model for each article (search.sample; the sequence-level stage's
+        candidates): a list per article of n id arrays, START first and END last (when drawn)."""
+        if not hasattr(self, "_sample"):
+            self._sample = tf.function(self.sample_memory, reduce_retracing=True, autograph=False)
+        ids, lengths = self._sample(self.encoded(articles_ids, extended_ids), tf.constant(n),
+                                    tf.constant(seed, tf.int32))
+        rows = [row[:m] for row, m in zip(ids.numpy(), lengths.numpy())]
+        return [rows[i * n:(i + 1) * n] for i in range(len(articles_ids))]
+
+    def sample_memory(self, memory, n, seed):
+        parts = self.parts
+
+        def next_probs(yid, t, state, memory):  # one step of the model's decoder, as the beam search's
+            return parts.step(yid[:, t], state, memory)
+
+        return sample(next_probs, memory, parts.start_state(memory, parts.batch(memory) * n), n,
+                      self.options["max_len"], seed)
 
     def encoder_input(self, articles_ids):
         """The articles zero-padded into one array; under XLA, to a power-of-two batch and a multiple

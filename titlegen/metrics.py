@@ -16,6 +16,7 @@ from rouge import Rouge
 METRICS = ("rouge-1", "rouge-2", "rouge-l", "bleu")
 READABILITY = ("repeat", "bigram_repeat", "length")  # the keys of `readability`
 VAL_READABILITY = tuple(f"val_{k}" for k in READABILITY)  # the same of the dev titles, in metrics.csv
+ROUGE_L = Rouge(metrics=["rouge-l"])
 BACK_TO_BACK = re.compile(r"(..+)\1", re.DOTALL)  # two or more characters, then the same again
 
 
@@ -32,6 +33,30 @@ def example_scores(prediction, reference):
     scores = {name: rouge[name]["f"] for name in METRICS[:3]}
     scores["bleu"] = sentence_bleu([ref.split(" ")], pred.split(" "), smoothing_function=SmoothingFunction().method1)
     return scores
+
+
+def lcs_f(prediction, reference):
+    """ROUGE-L F (0-1) as Lin (2004) defines it for one sentence: the longest common subsequence of
+    the two token sequences over each one's length, every token counted. (CLGE's `rouge` package
+    counts each sentence's distinct tokens instead, so there `北京北京北京` against `北京` scores
+    1.0: a repeat costs nothing. This one scores it 0.5.)"""
+    if not prediction or not reference:
+        return 0.0
+    row = [0] * (len(reference) + 1)
+    for p in prediction:
+        diagonal = 0
+        for j, r in enumerate(reference, 1):
+            diagonal, row[j] = row[j], diagonal + 1 if p == r else max(row[j], row[j - 1])
+    lcs = row[-1]
+    return 0.0 if not lcs else 2 * lcs / (len(prediction) + len(reference))
+
+
+def rouge_l(prediction, reference):
+    """ROUGE-L F (0-1) of one prediction, as `example_scores` computes it (CLGE's)."""
+    pred, ref = spaced(prediction), spaced(reference)
+    if not pred.strip():
+        return 0.0
+    return ROUGE_L.get_scores(hyps=pred, refs=ref)[0]["rouge-l"]["f"]
 
 
 def corpus_scores(predictions, references):

@@ -55,11 +55,7 @@ def build_model(settings):
     inputs = [x_in, y_in]
     if copy:
         inputs.append(keras.Input(shape=(None,), dtype="int32", name="article_extended"))
-    encoded = parts.encode(x_in)
-    y_emb = parts.embed_title(y_in)
-    y, _ = parts.decoder(y_emb, encoded.get("condition"))
-    attended, attention = parts.attend(y, encoded, y_in)
-    probs = parts.head(parts.features(y, attended), encoded["prior"], y_emb, attention, inputs[2] if copy else None)
+    probs = parts.title_probs(parts.encode(x_in), y_in, inputs[2] if copy else None)
     return keras.Model(inputs, probs, name=f"seq2seq_title_{version}")
 
 
@@ -157,6 +153,15 @@ class ModelParts:
         if self.version == "2019":
             out["condition"] = L["encoder_max"]([h, mask])
         return {**out, "encoded": h}
+
+    def title_probs(self, encoded, y_in, extended=None):
+        """Teacher forcing over whole titles: `encode`'s output and the titles so far y_in (batch, ty)
+        -> the next-id probabilities (batch, ty, V'). The sequence-level stage calls it on encoded
+        articles repeated once per candidate title."""
+        y_emb = self.embed_title(y_in)
+        y, _ = self.decoder(y_emb, encoded.get("condition"))
+        attended, attention = self.attend(y, encoded, y_in)
+        return self.head(self.features(y, attended), encoded["prior"], y_emb, attention, extended)
 
     def embed_title(self, y):
         """Title ids -> the shared embedding (a copying model reads copied characters as UNK; with
@@ -270,6 +275,13 @@ def summed_title_loss(y_true, y_pred, label_smoothing=0.0):
         uniform = -ops.mean(ops.log(ops.clip(y_pred, 1e-7, 1.0 - 1e-7)), axis=-1)
         cross_entropy = (1.0 - label_smoothing) * cross_entropy + label_smoothing * uniform
     return ops.sum(cross_entropy * mask)
+
+
+def title_log_probs(y_true, y_pred):
+    """Each title's log-probability: the log p of its real target characters summed per row, p
+    clipped at 1e-7 as the cross-entropy clips it. (batch,)."""
+    mask = ops.cast(ops.greater(y_true, PAD), y_pred.dtype)
+    return -ops.sum(ops.sparse_categorical_crossentropy(ops.cast(y_true, "int32"), y_pred) * mask, axis=-1)
 
 
 def real_targets(y_true, dtype="float32"):

@@ -45,7 +45,9 @@ LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "conte
           "strategy": "auto", "mixed_precision": False, "tensorboard": False, "version": "2018", "copy": False,
           "coverage": 0.0, "length_penalty": 0.0, "dropout": 0.0, "label_smoothing": 0.0, "ema": 0.0,
           "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0, "members": 1,
-          "recurrent_dropout": 0.0, "time_limit": None, "lr_decay_epochs": None}
+          "recurrent_dropout": 0.0, "time_limit": None, "lr_decay_epochs": None,
+          "seq_epochs": 0, "seq_candidates": 4, "seq_reward": "rouge-l", "seq_beam": True, "seq_sharpness": 1.0, "seq_ce_weight": 0.3,
+          "seq_learning_rate": 1e-4}
 
 
 class RunFolder:
@@ -160,7 +162,7 @@ class RunFolder:
         if not self.write:
             return
         keys = list(dict.fromkeys(k for h in history for k in h))  # as the epochs logged them
-        columns = ([c for c in ("epoch", "loss") if c in keys] + [c for c in keys if c.startswith("val_")]
+        columns = ([c for c in ("epoch", "stage", "loss") if c in keys] + [c for c in keys if c.startswith("val_")]
                    + [c for c in ("learning_rate", "seconds", "articles_per_s") if c in keys])
         out = io.StringIO()
         writer = csv.DictWriter(out, columns, extrasaction="ignore")

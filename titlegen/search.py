@@ -180,3 +180,31 @@ def repeated_ngrams(yid, t, n, size):
     counts = tf.scatter_nd(tf.stack([tf.cast(where[:, 0], tf.int32), ids], axis=1),
                            tf.ones_like(ids), [tf.shape(yid)[0], size])  # repeats add up
     return counts > 0
+
+
+def sample(next_probs, memory, state, n, max_len, seed):
+    """n titles per article drawn from the model, one character at a time (ids below END never
+    drawn): ids (batch·n, max_len + 1), START first and zeros after END; lengths (batch·n,) counting
+    START and END. An article's titles are rows n·i … n·i + n - 1, as its beams are in
+    `beam_search`, and `next_probs` is the same function. `seed`: two int32s; the draws depend on it
+    and the step alone (tf.random's stateless draws), so a resumed run draws the very same titles."""
+    rows = tf.shape(tf.nest.flatten(memory)[0])[0] * n
+    width = max_len + 1
+    yid = tf.concat([tf.fill([rows, 1], START), tf.zeros([rows, max_len], tf.int32)], axis=1)
+    lengths = tf.fill([rows], width)  # a title that never ends has max_len characters after START
+
+    def body(t, yid, lengths, done, state):
+        probs, state = next_probs(yid, t, state, memory)
+        logits = tf.math.log(tf.cast(probs[:, END:], tf.float32) + 1e-12)
+        step_seed = tf.random.experimental.stateless_fold_in(seed, t)
+        drawn = tf.cast(tf.random.stateless_categorical(logits, 1, step_seed)[:, 0], tf.int32) + END
+        drawn = tf.where(done, 0, drawn)  # ended titles stay padded
+        yid += drawn[:, None] * tf.one_hot(t + 1, width, dtype=tf.int32)
+        ended = tf.equal(drawn, END)
+        return t + 1, yid, tf.where(ended, t + 2, lengths), tf.logical_or(done, ended), state
+
+    def cond(t, yid, lengths, done, state):
+        return tf.logical_and(t < max_len, tf.logical_not(tf.reduce_all(done)))
+
+    _, yid, lengths, _, _ = tf.while_loop(cond, body, (tf.constant(0), yid, lengths, tf.zeros([rows], tf.bool), state))
+    return yid, lengths

@@ -23,6 +23,7 @@ VERSIONS = ("2018", "2019")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 MONITORS = ("loss", "val_loss", "val_rouge_l")
 DECODERS = ("naive", "incremental")
+REWARDS = ("rouge-l", "clge")  # the sequence-level stage's: Lin's ROUGE-L F, or evaluate's (CLGE's package)
 
 
 def _one_of(choices, **metadata):
@@ -100,6 +101,15 @@ class Train:
     lr_decay_epochs: int | None
     seed: int
     members: int  # > 1: an ensemble of that many models (seeds SEED, SEED + 1, ...), trained side by side
+    # > 0: the sequence-level stage (sequence.py) after teacher forcing; its settings may be given when a
+    # finished run is resumed to continue with it
+    seq_epochs: int = _resumable()
+    seq_candidates: int = _resumable()
+    seq_reward: str = _one_of(REWARDS, resumable=True)
+    seq_beam: bool = _resumable()
+    seq_sharpness: float = _resumable()
+    seq_ce_weight: float = _resumable()
+    seq_learning_rate: float = _resumable()
 
 
 @dataclass(frozen=True)
@@ -200,22 +210,40 @@ CONFIG_NAMES = {config_name(f): f.name for group in GROUPS.values() for f in fie
 def read_override_file(path, values):
     """`values` (config.py's names so far) as an override file leaves them: nanoGPT's convention,
     a Python file of assignments (e.g. configs/csl.py) run with the names so far in scope, so
-    `OUTPUT_DIR = OUTPUT_DIR + "_copy"` works. Any other UPPERCASE name is a one-line error."""
+    `OUTPUT_DIR = OUTPUT_DIR + "_copy"` works, and `include("recipe.py")` starts from another file.
+    Any other UPPERCASE name is a one-line error."""
     if not os.path.isfile(path):
         raise TitleError(f"{path}: no such settings file; expected a .py file of config.py names, "
                          "e.g. configs/csl.py")
     scope = dict(values)
-    with open(path, encoding="utf-8") as f:
-        source = f.read()
-    try:
-        exec(compile(source, path, "exec"), scope)
-    except Exception as e:  # a typo in the user's file: say where, without a traceback
-        raise TitleError(f"{path}: {type(e).__name__}: {e}") from None
+    run_settings_file(path, scope, [])
     unknown = sorted(k for k in scope if k.isupper() and k not in CONFIG_NAMES)
     if unknown:
         raise TitleError(f"{path}: {', '.join(unknown)} is not a config.py setting; "
                          f"the settings are: {', '.join(CONFIG_NAMES)}")
     return {k: scope[k] for k in CONFIG_NAMES}
+
+
+def run_settings_file(path, scope, including):
+    """Run one settings file in `scope`. It may start from another with `include("recipe.py")`
+    (a path relative to the file), whose assignments then run first, in the same scope."""
+    if path in including:
+        raise TitleError(f"{path}: includes itself (through {' -> '.join(including)})")
+    if not os.path.isfile(path):
+        raise TitleError(f"{including[-1]}: include({os.path.basename(path)!r}): no such settings file {path}")
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+
+    def include(name):
+        run_settings_file(os.path.join(os.path.dirname(path), name), scope, [*including, path])
+
+    scope["include"] = include
+    try:
+        exec(compile(source, path, "exec"), scope)
+    except TitleError:
+        raise
+    except Exception as e:  # a typo in the user's file: say where, without a traceback
+        raise TitleError(f"{path}: {type(e).__name__}: {e}") from None
 
 
 def load(config, root, files=(), flags=None):

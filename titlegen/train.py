@@ -8,6 +8,7 @@ weights, the files). The run folder's files are written through `runfolder.RunFo
 The corpus is never held in memory: one pass checks every record (and builds the vocabulary),
 then each epoch reads it again through a bounded shuffle buffer and optional length buckets.
 """
+import dataclasses
 import importlib.util
 import itertools
 import os
@@ -24,7 +25,9 @@ from .faults import kill_point
 from .decode import make_titler
 from .metrics import VAL_READABILITY, corpus_scores, readability
 from .model import build_model, real_targets, summed_title_loss
+from .replicas import share
 from .runfolder import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, RunFolder
+from .sequence import make_sequence_step
 from .settings import MONITORS, STRATEGIES, resumed
 from .sources import Corpus, epoch_batches, read_jsonl
 
@@ -152,7 +155,7 @@ def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothi
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(inputs, target, count):
-        inputs, target = [share(a) for a in inputs], share(target)
+        inputs, target = [share(a, replicas) for a in inputs], share(target, replicas)
         with tf.GradientTape() as tape:
             probs = model(inputs, training=True)
             loss = summed_title_loss(target, probs, label_smoothing) / count
@@ -162,15 +165,6 @@ def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothi
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply(grads, model.trainable_variables)
         return loss
-
-    def share(array):  # replica i takes the i-th of `replicas` near-equal slices of the batch, as np.array_split
-        if replicas == 1:
-            return array
-        i = tf.distribute.get_replica_context().replica_id_in_sync_group
-        n = tf.shape(array)[0]
-        size, extra = n // replicas, n % replicas
-        start = i * size + tf.minimum(i, extra)
-        return array[start:start + size + tf.cast(i < extra, tf.int32)]
 
     def distributed_step(inputs, target, count):
         losses = strategy.run(replica_step, args=(inputs, target, count))
@@ -259,14 +253,50 @@ def check_request(settings, folder, overwrite, resume):
     if monitor == "val_rouge_l" and not train.val_rouge_samples:
         raise TitleError("MONITOR is 'val_rouge_l' but VAL_ROUGE_SAMPLES is 0; title some dev articles or "
                          "monitor 'val_loss'")
+    check_sequence_stage(train, settings.model.coverage)
     folder.check_free(overwrite, resume)
     if train.tensorboard and importlib.util.find_spec("tensorboard") is None:  # tf.summary writes through it
         raise TitleError("TENSORBOARD = True needs the tensorboard package: pip install tensorboard")
     state = folder.read_state() if resume else None
-    if state and state["done"] and train.epochs < state["epoch"]:
+    if state and state["done"] and state.get("stage") == "sequence" and last_epoch(train, state) < state["epoch"]:
+        raise TitleError(f"the run in {folder.path} finished its sequence-level stage after epoch "
+                         f"{state['epoch'] - 1} ({state['done']}); pass --seq-epochs N (more than it ran) to train "
+                         "further")
+    stage_pending = train.seq_epochs and state and state.get("stage") != "sequence"
+    if state and state["done"] and train.epochs < state["epoch"] and not stage_pending:
         raise TitleError(f"the run in {folder.path} finished after epoch {state['epoch'] - 1} "
                          f"({state['done']}); pass --epochs N (more than it ran) to train further")
     return state
+
+
+def check_sequence_stage(train, coverage):
+    """The sequence-level stage's settings, when it is on."""
+    if train.seq_epochs < 0:
+        raise TitleError(f"SEQ_EPOCHS must be 0 (off) or a number of epochs, got {train.seq_epochs}")
+    if not train.seq_epochs:
+        return
+    if train.monitor != "val_rouge_l":
+        raise TitleError(f"SEQ_EPOCHS trains for ROUGE-L, which MONITOR {train.monitor!r} does not measure; "
+                         "set MONITOR = 'val_rouge_l' (and VAL_ROUGE_SAMPLES above 0)")
+    if train.seq_candidates < 2:
+        raise TitleError(f"SEQ_CANDIDATES must be at least 2 (the risk compares candidates), got "
+                         f"{train.seq_candidates}")
+    if not 0 <= train.seq_ce_weight <= 1:
+        raise TitleError(f"SEQ_CE_WEIGHT must be between 0 and 1, got {train.seq_ce_weight}")
+    if coverage:
+        raise TitleError("SEQ_EPOCHS does not combine with COVERAGE yet (the stage adds no coverage loss); set one "
+                         "of them to 0")
+    if train.seq_sharpness <= 0 or train.seq_learning_rate <= 0:
+        raise TitleError("SEQ_SHARPNESS and SEQ_LEARNING_RATE must be above 0, got "
+                         f"{train.seq_sharpness} and {train.seq_learning_rate}")
+
+
+def last_epoch(train, state):
+    """The last epoch of the stage the run is in: EPOCHS for teacher forcing, SEQ_EPOCHS after the
+    sequence-level stage's start."""
+    if state.get("stage") == "sequence":
+        return state["seq_start"] + train.seq_epochs - 1
+    return train.epochs
 
 
 def read_inputs(settings, folder, state):
@@ -329,9 +359,10 @@ def read_samples(data):
     return [(n, by_name[n]) for n in data.sample_names]
 
 
-def build(settings, strategy, log, steps):
+def build(settings, strategy, log, steps, stage="teacher"):
     """The model and its optimizer (built, so a checkpoint can be loaded into it), on the strategy;
-    `steps`: batches per epoch (for LR_DECAY_EPOCHS)."""
+    `steps`: batches per epoch (for LR_DECAY_EPOCHS); `stage`: the checkpoint's ("sequence": the
+    stage's own Adam)."""
     if settings.train.mixed_precision:
         if not tf.config.list_logical_devices("GPU"):
             log("MIXED_PRECISION without a GPU: float16 runs, but slowly, on a CPU")
@@ -339,13 +370,22 @@ def build(settings, strategy, log, steps):
     try:
         with strategy.scope():
             model = build_model(settings.model)
-            train = settings.train
-            optimizer = make_optimizer(train.learning_rate, train.mixed_precision, train.ema,
-                                       decay_steps=train.lr_decay_epochs and train.lr_decay_epochs * steps)
-            optimizer.build(model.trainable_variables)
+            optimizer = build_optimizer(settings.train, model, steps, stage)
     finally:
         keras.mixed_precision.set_global_policy("float32")  # the model keeps its own
     return model, optimizer
+
+
+def build_optimizer(train, model, steps, stage):
+    """Teacher forcing's Adam as the settings say; the sequence-level stage's a fresh one at
+    SEQ_LEARNING_RATE, without EMA or a schedule. Built (its slots made) for the model."""
+    if stage == "sequence":
+        optimizer = make_optimizer(train.seq_learning_rate, train.mixed_precision)
+    else:
+        optimizer = make_optimizer(train.learning_rate, train.mixed_precision, train.ema,
+                                   decay_steps=train.lr_decay_epochs and train.lr_decay_epochs * steps)
+    optimizer.build(model.trainable_variables)
+    return optimizer
 
 
 def start_files(settings, folder, inputs, model, optimizer, steps, state, log):
@@ -357,6 +397,8 @@ def start_files(settings, folder, inputs, model, optimizer, steps, state, log):
             raise TitleError(f"the run had {state['steps_per_epoch']} batches per epoch, these settings give "
                              f"{steps}; resume with the settings it started with")
         record = folder.write_record(settings, inputs.vocab, state["best"], state["history"], state.get("skipped"))
+        if state["done"] and settings.train.seq_epochs and state.get("stage") != "sequence":
+            state["switch"] = True  # a finished run continues with the sequence-level stage
         state["done"] = None
         log(f"resuming {folder.path} at epoch {state['epoch']}, step {state['step']} of {steps}")
         return state, record
@@ -387,7 +429,7 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
     settings = settings.replace(vocab_size=len(inputs.vocab))
     n_batches = count_batches(inputs.n_train, settings.train.batch_size)
     steps = min(n_batches, settings.train.steps_per_epoch or n_batches)
-    model, optimizer = build(settings, strategy, log, steps)
+    model, optimizer = build(settings, strategy, log, steps, (state or {}).get("stage", "teacher"))
     state, record = start_files(settings, folder, inputs, model, optimizer, steps, state, log)
     vocab = inputs.vocab
     log(f"vocabulary: {len(vocab)} ids ({len(vocab.chars)} {'characters' if vocab.tokenizer == 'char' else 'words'} "
@@ -422,13 +464,44 @@ class Run:
 
     def __init__(self, settings, folder, inputs, model, optimizer, strategy, steps, state, record, log):
         self.settings, self.folder, self.inputs, self.model, self.optimizer = settings, folder, inputs, model, optimizer
-        self.steps, self.state, self.record, self.log = steps, state, record, log
+        self.steps, self.state, self.record, self.log, self.strategy = steps, state, record, log, strategy
         self.titler = make_titler(model, inputs.vocab, settings.model.maxlen, settings.decode)
-        self.train_step = make_train_step(model, optimizer, strategy, label_smoothing=settings.train.label_smoothing)
-        self.averaged = AveragedWeights(model, optimizer)
+        self.best_weights = None  # the best epoch's weights, once this process saw one (the stage starts from them)
+        self.use_optimizer(optimizer)
         self.predict = local_predict(model, strategy)
         tensorboard = os.path.join(folder.path, "tensorboard")
         self.summaries = tf.summary.create_file_writer(tensorboard) if settings.train.tensorboard else None
+
+    @property
+    def stage(self):
+        return self.state.get("stage", "teacher")
+
+    def use_optimizer(self, optimizer):
+        """Train with `optimizer` from now on: the stage's step and, with EMA, its averaged weights."""
+        self.optimizer, train = optimizer, self.settings.train
+        if self.stage == "sequence":
+            decoder = make_titler(self.model, self.inputs.vocab, self.settings.model.maxlen,
+                                  dataclasses.replace(self.settings.decode, decoder="incremental")).decode
+            step = make_sequence_step(self.model, optimizer, self.strategy, decoder, train)
+            self.train_step = lambda batch, at: step(batch, [train.seed, at])  # draws seeded by the batch's place
+        else:
+            step = make_train_step(self.model, optimizer, self.strategy, label_smoothing=train.label_smoothing)
+            self.train_step = lambda batch, at: step(batch)
+        self.averaged = AveragedWeights(self.model, optimizer)
+
+    def begin_sequence_stage(self, epoch):
+        """The sequence-level stage from `epoch` on: the best weights so far, a fresh Adam for the stage."""
+        best = self.state["best"]
+        self.log(f"sequence-level stage: {self.settings.train.seq_epochs} epochs of minimum risk training from the "
+                 f"best epoch's weights (epoch {best['epoch']}, {best['monitor']} {best['value']:.4f})")
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+        else:  # resumed: the folder's (written by the chief before the checkpoint that preceded this)
+            self.model.load_weights(self.folder.file(WEIGHTS_FILE))
+        self.state.update(stage="sequence", seq_start=epoch)
+        self.state.pop("switch", None)
+        with self.strategy.scope():
+            self.use_optimizer(build_optimizer(self.settings.train, self.model, self.steps, "sequence"))
 
     def checkpoint(self, **position):
         """Save where the run stands, with the weights and optimizer state."""
@@ -439,7 +512,11 @@ class Run:
         state, steps = self.state, self.steps
         with self.folder.open_steps((state["epoch"] - 1) * steps + state["step"]) as steps_log, \
                 StopRequest() as stop:
-            for epoch in range(state["epoch"], self.settings.train.epochs + 1):
+            if state.get("switch"):  # the stage was to start when the run stopped
+                self.begin_sequence_stage(state["epoch"])
+                self.checkpoint()
+            while state["epoch"] <= last_epoch(self.settings.train, state):
+                epoch = state["epoch"]
                 if self.out_of_time():
                     break
                 start, first = time.perf_counter(), state["step"]
@@ -448,8 +525,12 @@ class Run:
                 logs = {"epoch": epoch, "loss": loss_sum / max(step, 1), "seconds": round(seconds, 1),
                         "articles_per_s": round((step - first) * self.settings.train.batch_size
                                                 / max(seconds, 1e-9), 1)}
+                if self.settings.train.seq_epochs:
+                    logs["stage"] = self.stage
                 with self.averaged:  # with EMA, the averaged weights are evaluated and kept
                     self.end_epoch(epoch, logs)
+                if state.get("switch"):
+                    self.begin_sequence_stage(epoch + 1)
                 kill_point("epoch_end")
                 took = time.perf_counter() - start  # training and the dev pass
                 self.checkpoint(epoch=epoch + 1, step=0, loss_sum=0.0, seconds=state.get("seconds", 0.0) + took,
@@ -474,9 +555,9 @@ class Run:
         batches = epoch_batches(self.inputs.corpus, self.inputs.vocab, self.settings, epoch)
         every = self.settings.train.checkpoint_steps
         with tqdm(itertools.islice(batches, step, steps), total=steps, initial=step, unit="batch",
-                  desc=f"epoch {epoch}/{self.settings.train.epochs}") as bar:  # done batches skipped
+                  desc=f"epoch {epoch}/{last_epoch(self.settings.train, self.state)}") as bar:  # done batches skipped
             for batch in bar:
-                loss = self.train_step(batch)
+                loss = self.train_step(batch, (epoch - 1) * steps + step)
                 step, loss_sum = step + 1, loss_sum + loss
                 steps_log.write(f"{epoch},{step},{loss:.9g}\n")
                 kill_point("step")
@@ -515,6 +596,7 @@ class Run:
         if state["best"] is None or BETTER[monitor](logs[monitor], state["best"]["value"]) == logs[monitor]:
             state["best"] = {"epoch": epoch, "monitor": monitor, "value": logs[monitor]}  # ties count as better,
             self.folder.save_weights(self.model)  # as the blog's <=
+            self.best_weights = self.model.get_weights() if train.seq_epochs else None
             log(f"  saved {self.folder.file(WEIGHTS_FILE)} ({monitor} {logs[monitor]:.4f})")
         self.summary({k: logs[k] for k in ("loss", "val_loss", "val_rouge_l", *VAL_READABILITY) if k in logs}, epoch,
                      flush=True)
@@ -523,11 +605,17 @@ class Run:
                                                                  ("best", "history", "skipped")})
         self.folder.write_metrics(state["history"])
         self.cut_learning_rate(epoch)
-        if train.patience and epoch - state["best"]["epoch"] >= train.patience:
+        since = max(state["best"]["epoch"], state.get("seq_start", 1) - 1)  # the stage counts from its start
+        finished = None
+        if train.patience and epoch - since >= train.patience:
             log(f"  stopping: no better {monitor} for {train.patience} epochs")
-            state["done"] = f"no better {monitor} for {train.patience} epochs"
-        elif epoch == train.epochs:
-            state["done"] = f"{epoch} epochs"
+            finished = f"no better {monitor} for {train.patience} epochs"
+        elif epoch >= last_epoch(train, state):
+            finished = f"{epoch} epochs"
+        if finished and train.seq_epochs and self.stage == "teacher":
+            state["switch"] = True  # the sequence-level stage follows
+        else:
+            state["done"] = finished
 
     def cut_learning_rate(self, epoch):
         """With LR_PATIENCE: the learning rate times LR_FACTOR after that many epochs without a better

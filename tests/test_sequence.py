@@ -1,0 +1,270 @@
+"""The sequence-level stage (titlegen/sequence.py): its risk and rewards by hand, the sampler, one
+step that favours the better candidate, the stage inside `train`, on two replicas, and kill -9."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import config
+from conftest import ROOT, TINY_CONFIG, make_corpus, model_settings, tiny_settings, write_jsonl
+from titlegen.data import END, START, TitleError, UNK
+from titlegen.metrics import example_scores, lcs_f, rouge_l
+from titlegen.model import build_model, title_log_probs
+from titlegen.runfolder import CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE, load_trained, read_state
+from titlegen.search import sample
+from titlegen.sequence import costs_of, distinct, make_sequence_step, sequence_risk
+from titlegen.settings import load
+from titlegen.train import make_optimizer, train
+
+
+def test_risk_of_two_articles_by_hand():
+    log_probs = tf.constant([[-1.0, -2.0, -3.0], [-2.0, -2.0, -1.0]])
+    costs = tf.constant([[0.2, 0.5, 1.0], [0.4, 0.1, 0.9]])
+    valid = tf.constant([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])  # article 2's third candidate repeats one
+    risk = sequence_risk(log_probs, costs, valid, sharpness=0.5).numpy()
+    # article 1: Q ∝ exp(0.5 · log p) = e^-0.5, e^-1, e^-1.5
+    q = np.array([math.exp(-0.5), math.exp(-1.0), math.exp(-1.5)])
+    q /= q.sum()  # 0.50648, 0.30720, 0.18632
+    assert risk[0] == pytest.approx(0.2 * q[0] + 0.5 * q[1] + 1.0 * q[2], rel=1e-6)  # 0.44122
+    assert risk[0] == pytest.approx(0.441216, abs=1e-5)
+    # article 2: its two distinct candidates equally likely, the repeat left out: (0.4 + 0.1) / 2
+    assert risk[1] == pytest.approx(0.25, rel=1e-6)
+
+
+def test_costs_by_hand_under_both_rewards():
+    assert rouge_l("我爱北京", "我爱上海北京") == pytest.approx(example_scores("我爱北京", "我爱上海北京")["rouge-l"])
+    assert lcs_f("北京北京北京", "北京") == pytest.approx(2 * 2 / (6 + 2))  # LCS 2 over 6 and 2 characters
+    assert rouge_l("北京北京北京", "北京") == pytest.approx(1.0)  # CLGE's package: 2 distinct characters, both matched
+    a, b, c, d, e, f = range(10, 16)
+    reference = [START, a, b, c, d, e, f, END]
+    titles = [[START, a, b, e, f, END],  # test_evaluate's 我爱北京 against 我爱上海北京: F 0.8 under both
+              [START, a, b, a, b, a, b, END],  # a stutter: LCS a b
+              [START, END]]  # nothing: F 0
+    # Lin's: P = R = 2/6, F 1/3. CLGE's counts distinct ids: P = 2/2, R = 2/6, F = 2·(1/3)/(4/3) = 1/2
+    assert costs_of(titles, reference) == pytest.approx([0.2, 2 / 3, 1.0])
+    assert costs_of(titles, reference, "clge") == pytest.approx([0.2, 1 / 2, 1.0])
+    # an unknown matches nothing, not even the reference's own unknown: LCS a over 2 and 7 ids
+    assert costs_of([[START, UNK, a, END]], [START, UNK, a, b, c, d, e, f, END]) == pytest.approx([1 - 2 / 9])
+    assert distinct([[2, 5, 3], [2, 6, 3], [2, 5, 3]]) == [1.0, 1.0, 0.0]
+
+
+def test_sample_draws_from_the_given_probabilities():
+    size = 8  # ids 4..7 are characters; each step's probabilities are set here
+    def chain(yid, t, state, memory):  # one-hot: after START comes 4, then 5, 6, then END
+        last = yid[:, t]
+        nxt = tf.where(last == START, 4, tf.where(last >= 6, END, last + 1))
+        return tf.one_hot(nxt, size), state
+
+    memory = {"m": tf.zeros([2, 1])}
+    ids, lengths = sample(chain, memory, {}, 3, 6, tf.constant([1, 2]))
+    assert lengths.numpy().tolist() == [5] * 6
+    assert ids.numpy().tolist() == [[START, 4, 5, 6, END, 0, 0]] * 6
+
+    def uniform(yid, t, state, memory):  # every character equally likely (END too), ids below END never
+        return tf.concat([tf.fill([tf.shape(yid)[0], END], 0.5), tf.fill([tf.shape(yid)[0], size - END], 0.1)],
+                         axis=1), state
+    first, _ = sample(uniform, memory, {}, 3, 6, tf.constant([1, 2]))
+    again, _ = sample(uniform, memory, {}, 3, 6, tf.constant([1, 2]))
+    other, _ = sample(uniform, memory, {}, 3, 6, tf.constant([1, 3]))
+    assert first.numpy().tolist() == again.numpy().tolist() and first.numpy().tolist() != other.numpy().tolist()
+    drawn = first.numpy()[:, 1:]
+    assert drawn.min() >= 0 and not np.isin(drawn, [1, 2]).any()  # pads after END, never UNK or START
+    for row in first.numpy():  # nothing after END
+        ends = list(row).index(END) if END in row else len(row)
+        assert not row[ends + 1:].any()
+
+
+class FixedCandidates:
+    """A decoder whose candidates are set: search gives each article's first, sample the rest."""
+
+    def __init__(self, titles):
+        self.titles = titles
+
+    def search(self, articles, extended=None):
+        return [t[0] for t in self.titles], None
+
+    def sample(self, articles, extended, n, seed):
+        return [t[1:1 + n] for t in self.titles]
+
+
+def tiny_model(vocab_size=10, **changes):
+    keras.utils.set_random_seed(5)
+    model = build_model(model_settings(vocab_size, char_size=8, hidden_size=16, **changes))
+    optimizer = make_optimizer(1e-3, False)
+    optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_one_step_raises_the_candidate_with_the_higher_reward(copy):
+    model, optimizer = tiny_model(copy=copy)
+    x = np.array([[4, 5, 6, 7, 8], [9, 8, 7, 0, 0]], np.int32)
+    y = np.array([[START, 4, 5, 6, END], [START, 9, 8, END, 0]], np.int32)
+    good = [[START, 4, 5, 6, END], [START, 9, 8, END]]  # the references: ROUGE-L F 1
+    bad = [[START, 7, 7, 7, 7, END], [START, 5, END]]  # nothing in common: F 0
+    batch = (x, y, x) if copy else (x, y)
+    train = tiny_settings("t", "d", seq_candidates=2, seq_beam=True, seq_ce_weight=0.0, seq_sharpness=1.0,
+                          label_smoothing=0.0).train
+    step = make_sequence_step(model, optimizer, tf.distribute.get_strategy(),
+                              FixedCandidates([[g, b] for g, b in zip(good, bad)]), train)
+
+    def log_p(titles):
+        t = np.zeros((2, 6), np.int32)
+        for i, title in enumerate(titles):
+            t[i, :len(title)] = title
+        inputs = [x, t[:, :-1]] + ([x] if copy else [])
+        return title_log_probs(t[:, 1:], model(inputs)).numpy()
+
+    before_good, before_bad = log_p(good), log_p(bad)
+    q = np.exp(before_good) / (np.exp(before_good) + np.exp(before_bad))
+    loss = step(batch, [7, 0])
+    assert loss == pytest.approx(np.mean(1 - q), rel=1e-4)  # λ = 0: the risk alone, costs 0 and 1
+    assert (log_p(good) > before_good).all() and (log_p(bad) < before_bad).all()
+
+
+MIRRORED = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path[:0] = [{root!r}, {tests!r}]
+import keras
+from conftest import model_settings, tiny_settings
+from titlegen.data import pad
+from titlegen.decode import IncrementalDecoder
+from titlegen.model import build_model
+from titlegen.sequence import make_sequence_step
+from titlegen.train import make_optimizer
+
+rng = np.random.default_rng(0)
+x = pad([list(rng.integers(4, 12, n)) for n in (7, 3, 9, 5, 2)])  # five articles: the replicas get 3 and 2
+y = pad([[2] + list(rng.integers(4, 12, n)) + [3] for n in (4, 1, 3, 5, 2)])
+keras.utils.set_random_seed(3)
+weights = build_model(model_settings(12, char_size=8, hidden_size=16)).get_weights()
+train = tiny_settings("t", "d", seq_candidates=3, seq_beam=True, seq_ce_weight=0.3, seq_sharpness=1.0).train
+out = {{}}
+for name, strategy in [("one", tf.distribute.get_strategy()),
+                       ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+    with strategy.scope():
+        model = build_model(model_settings(12, char_size=8, hidden_size=16))
+        optimizer = make_optimizer(1e-2, False)
+        optimizer.build(model.trainable_variables)
+    model.set_weights(weights)
+    step = make_sequence_step(model, optimizer, strategy, IncrementalDecoder(model, 3, 8), train)
+    out[name] = {{"losses": [step((x, y), [7, i]) for i in range(2)],
+                 "weights": [w.tolist() for w in model.get_weights()]}}
+print(json.dumps(out))
+"""
+
+
+def test_the_stage_on_two_replicas_gives_the_single_device_loss():
+    result = subprocess.run([sys.executable, "-c", MIRRORED.format(root=ROOT, tests=os.path.join(ROOT, "tests"))],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.splitlines()[-1])
+    np.testing.assert_allclose(out["two"]["losses"], out["one"]["losses"], rtol=1e-5)
+    for a, b in zip(out["one"]["weights"], out["two"]["weights"]):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-6)
+
+
+STAGE = {"epochs": 2, "seq_epochs": 2, "monitor": "val_rouge_l", "val_rouge_samples": 4, "decoder": "incremental",
+         "steps_per_epoch": None}
+
+
+def test_the_stage_follows_teacher_forcing_from_its_best_weights(tmp_path, corpus):
+    out = str(tmp_path / "m")
+    _, _, record = train(tiny_settings(*corpus, **STAGE, copy=True), out, log=lambda _: None)
+    assert [(h["epoch"], h["stage"]) for h in record["history"]] == [
+        (1, "teacher"), (2, "teacher"), (3, "sequence"), (4, "sequence")]
+    state = read_state(os.path.join(out, CHECKPOINT_FILE))
+    assert (state["stage"], state["seq_start"], state["epoch"], state["done"]) == ("sequence", 3, 5, "4 epochs")
+    with open(os.path.join(out, METRICS_FILE), encoding="utf-8") as f:
+        assert f.readline().startswith("epoch,stage,loss,val_loss,val_rouge_l,val_repeat")
+    best = max(h["val_rouge_l"] for h in record["history"])
+    assert record["best"]["value"] == best  # the kept weights: the best epoch of either stage
+
+    # a finished run continues with the stage: `train --resume --seq-epochs N`
+    plain = str(tmp_path / "plain")
+    train(tiny_settings(*corpus, **{**STAGE, "seq_epochs": 0}), plain, log=lambda _: None)
+    from titlegen.train import resume_settings
+    lines = []
+    _, _, record = train(resume_settings(plain, seq_epochs=1), plain, resume=True, log=lines.append)
+    assert [h.get("stage") for h in record["history"]] == [None, None, "sequence"]
+    assert any(line.startswith("sequence-level stage: 1 epochs") for line in lines)
+
+
+def test_stage_settings_are_checked(tmp_path, corpus):
+    with pytest.raises(TitleError, match="set MONITOR = 'val_rouge_l'"):
+        train(tiny_settings(*corpus, seq_epochs=1), str(tmp_path / "a"), log=lambda _: None)
+    with pytest.raises(TitleError, match="SEQ_CANDIDATES must be at least 2"):
+        train(tiny_settings(*corpus, **STAGE, seq_candidates=1), str(tmp_path / "b"), log=lambda _: None)
+    with pytest.raises(TitleError, match="SEQ_CE_WEIGHT must be between 0 and 1"):
+        train(tiny_settings(*corpus, **STAGE, seq_ce_weight=1.5), str(tmp_path / "c"), log=lambda _: None)
+
+
+SEQUENCE_CONFIG = TINY_CONFIG + """BATCH_SIZE = 4
+EPOCHS = 1
+SEQ_EPOCHS = 1
+CHECKPOINT_STEPS = 5
+SHUFFLE = True
+BUCKET = True
+MONITOR = "val_rouge_l"
+VAL_ROUGE_SAMPLES = 4
+COPY = True
+"""
+
+
+def cli(args, kill_at=None):
+    from titlegen.faults import VARIABLE
+    env = {k: v for k, v in os.environ.items() if k != VARIABLE}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if kill_at:
+        env[VARIABLE] = kill_at
+    return subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "train", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def csv_rows(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+@pytest.mark.multiprocess
+def test_kill_9_in_the_stage_and_at_its_start_resumes_exactly(tmp_path):
+    tiny = tmp_path / "tiny.py"
+    tiny.write_text(SEQUENCE_CONFIG, encoding="utf-8")
+    train_path = write_jsonl(tmp_path / "train.jsonl", make_corpus(48, seed=1))
+    dev_path = write_jsonl(tmp_path / "dev.jsonl", make_corpus(8, seed=2))
+    out = str(tmp_path / "killed")
+    resume = [str(tiny), "--out", out, "--resume"]
+    # 12 batches an epoch: the stage starts at epoch 2 (step 13 of the run)
+    for args, moment, position in [
+            ([str(tiny), "--train", train_path, "--dev", dev_path, "--out", out], "epoch_end:1", (1, 10)),
+            (resume, "step:4", (2, 0)),  # epoch 1's last two batches, then the stage's 2nd (its start checkpointed)
+            (resume, "step:7", (2, 5))]:  # the stage's 7th, after its checkpoint at step 5
+        result = cli(args, kill_at=moment)
+        assert result.returncode == -signal.SIGKILL, (moment, result.stderr[-2000:])
+        state = read_state(os.path.join(out, CHECKPOINT_FILE))
+        assert (state["epoch"], state["step"]) == position, moment
+    result = cli(resume)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    whole = str(tmp_path / "whole")
+    train(load(config, ROOT, [str(tiny)], {"train_path": train_path, "dev_path": dev_path}), whole,
+          log=lambda _: None)
+    assert csv_rows(os.path.join(out, STEPS_FILE)) == csv_rows(os.path.join(whole, STEPS_FILE))
+    assert len(csv_rows(os.path.join(whole, STEPS_FILE))) == 1 + 24
+    drop_seconds = [[c for i, c in enumerate(r.split(",")) if i < 8] for r in csv_rows(os.path.join(out, METRICS_FILE))]
+    assert drop_seconds == [[c for i, c in enumerate(r.split(",")) if i < 8]
+                            for r in csv_rows(os.path.join(whole, METRICS_FILE))]
+    for a, b in zip(load_trained(out)[0].get_weights(), load_trained(whole)[0].get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

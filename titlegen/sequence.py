@@ -1,0 +1,149 @@
+"""The sequence-level stage (beyond the blog): minimum risk training on the model's own titles.
+
+Teacher forcing trains each next character given the reference's previous ones; the beam search
+then writes from its own, and nothing in that training scores a whole title. This stage does
+(Shen et al. 2016, "Minimum Risk Training for Neural Machine Translation"; Ayana et al. 2016 on
+LCSTS headlines). For each article of a batch it takes k candidate titles from the incremental
+decoder (with SEQ_BEAM the decoder's own beam-search title and k - 1 drawn from the model, else k
+drawn), scores each against the reference with evaluate's ROUGE-L F, and minimises the risk
+
+    risk = Σ_j Q_j · (1 - ROUGE-L F_j),   Q_j = p(c_j)^α / Σ_j' p(c_j')^α
+
+over the article's distinct candidates (α the sharpness; log p(c) the title's summed log-probability
+under teacher forcing on it; the reward ROUGE-L F as Lin defines it, or evaluate's with SEQ_REWARD
+"clge"), mixed with the reference's cross-entropy:
+
+    loss = λ · cross-entropy + (1 - λ) · risk (averaged over the batch's articles).
+
+A repeat adds length and no match, so Lin's ROUGE-L F punishes a stuttering title, which the
+cross-entropy never sees (evaluate's does not: CLGE's package counts a title's distinct characters). The candidates are drawn with tf.random's stateless draws seeded by the
+run's seed and the batch's place in it, so a resumed run draws the very same ones.
+"""
+import numpy as np
+import tensorflow as tf
+
+from .data import END, PAD, UNK, pad
+from .metrics import lcs_f, rouge_l
+from .model import ModelParts, summed_title_loss, title_log_probs
+from .replicas import share
+
+TOKEN_BASE = 0xF0000  # ids become characters of a private-use plane, so ROUGE-L runs on them as on text
+UNKNOWN = {"reference": chr(0x10FFFC), "candidate": chr(0x10FFFD)}  # an unknown never matches an unknown
+
+
+def as_text(ids, side):
+    """A title's ids (after START, before END) as text that ROUGE reads one id per character."""
+    return "".join(UNKNOWN[side] if i == UNK else chr(TOKEN_BASE + int(i)) for i in ids)
+
+
+def title_body(ids):
+    """The ids between START and END (or the end)."""
+    ids = list(ids[1:])
+    return ids[:ids.index(END)] if END in ids else [i for i in ids if i != PAD]
+
+
+def costs_of(candidates, reference, reward="rouge-l"):
+    """1 - the reward of each candidate (id arrays, START first) against the reference (ids, START
+    first): ROUGE-L F as Lin defines it (`metrics.lcs_f`), or with reward "clge" as evaluate scores
+    it (`metrics.rouge_l`)."""
+    ref = as_text(title_body(reference), "reference")
+    score = lcs_f if reward == "rouge-l" else rouge_l
+    return [1.0 - score(as_text(title_body(c), "candidate"), ref) for c in candidates]
+
+
+def distinct(candidates):
+    """1.0 for each candidate not equal to an earlier one of the same article, else 0.0."""
+    seen, valid = set(), []
+    for c in candidates:
+        key = tuple(int(i) for i in c)
+        valid.append(0.0 if key in seen else 1.0)
+        seen.add(key)
+    return valid
+
+
+def sequence_risk(log_probs, costs, valid, sharpness):
+    """Each article's risk (batch,): its candidates' costs weighted by their probabilities renormalised
+    over its distinct candidates, Q = softmax(α · log p) where valid, 0 elsewhere.
+    log_probs, costs, valid: (batch, k)."""
+    scores = sharpness * tf.cast(log_probs, tf.float32)
+    scores = tf.where(valid > 0, scores, tf.fill(tf.shape(scores), -np.inf))
+    return tf.reduce_sum(tf.nn.softmax(scores, axis=1) * costs, axis=1)
+
+
+def candidates(decoder, articles, extended, k, beam, seed):
+    """k candidate titles (id arrays, START first) per article: with `beam` the decoder's beam-search
+    title first, then draws."""
+    drawn = decoder.sample(articles, extended, k - 1 if beam else k, seed) if k > int(beam) else [[]] * len(articles)
+    if not beam:
+        return drawn
+    titles, _ = decoder.search(articles, extended)
+    return [[title, *more] for title, more in zip(titles, drawn)]
+
+
+def make_sequence_step(model, optimizer, strategy, decoder, train):
+    """(batch, seed) -> its loss, after one Adam step on the stage's loss; `train` a settings.Train
+    (SEQ_CANDIDATES, SEQ_BEAM, SEQ_SHARPNESS, SEQ_CE_WEIGHT, LABEL_SMOOTHING), `decoder` an
+    IncrementalDecoder on the model. As make_train_step does, each replica takes a near-equal share
+    of the batch's articles (with their candidates) and divides by the whole batch's counts, so the
+    loss and the update are those of one device. The stage runs the model's parts without dropout:
+    the candidates' probabilities are those the decoder drew them from."""
+    parts, k, replicas = ModelParts.of(model), train.seq_candidates, strategy.num_replicas_in_sync
+    weight, sharpness = train.seq_ce_weight, train.seq_sharpness
+
+    def replica_step(inputs, cands, costs, valid, counts):
+        inputs, cands, costs, valid = [share(a, replicas) for a in inputs], *(share(a, replicas) for a in
+                                                                              (cands, costs, valid))
+        x, y, extended = inputs[0], inputs[1], (inputs[2] if parts.copy else None)
+        flat = tf.reshape(cands, [-1, tf.shape(cands)[2]])
+        with tf.GradientTape() as tape:
+            encoded = parts.encode(x)
+            probs = parts.title_probs(encoded, y[:, :-1], extended)
+            cross_entropy = summed_title_loss(y[:, 1:], probs, train.label_smoothing) / counts[0]
+            repeated = tf.nest.map_structure(lambda a: tf.repeat(a, k, axis=0), encoded)
+            c_probs = parts.title_probs(repeated, flat[:, :-1], None if extended is None
+                                        else tf.repeat(extended, k, axis=0))
+            log_probs = tf.reshape(title_log_probs(flat[:, 1:], c_probs), [-1, k])
+            risk = tf.reduce_sum(sequence_risk(log_probs, costs, valid, sharpness)) / counts[1]
+            loss = weight * cross_entropy + (1.0 - weight) * risk
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return loss
+
+    def distributed_step(inputs, cands, costs, valid, counts):
+        losses = strategy.run(replica_step, args=(inputs, cands, costs, valid, counts))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    graphs = {}
+
+    def graph(rows):  # traced once per batch size, for any lengths (as make_train_step's)
+        if rows not in graphs:
+            ids = tf.TensorSpec([rows, None], tf.int32)
+            graphs[rows] = tf.function(distributed_step, input_signature=[
+                [ids] * len(model.inputs), tf.TensorSpec([rows, k, None], tf.int32),
+                tf.TensorSpec([rows, k], tf.float32), tf.TensorSpec([rows, k], tf.float32),
+                tf.TensorSpec([2], tf.float32)])
+        return graphs[rows]
+
+    def step(batch, seed):
+        arrays = candidate_arrays(batch, decoder, k, train.seq_beam, seed, train.seq_reward)
+        inputs, cands, costs, valid, counts = arrays
+        return float(graph(len(batch[0]))([tf.constant(a) for a in inputs], *map(tf.constant, (cands, costs, valid, counts))))
+
+    return step
+
+
+def candidate_arrays(batch, decoder, k, beam, seed, reward):
+    """What the stage's graph reads for a batch (x, y[, extended]): the inputs, the candidates
+    (batch, k, L) zero-padded, their costs and distinctness (batch, k), and the counts (real target
+    characters, articles) it divides by."""
+    x, y = batch[0], batch[1]
+    articles = [row[row != PAD] for row in x]
+    extended = [row[:len(a)] for row, a in zip(batch[2], articles)] if len(batch) > 2 else None
+    cands = candidates(decoder, articles, extended, k, beam, seed)
+    flat = pad([c for per_article in cands for c in per_article])
+    costs = [costs_of(c, ref, reward) for c, ref in zip(cands, y)]
+    valid = [distinct(c) for c in cands]
+    counts = np.array([np.sum(y[:, 1:] > PAD), len(x)], np.float32)
+    return ([np.asarray(a, np.int32) for a in batch], flat.reshape(len(x), k, -1).astype(np.int32),
+            np.array(costs, np.float32), np.array(valid, np.float32), counts)
