@@ -54,6 +54,20 @@ def test_override_files_apply_in_order_and_flags_win(tmp_path):
     assert load(config, ROOT, [str(first)], {"epochs": 3}).train.epochs == 3
 
 
+ONE_FILE = {"csl_copy.py": ("csl.py", "copy.py"), "csl_recipe.py": ("csl.py", "recipe.py"),
+            "csl_large.py": ("csl.py", "recipe.py", "large.py"), "csl_xl.py": ("csl.py", "recipe.py", "xl.py"),
+            "csl_ensemble.py": ("csl.py", "recipe.py", "large.py", "ensemble.py"),
+            "csl_budget.py": ("csl.py", "recipe.py", "large.py", "ensemble.py", "budget.py")}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_FILE))
+def test_each_recipe_is_one_file_equal_to_its_chain(name):
+    def settings(*files):
+        return load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in files])
+
+    assert settings(name) == settings(*ONE_FILE[name])
+
+
 def test_shipped_override_files(tmp_path):
     csl = load(config, ROOT, [os.path.join(ROOT, "configs/csl.py")])
     assert csl.data.train_path == os.path.join(ROOT, "data/csl/train.jsonl") and os.path.isfile(csl.data.train_path)
