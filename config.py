@@ -47,7 +47,8 @@ STRATEGY = "auto"  # tf.distribute: "auto" (all GPUs if several), "mirrored", "m
 # training); set TF_ENABLE_ONEDNN_OPTS=0 in the environment to keep TensorFlow's own (docs/speed.md)
 MIXED_PRECISION = False  # float16 compute with loss scaling (for GPUs); blog: float32
 TENSORBOARD = False  # also write OUTPUT_DIR/tensorboard (metrics.csv and steps.csv are always written)
-MONITOR = "val_loss"  # keep the best weights by "val_loss", "val_rouge_l" (dev) or "loss" (training; blog)
+MONITOR = "val_loss"  # keep the best weights by "val_loss", "val_rouge_l", "val_lcs_f" (dev) or "loss" (training; blog)
+# ("val_rouge_l" is evaluate's ROUGE-L, blind to repeats; "val_lcs_f" Lin's, which counts every character)
 VAL_ROUGE_SAMPLES = 200  # dev articles titled each epoch for val_rouge_l; 0 for none (blog: none)
 PATIENCE = None  # stop after this many epochs without a better MONITOR; None never stops early (blog)
 TIME_LIMIT = None  # minutes: end before an epoch that would end past them (epochs' training and dev passes,
@@ -69,7 +70,9 @@ SEQ_CANDIDATES = 4  # k titles per article (Shen et al. sample 100; Edunov et al
 SEQ_REWARD = "rouge-l"  # each candidate's reward against the reference: "rouge-l", ROUGE-L F over characters as
 # Lin (2004) defines it, every character counted; "clge", evaluate's (CLGE's rouge package counts each title's
 # distinct characters, so a repeated substring costs nothing there: docs/sequence.md)
-SEQ_BEAM = True  # the decoder's own beam-search title is one of the k, the other k - 1 sampled; False: k sampled
+SEQ_BEAM = True  # the decoder's own beam-search title is one of the k, the others drawn from the model; False: all drawn
+SEQ_REFERENCE = False  # True: the reference title is one of the k too (its cost 0)
+SEQ_SAMPLE_TOP = 0  # > 0: each drawn character from that many most likely ones; 0: from them all (Shen et al.)
 SEQ_SHARPNESS = 1.0  # α: the candidates' probabilities renormalised as p^α (Shen et al.: 5e-3 over 100 samples)
 SEQ_CE_WEIGHT = 0.3  # λ: loss = λ·cross-entropy + (1 - λ)·risk (Edunov et al. 2018 mix in the same way)
 SEQ_LEARNING_RATE = 1e-4  # Adam's rate in the stage, a fresh Adam without EMA (Shen et al. and Ayana et al.: smaller

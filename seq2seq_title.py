@@ -241,6 +241,10 @@ def add_train_args(p):
     p.add_argument("--seq-reward", choices=choices("seq_reward"), help="the stage's reward (config.SEQ_REWARD)")
     p.add_argument("--seq-sample", dest="seq_beam", action="store_const", const=False,
                    help="the stage's candidates all sampled, the beam-search title not among them (config.SEQ_BEAM)")
+    p.add_argument("--seq-reference", action="store_const", const=True,
+                   help="the reference is one of the stage's candidates (config.SEQ_REFERENCE)")
+    p.add_argument("--seq-sample-top", type=int, help="the stage draws each character from this many most likely "
+                   "(config.SEQ_SAMPLE_TOP)")
     p.add_argument("--seq-sharpness", type=float, help="the stage's α (config.SEQ_SHARPNESS)")
     p.add_argument("--seq-ce-weight", type=float, help="the stage's λ, the cross-entropy's weight (config.SEQ_CE_WEIGHT)")
     p.add_argument("--seq-learning-rate", type=float, help="the stage's Adam rate (config.SEQ_LEARNING_RATE)")

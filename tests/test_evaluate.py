@@ -43,9 +43,10 @@ def test_val_rouge_l_monitor_keeps_the_highest(tmp_path, corpus):
     assert len(values) == 3 and all(0 <= v <= 100 for v in values)
     with open(tmp_path / "m" / "metrics.csv", encoding="utf-8") as f:  # readability of the same dev titles
         header = f.readline().strip().split(",")
-    assert header[:7] == ["epoch", "loss", "val_loss", "val_rouge_l", "val_repeat", "val_bigram_repeat",
+    assert header[:8] == ["epoch", "loss", "val_loss", "val_rouge_l", "val_lcs_f", "val_repeat", "val_bigram_repeat",
                           "val_length"]
     assert all(0 <= h["val_repeat"] <= h["val_bigram_repeat"] <= 100 for h in config["history"])
+    assert all(0 <= h["val_lcs_f"] <= 100 for h in config["history"])
     best = max(values)
     assert config["best"]["value"] == best
     assert config["best"]["epoch"] == max(i for i, v in enumerate(values, 1) if v == best)  # ties: the later

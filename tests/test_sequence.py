@@ -19,7 +19,7 @@ from titlegen.metrics import example_scores, lcs_f, rouge_l
 from titlegen.model import build_model, title_log_probs
 from titlegen.runfolder import CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE, load_trained, read_state
 from titlegen.search import sample
-from titlegen.sequence import costs_of, distinct, make_sequence_step, sequence_risk
+from titlegen.sequence import candidate_arrays, costs_of, distinct, make_sequence_step, sequence_risk
 from titlegen.settings import load
 from titlegen.train import make_optimizer, train
 
@@ -81,6 +81,31 @@ def test_sample_draws_from_the_given_probabilities():
         assert not row[ends + 1:].any()
 
 
+def test_sample_from_the_most_likely_alone():
+    size = 8
+
+    def skewed(yid, t, state, memory):  # END 0.1; ids 4..7: 0.4, 0.3, 0.1, 0.1
+        return tf.tile(tf.constant([[0.0, 0.0, 0.0, 0.1, 0.4, 0.3, 0.1, 0.1]]), [tf.shape(yid)[0], 1]), state
+
+    ids, lengths = sample(skewed, {"m": tf.zeros([4, 1])}, {}, 2, 6, tf.constant([5, 6]), top=2)
+    drawn = ids.numpy()[:, 1:]
+    assert set(drawn.ravel()) == {4, 5} and lengths.numpy().tolist() == [7] * 8  # END is not among the top 2
+
+
+def test_candidates_are_the_reference_the_beam_title_then_draws():
+    x = np.array([[4, 5, 6], [7, 8, 0]], np.int32)
+    y = np.array([[START, 4, 5, END], [START, 9, END, 0]], np.int32)
+    beam, drawn = [[START, 4, END], [START, 7, END]], [[START, 6, END], [START, 9, END]]
+    train = tiny_settings("t", "d", seq_candidates=3, seq_reference=True, seq_beam=True).train
+    inputs, cands, costs, valid, counts = candidate_arrays(
+        (x, y), FixedCandidates([[b, d] for b, d in zip(beam, drawn)]), train, [1, 2])
+    assert cands.tolist() == [[[START, 4, 5, END], [START, 4, END, 0], [START, 6, END, 0]],
+                              [[START, 9, END, 0], [START, 7, END, 0], [START, 9, END, 0]]]
+    # the reference's cost is 0; a drawn title equal to it is left out of the risk
+    assert costs[:, 0].tolist() == [0.0, 0.0] and valid.tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert costs[0, 1] == pytest.approx(1 - 2 * 1 / (1 + 2)) and counts.tolist() == [5.0, 2.0]
+
+
 class FixedCandidates:
     """A decoder whose candidates are set: search gives each article's first, sample the rest."""
 
@@ -90,7 +115,7 @@ class FixedCandidates:
     def search(self, articles, extended=None):
         return [t[0] for t in self.titles], None
 
-    def sample(self, articles, extended, n, seed):
+    def sample(self, articles, extended, n, seed, top=0):
         return [t[1:1 + n] for t in self.titles]
 
 
@@ -188,7 +213,7 @@ def test_the_stage_follows_teacher_forcing_from_its_best_weights(tmp_path, corpu
     state = read_state(os.path.join(out, CHECKPOINT_FILE))
     assert (state["stage"], state["seq_start"], state["epoch"], state["done"]) == ("sequence", 3, 5, "4 epochs")
     with open(os.path.join(out, METRICS_FILE), encoding="utf-8") as f:
-        assert f.readline().startswith("epoch,stage,loss,val_loss,val_rouge_l,val_repeat")
+        assert f.readline().startswith("epoch,stage,loss,val_loss,val_rouge_l,val_lcs_f,val_repeat")
     best = max(h["val_rouge_l"] for h in record["history"])
     assert record["best"]["value"] == best  # the kept weights: the best epoch of either stage
 

@@ -104,24 +104,24 @@ class IncrementalDecoder(Decoder):
             memory = self.parts.with_extended(memory, extended)
         return memory
 
-    def sample(self, articles_ids, extended_ids, n, seed):
+    def sample(self, articles_ids, extended_ids, n, seed, top=0):
         """n titles drawn from the model for each article (search.sample; the sequence-level stage's
         candidates): a list per article of n id arrays, START first and END last (when drawn)."""
         if not hasattr(self, "_sample"):
             self._sample = tf.function(self.sample_memory, reduce_retracing=True, autograph=False)
         ids, lengths = self._sample(self.encoded(articles_ids, extended_ids), tf.constant(n),
-                                    tf.constant(seed, tf.int32))
+                                    tf.constant(seed, tf.int32), top)  # top a Python int: traced per value
         rows = [row[:m] for row, m in zip(ids.numpy(), lengths.numpy())]
         return [rows[i * n:(i + 1) * n] for i in range(len(articles_ids))]
 
-    def sample_memory(self, memory, n, seed):
+    def sample_memory(self, memory, n, seed, top):
         parts = self.parts
 
         def next_probs(yid, t, state, memory):  # one step of the model's decoder, as the beam search's
             return parts.step(yid[:, t], state, memory)
 
         return sample(next_probs, memory, parts.start_state(memory, parts.batch(memory) * n), n,
-                      self.options["max_len"], seed)
+                      self.options["max_len"], seed, top)
 
     def encoder_input(self, articles_ids):
         """The articles zero-padded into one array; under XLA, to a power-of-two batch and a multiple

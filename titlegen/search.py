@@ -182,9 +182,9 @@ def repeated_ngrams(yid, t, n, size):
     return counts > 0
 
 
-def sample(next_probs, memory, state, n, max_len, seed):
+def sample(next_probs, memory, state, n, max_len, seed, top=0):
     """n titles per article drawn from the model, one character at a time (ids below END never
-    drawn): ids (batch·n, max_len + 1), START first and zeros after END; lengths (batch·n,) counting
+    drawn; top > 0: from each step's `top` most likely ids alone, renormalised): ids (batch·n, max_len + 1), START first and zeros after END; lengths (batch·n,) counting
     START and END. An article's titles are rows n·i … n·i + n - 1, as its beams are in
     `beam_search`, and `next_probs` is the same function. `seed`: two int32s; the draws depend on it
     and the step alone (tf.random's stateless draws), so a resumed run draws the very same titles."""
@@ -196,6 +196,9 @@ def sample(next_probs, memory, state, n, max_len, seed):
     def body(t, yid, lengths, done, state):
         probs, state = next_probs(yid, t, state, memory)
         logits = tf.math.log(tf.cast(probs[:, END:], tf.float32) + 1e-12)
+        if top:  # the others at -inf
+            kth = tf.math.top_k(logits, top).values[:, -1:]
+            logits = tf.where(logits >= kth, logits, tf.fill(tf.shape(logits), -np.inf))
         step_seed = tf.random.experimental.stateless_fold_in(seed, t)
         drawn = tf.cast(tf.random.stateless_categorical(logits, 1, step_seed)[:, 0], tf.int32) + END
         drawn = tf.where(done, 0, drawn)  # ended titles stay padded

@@ -22,7 +22,7 @@ run's seed and the batch's place in it, so a resumed run draws the very same one
 import numpy as np
 import tensorflow as tf
 
-from .data import END, PAD, UNK, pad
+from .data import END, PAD, START, UNK, pad
 from .metrics import lcs_f, rouge_l
 from .model import ModelParts, summed_title_loss, title_log_probs
 from .replicas import share
@@ -70,14 +70,16 @@ def sequence_risk(log_probs, costs, valid, sharpness):
     return tf.reduce_sum(tf.nn.softmax(scores, axis=1) * costs, axis=1)
 
 
-def candidates(decoder, articles, extended, k, beam, seed):
-    """k candidate titles (id arrays, START first) per article: with `beam` the decoder's beam-search
-    title first, then draws."""
-    drawn = decoder.sample(articles, extended, k - 1 if beam else k, seed) if k > int(beam) else [[]] * len(articles)
-    if not beam:
-        return drawn
-    titles, _ = decoder.search(articles, extended)
-    return [[title, *more] for title, more in zip(titles, drawn)]
+def candidates(decoder, articles, extended, references, train, seed):
+    """SEQ_CANDIDATES titles (id arrays, START first) per article: with SEQ_REFERENCE its reference,
+    with SEQ_BEAM the decoder's beam-search title, then draws (SEQ_SAMPLE_TOP)."""
+    given = [[r] if train.seq_reference else [] for r in references]
+    if train.seq_beam:
+        titles, _ = decoder.search(articles, extended)
+        given = [g + [t] for g, t in zip(given, titles)]
+    n = train.seq_candidates - len(given[0])
+    drawn = decoder.sample(articles, extended, n, seed, train.seq_sample_top) if n > 0 else [[]] * len(articles)
+    return [g + d for g, d in zip(given, drawn)]
 
 
 def make_sequence_step(model, optimizer, strategy, decoder, train):
@@ -126,23 +128,25 @@ def make_sequence_step(model, optimizer, strategy, decoder, train):
         return graphs[rows]
 
     def step(batch, seed):
-        arrays = candidate_arrays(batch, decoder, k, train.seq_beam, seed, train.seq_reward)
+        arrays = candidate_arrays(batch, decoder, train, seed)
         inputs, cands, costs, valid, counts = arrays
         return float(graph(len(batch[0]))([tf.constant(a) for a in inputs], *map(tf.constant, (cands, costs, valid, counts))))
 
     return step
 
 
-def candidate_arrays(batch, decoder, k, beam, seed, reward):
+def candidate_arrays(batch, decoder, train, seed):
     """What the stage's graph reads for a batch (x, y[, extended]): the inputs, the candidates
     (batch, k, L) zero-padded, their costs and distinctness (batch, k), and the counts (real target
     characters, articles) it divides by."""
     x, y = batch[0], batch[1]
     articles = [row[row != PAD] for row in x]
     extended = [row[:len(a)] for row, a in zip(batch[2], articles)] if len(batch) > 2 else None
-    cands = candidates(decoder, articles, extended, k, beam, seed)
+    references = [np.asarray([START, *title_body(row), END], np.int32) for row in y]
+    cands = candidates(decoder, articles, extended, references, train, seed)
+    k = train.seq_candidates
     flat = pad([c for per_article in cands for c in per_article])
-    costs = [costs_of(c, ref, reward) for c, ref in zip(cands, y)]
+    costs = [costs_of(c, ref, train.seq_reward) for c, ref in zip(cands, y)]
     valid = [distinct(c) for c in cands]
     counts = np.array([np.sum(y[:, 1:] > PAD), len(x)], np.float32)
     return ([np.asarray(a, np.int32) for a in batch], flat.reshape(len(x), k, -1).astype(np.int32),

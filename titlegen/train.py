@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .data import TitleError, Vocab, count_batches, file_sha256
 from .faults import kill_point
 from .decode import make_titler
-from .metrics import VAL_READABILITY, corpus_scores, readability
+from .metrics import VAL_READABILITY, corpus_scores, lcs_f, readability
 from .model import build_model, real_targets, summed_title_loss
 from .replicas import share
 from .runfolder import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, RunFolder
@@ -31,7 +31,7 @@ from .sequence import make_sequence_step
 from .settings import MONITORS, STRATEGIES, resumed
 from .sources import Corpus, epoch_batches, read_jsonl
 
-BETTER = {"loss": min, "val_loss": min, "val_rouge_l": max}  # what "best" means for each monitor
+BETTER = {"loss": min, "val_loss": min, "val_rouge_l": max, "val_lcs_f": max}  # what "best" means for each monitor
 
 
 class Interrupted(KeyboardInterrupt):
@@ -250,8 +250,8 @@ def check_request(settings, folder, overwrite, resume):
                          f"got {train.lr_decay_epochs}")
     if train.lr_decay_epochs and train.lr_patience:
         raise TitleError("LR_DECAY_EPOCHS and LR_PATIENCE both set the learning rate; set one of them to None")
-    if monitor == "val_rouge_l" and not train.val_rouge_samples:
-        raise TitleError("MONITOR is 'val_rouge_l' but VAL_ROUGE_SAMPLES is 0; title some dev articles or "
+    if monitor in ("val_rouge_l", "val_lcs_f") and not train.val_rouge_samples:
+        raise TitleError(f"MONITOR is {monitor!r} but VAL_ROUGE_SAMPLES is 0; title some dev articles or "
                          "monitor 'val_loss'")
     check_sequence_stage(train, settings.model.coverage)
     folder.check_free(overwrite, resume)
@@ -275,12 +275,13 @@ def check_sequence_stage(train, coverage):
         raise TitleError(f"SEQ_EPOCHS must be 0 (off) or a number of epochs, got {train.seq_epochs}")
     if not train.seq_epochs:
         return
-    if train.monitor != "val_rouge_l":
+    if train.monitor not in ("val_rouge_l", "val_lcs_f"):
         raise TitleError(f"SEQ_EPOCHS trains for ROUGE-L, which MONITOR {train.monitor!r} does not measure; "
-                         "set MONITOR = 'val_rouge_l' (and VAL_ROUGE_SAMPLES above 0)")
-    if train.seq_candidates < 2:
-        raise TitleError(f"SEQ_CANDIDATES must be at least 2 (the risk compares candidates), got "
-                         f"{train.seq_candidates}")
+                         "set MONITOR = 'val_rouge_l' or 'val_lcs_f' (and VAL_ROUGE_SAMPLES above 0)")
+    if train.seq_candidates < max(2, train.seq_reference + train.seq_beam) or train.seq_sample_top < 0:
+        raise TitleError(f"SEQ_CANDIDATES must be at least 2 (the risk compares candidates) and hold the reference "
+                         f"and beam title asked for, SEQ_SAMPLE_TOP 0 or more; got {train.seq_candidates} and "
+                         f"{train.seq_sample_top}")
     if not 0 <= train.seq_ce_weight <= 1:
         raise TitleError(f"SEQ_CE_WEIGHT must be between 0 and 1, got {train.seq_ce_weight}")
     if coverage:
@@ -581,7 +582,9 @@ class Run:
                                                                     order=False))
         if inputs.rouge_rows:  # ROUGE-L of the titles the model writes for a sample of the dev set
             titles = self.titler([r.content for r in inputs.rouge_rows])
-            logs["val_rouge_l"] = corpus_scores(titles, [r.title for r in inputs.rouge_rows])["rouge-l"]
+            references = [r.title for r in inputs.rouge_rows]
+            logs["val_rouge_l"] = corpus_scores(titles, references)["rouge-l"]
+            logs["val_lcs_f"] = 100 * sum(map(lcs_f, titles, references)) / len(titles)  # sees repeats
             logs.update({f"val_{k}": v for k, v in readability(titles).items()})
         log(f"epoch {epoch}: " + "  ".join(f"{k} {logs[k]:.4f}" for k in MONITORS if k in logs)
             + (f"  (dev titles: {logs['val_repeat']:.1f}% repeat, {logs['val_bigram_repeat']:.1f}% repeat a "
@@ -598,7 +601,7 @@ class Run:
             self.folder.save_weights(self.model)  # as the blog's <=
             self.best_weights = self.model.get_weights() if train.seq_epochs else None
             log(f"  saved {self.folder.file(WEIGHTS_FILE)} ({monitor} {logs[monitor]:.4f})")
-        self.summary({k: logs[k] for k in ("loss", "val_loss", "val_rouge_l", *VAL_READABILITY) if k in logs}, epoch,
+        self.summary({k: logs[k] for k in (*MONITORS, *VAL_READABILITY) if k in logs}, epoch,
                      flush=True)
         self.record.update(best=state["best"], history=state["history"])
         self.folder.write_record(self.settings, inputs.vocab, **{k: self.record[k] for k in
