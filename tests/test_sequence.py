@@ -214,8 +214,9 @@ def test_the_stage_follows_teacher_forcing_from_its_best_weights(tmp_path, corpu
     assert (state["stage"], state["seq_start"], state["epoch"], state["done"]) == ("sequence", 3, 5, "4 epochs")
     with open(os.path.join(out, METRICS_FILE), encoding="utf-8") as f:
         assert f.readline().startswith("epoch,stage,loss,val_loss,val_rouge_l,val_lcs_f,val_repeat")
-    best = max(h["val_rouge_l"] for h in record["history"])
-    assert record["best"]["value"] == best  # the kept weights: the best epoch of either stage
+    best = max(h["val_rouge_l"] for h in record["history"][2:])
+    assert record["best"]["value"] == best and record["best"]["epoch"] >= 3  # the kept weights: the stage's best
+    assert state["teacher_best"]["epoch"] <= 2
 
     # a finished run continues with the stage: `train --resume --seq-epochs N`
     plain = str(tmp_path / "plain")

@@ -24,7 +24,8 @@ def test_every_config_name_is_one_field_and_back():
             expected = os.path.join(ROOT, expected)
         assert value == (tuple(expected) if isinstance(expected, list) else expected), name
     assert RESUMABLE == ("epochs", "checkpoint_steps", "strategy", "tensorboard", "patience", "time_limit",
-                         "seq_epochs", "seq_candidates", "seq_reward", "seq_beam", "seq_sharpness", "seq_ce_weight",
+                         "seq_epochs", "seq_candidates", "seq_reward", "seq_beam", "seq_reference", "seq_sample_top",
+                         "seq_sharpness", "seq_ce_weight",
                          "seq_learning_rate")
 
 
@@ -102,7 +103,7 @@ def test_shipped_override_files(tmp_path):
 
 @pytest.mark.parametrize("text, message, through_cli", [
     ("CHARSIZE = 64\n", "CHARSIZE is not a config.py setting", True),
-    ("MONITOR = 'bleu'\n", "MONITOR must be one of loss, val_loss, val_rouge_l, got 'bleu'", True),
+    ("MONITOR = 'bleu'\n", "MONITOR must be one of loss, val_loss, val_rouge_l, val_lcs_f, got 'bleu'", True),
     ("EPOCHS = \n", "SyntaxError", True),
     ('CHAR_SIZE = "128"\n', "CHAR_SIZE must be a whole number, got '128'", True),
     ("COPY = 1\n", "COPY must be True or False, got 1", False),

@@ -499,7 +499,8 @@ class Run:
             self.model.set_weights(self.best_weights)
         else:  # resumed: the folder's (written by the chief before the checkpoint that preceded this)
             self.model.load_weights(self.folder.file(WEIGHTS_FILE))
-        self.state.update(stage="sequence", seq_start=epoch)
+        # the stage keeps its own best epoch (the teacher-forced one's stays in the history and here)
+        self.state.update(stage="sequence", seq_start=epoch, teacher_best=best, best=None)
         self.state.pop("switch", None)
         with self.strategy.scope():
             self.use_optimizer(build_optimizer(self.settings.train, self.model, self.steps, "sequence"))
@@ -608,7 +609,7 @@ class Run:
                                                                  ("best", "history", "skipped")})
         self.folder.write_metrics(state["history"])
         self.cut_learning_rate(epoch)
-        since = max(state["best"]["epoch"], state.get("seq_start", 1) - 1)  # the stage counts from its start
+        since = state["best"]["epoch"]
         finished = None
         if train.patience and epoch - since >= train.patience:
             log(f"  stopping: no better {monitor} for {train.patience} epochs")
