@@ -145,3 +145,62 @@ def stub_search(next_probs, topk=3, max_len=50, **options):
 
     ids, lengths, _ = beam_search(next_, {"article": tf.zeros([1, 1])}, {}, topk, max_len, **options)
     return ids.numpy()[0, :int(lengths[0])]
+
+
+def train_cli(args, kill_at=None):
+    """`python seq2seq_title.py train ARGS` in a subprocess, killed with -9 at `kill_at` when given
+    (titlegen/faults.py: a point's name and the how-manieth time it is reached, "step:7")."""
+    from titlegen.faults import VARIABLE
+    env = {k: v for k, v in os.environ.items() if k != VARIABLE}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if kill_at:
+        env[VARIABLE] = kill_at
+    return subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "train", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+TWO_REPLICAS = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path[:0] = [{root!r}, {tests!r}]
+import keras
+from conftest import model_settings, tiny_settings
+from titlegen.data import pad
+from titlegen.model import build_model
+from titlegen.train import make_optimizer
+{setup}
+rng = np.random.default_rng(0)
+# five articles (an odd batch: the replicas get 3 and 2) of different lengths, titles of different lengths
+x = pad([list(rng.integers(4, 12, n)) for n in (7, 3, 9, 5, 2)])
+y = pad([[2] + list(rng.integers(4, 12, n)) + [3] for n in (4, 1, 3, 5, 2)])
+keras.utils.set_random_seed(3)
+weights = build_model(model_settings(12, char_size=8, hidden_size=16)).get_weights()
+out = {{}}
+for name, strategy in [("one", tf.distribute.get_strategy()),
+                       ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+    with strategy.scope():
+        model = build_model(model_settings(12, char_size=8, hidden_size=16))
+        optimizer = make_optimizer(1e-2, False)
+        optimizer.build(model.trainable_variables)
+    model.set_weights(weights)
+    step = {make_step}
+    out[name] = {{"replicas": strategy.num_replicas_in_sync, "losses": [{call} for i in range(2)],
+                 "weights": [w.tolist() for w in model.get_weights()]}}
+print(json.dumps(out))
+"""
+
+
+def on_one_and_two_replicas(setup, make_step, call):
+    """Two steps of a training step on a five-article batch, on one device and on two replicas
+    (two logical CPUs, in a subprocess): {"one": ..., "two": ...} with each one's replicas,
+    losses and weights after. make_step builds `step` from model, optimizer and strategy; call
+    runs it (i: the step's number)."""
+    script = TWO_REPLICAS.format(root=ROOT, tests=os.path.join(ROOT, "tests"), setup=setup, make_step=make_step,
+                                 call=call)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])

@@ -7,50 +7,14 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, tiny_settings
+from conftest import ROOT, on_one_and_two_replicas, tiny_settings
 from titlegen.data import TitleError
 from titlegen.runfolder import load_trained
 from titlegen.train import make_strategy, train
 
-MIRRORED = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
-                                           [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path[:0] = [{root!r}, {tests!r}]
-import keras
-from conftest import model_settings
-from titlegen.data import pad
-from titlegen.model import build_model
-from titlegen.train import make_optimizer, make_train_step
-
-rng = np.random.default_rng(0)
-# five articles (an odd batch: the replicas get 3 and 2) of different lengths, titles of different lengths
-x = pad([list(rng.integers(4, 12, n)) for n in (7, 3, 9, 5, 2)])
-y = pad([[2] + list(rng.integers(4, 12, n)) + [3] for n in (4, 1, 3, 5, 2)])
-keras.utils.set_random_seed(3)
-weights = build_model(model_settings(12, char_size=8, hidden_size=16)).get_weights()
-out = {{}}
-for name, strategy in [("one", tf.distribute.get_strategy()),
-                       ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
-    with strategy.scope():
-        model = build_model(model_settings(12, char_size=8, hidden_size=16))
-        optimizer = make_optimizer(1e-2, False)
-        optimizer.build(model.trainable_variables)
-    model.set_weights(weights)
-    step = make_train_step(model, optimizer, strategy)
-    out[name] = {{"replicas": strategy.num_replicas_in_sync, "losses": [step((x, y)) for _ in range(2)],
-                 "weights": [w.tolist() for w in model.get_weights()]}}
-print(json.dumps(out))
-"""
-
-
 def test_two_replica_mirrored_strategy_gives_the_single_device_loss():
-    result = subprocess.run([sys.executable, "-c", MIRRORED.format(root=ROOT, tests=os.path.join(ROOT, "tests"))], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.splitlines()[-1])
+    out = on_one_and_two_replicas("from titlegen.train import make_train_step",
+                                  "make_train_step(model, optimizer, strategy)", "step((x, y))")
     assert out["one"]["replicas"] == 1 and out["two"]["replicas"] == 2
     # the loss of the first batch, and after one Adam step on it the second
     np.testing.assert_allclose(out["two"]["losses"], out["one"]["losses"], rtol=1e-6)

@@ -4,15 +4,12 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import config
-from conftest import ROOT, TINY_CONFIG, last_line, make_corpus, write_jsonl
-from titlegen.faults import VARIABLE
+from conftest import ROOT, TINY_CONFIG, last_line, make_corpus, train_cli, write_jsonl
 from titlegen.runfolder import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, load_trained, read_state
 from titlegen.settings import load
 from titlegen.train import train
@@ -25,15 +22,6 @@ SHUFFLE_BUFFER = 16
 BUCKET = True
 BUCKET_WINDOW = 3
 """
-
-
-def cli(args, kill_at=None):
-    env = {k: v for k, v in os.environ.items() if k != VARIABLE}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    if kill_at:
-        env[VARIABLE] = kill_at
-    return subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "train", *args],
-                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def rows(path):
@@ -63,9 +51,9 @@ def test_kill_9_at_six_moments_and_resume_each_time(tmp_path):
     resume = [str(tiny), "--out", out, "--resume"]
 
     # during the data scan of a fresh run: nothing is written, so there is nothing to resume
-    result = cli(fresh, kill_at="scan:30")
+    result = train_cli(fresh, kill_at="scan:30")
     assert result.returncode == -signal.SIGKILL and not os.path.exists(out)
-    refused = cli(resume)
+    refused = train_cli(resume)
     assert refused.returncode == 2 and "nothing to resume" in last_line(refused.stderr)
 
     moments = [(fresh, "step:7"),  # mid-epoch, two batches after the checkpoint at step 5
@@ -75,14 +63,14 @@ def test_kill_9_at_six_moments_and_resume_each_time(tmp_path):
                (resume, "checkpoint_write:2")]  # half of a checkpoint (epoch 2, step 5) on disk
     positions = []
     for args, moment in moments:
-        result = cli(args, kill_at=moment)
+        result = train_cli(args, kill_at=moment)
         assert result.returncode == -signal.SIGKILL, (moment, result.stderr[-2000:])
         assert_whole(out)
         state = read_state(os.path.join(out, CHECKPOINT_FILE))
         positions.append((state["epoch"], state["step"]))
     assert positions == [(1, 5), (1, 5), (1, 10), (1, 10), (2, 0)]
 
-    result = cli(resume)
+    result = train_cli(resume)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"resuming {out} at epoch 2, step 0 of 12" in result.stdout
 

@@ -1,11 +1,8 @@
 """The sequence-level stage (titlegen/sequence.py): its risk and rewards by hand, the sampler, one
 step that favours the better candidate, the stage inside `train`, on two replicas, and kill -9."""
-import json
 import math
 import os
 import signal
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -13,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 import config
-from conftest import ROOT, TINY_CONFIG, make_corpus, model_settings, tiny_settings, write_jsonl
+from conftest import (ROOT, TINY_CONFIG, make_corpus, model_settings, on_one_and_two_replicas, slow_but, tiny_settings,
+                      train_cli, write_jsonl)
 from titlegen.data import END, START, TitleError, UNK
 from titlegen.metrics import example_scores, lcs_f, rouge_l
 from titlegen.model import build_model, title_log_probs
@@ -82,8 +80,6 @@ def test_sample_draws_from_the_given_probabilities():
 
 
 def test_sample_from_the_most_likely_alone():
-    size = 8
-
     def skewed(yid, t, state, memory):  # END 0.1; ids 4..7: 0.4, 0.3, 0.1, 0.1
         return tf.tile(tf.constant([[0.0, 0.0, 0.0, 0.1, 0.4, 0.3, 0.1, 0.1]]), [tf.shape(yid)[0], 1]), state
 
@@ -127,7 +123,7 @@ def tiny_model(vocab_size=10, **changes):
     return model, optimizer
 
 
-@pytest.mark.parametrize("copy", [False, True])
+@pytest.mark.parametrize("copy", slow_but(True, False, True))  # the copy model runs every part
 def test_one_step_raises_the_candidate_with_the_higher_reward(copy):
     model, optimizer = tiny_model(copy=copy)
     x = np.array([[4, 5, 6, 7, 8], [9, 8, 7, 0, 0]], np.int32)
@@ -154,48 +150,12 @@ def test_one_step_raises_the_candidate_with_the_higher_reward(copy):
     assert (log_p(good) > before_good).all() and (log_p(bad) < before_bad).all()
 
 
-MIRRORED = """
-import json, sys
-import numpy as np
-import tensorflow as tf
-tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
-                                           [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path[:0] = [{root!r}, {tests!r}]
-import keras
-from conftest import model_settings, tiny_settings
-from titlegen.data import pad
-from titlegen.decode import IncrementalDecoder
-from titlegen.model import build_model
-from titlegen.sequence import make_sequence_step
-from titlegen.train import make_optimizer
-
-rng = np.random.default_rng(0)
-x = pad([list(rng.integers(4, 12, n)) for n in (7, 3, 9, 5, 2)])  # five articles: the replicas get 3 and 2
-y = pad([[2] + list(rng.integers(4, 12, n)) + [3] for n in (4, 1, 3, 5, 2)])
-keras.utils.set_random_seed(3)
-weights = build_model(model_settings(12, char_size=8, hidden_size=16)).get_weights()
-train = tiny_settings("t", "d", seq_candidates=3, seq_beam=True, seq_ce_weight=0.3, seq_sharpness=1.0).train
-out = {{}}
-for name, strategy in [("one", tf.distribute.get_strategy()),
-                       ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
-    with strategy.scope():
-        model = build_model(model_settings(12, char_size=8, hidden_size=16))
-        optimizer = make_optimizer(1e-2, False)
-        optimizer.build(model.trainable_variables)
-    model.set_weights(weights)
-    step = make_sequence_step(model, optimizer, strategy, IncrementalDecoder(model, 3, 8), train)
-    out[name] = {{"losses": [step((x, y), [7, i]) for i in range(2)],
-                 "weights": [w.tolist() for w in model.get_weights()]}}
-print(json.dumps(out))
-"""
-
-
 def test_the_stage_on_two_replicas_gives_the_single_device_loss():
-    result = subprocess.run([sys.executable, "-c", MIRRORED.format(root=ROOT, tests=os.path.join(ROOT, "tests"))],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.splitlines()[-1])
+    out = on_one_and_two_replicas(
+        "from titlegen.decode import IncrementalDecoder\nfrom titlegen.sequence import make_sequence_step\n"
+        "train = tiny_settings('t', 'd', seq_candidates=3, seq_beam=True, seq_ce_weight=0.3, seq_sharpness=1.0).train",
+        "make_sequence_step(model, optimizer, strategy, IncrementalDecoder(model, 3, 8), train)", "step((x, y), [7, i])")
+    assert out["two"]["replicas"] == 2
     np.testing.assert_allclose(out["two"]["losses"], out["one"]["losses"], rtol=1e-5)
     for a, b in zip(out["one"]["weights"], out["two"]["weights"]):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-6)
@@ -249,16 +209,6 @@ COPY = True
 """
 
 
-def cli(args, kill_at=None):
-    from titlegen.faults import VARIABLE
-    env = {k: v for k, v in os.environ.items() if k != VARIABLE}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    if kill_at:
-        env[VARIABLE] = kill_at
-    return subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "train", *args],
-                          capture_output=True, text=True, env=env, timeout=300)
-
-
 def csv_rows(path):
     with open(path, encoding="utf-8") as f:
         return f.read().splitlines()
@@ -277,11 +227,11 @@ def test_kill_9_in_the_stage_and_at_its_start_resumes_exactly(tmp_path):
             ([str(tiny), "--train", train_path, "--dev", dev_path, "--out", out], "epoch_end:1", (1, 10)),
             (resume, "step:4", (2, 0)),  # epoch 1's last two batches, then the stage's 2nd (its start checkpointed)
             (resume, "step:7", (2, 5))]:  # the stage's 7th, after its checkpoint at step 5
-        result = cli(args, kill_at=moment)
+        result = train_cli(args, kill_at=moment)
         assert result.returncode == -signal.SIGKILL, (moment, result.stderr[-2000:])
         state = read_state(os.path.join(out, CHECKPOINT_FILE))
         assert (state["epoch"], state["step"]) == position, moment
-    result = cli(resume)
+    result = train_cli(resume)
     assert result.returncode == 0, result.stderr[-2000:]
 
     whole = str(tmp_path / "whole")
