@@ -58,7 +58,8 @@ def test_override_files_apply_in_order_and_flags_win(tmp_path):
 ONE_FILE = {"csl_copy.py": ("csl.py", "copy.py"), "csl_recipe.py": ("csl.py", "recipe.py"),
             "csl_large.py": ("csl.py", "recipe.py", "large.py"), "csl_xl.py": ("csl.py", "recipe.py", "xl.py"),
             "csl_ensemble.py": ("csl.py", "recipe.py", "large.py", "ensemble.py"),
-            "csl_budget.py": ("csl.py", "recipe.py", "large.py", "ensemble.py", "budget.py")}
+            "csl_budget.py": ("csl.py", "recipe.py", "large.py", "ensemble.py", "budget.py"),
+            "csl_readable.py": ("csl.py", "readable.py")}
 
 
 @pytest.mark.parametrize("name", sorted(ONE_FILE))
