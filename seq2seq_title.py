@@ -203,14 +203,18 @@ def add_decoding_args(p, export=False):
     p.add_argument("--length-penalty", type=float, help="length normalisation α (0 = off, the blog's search)")
 
 
+def add_skip_bad(p):
+    p.add_argument("--skip-bad", dest="on_bad_record", action="store_const", const="skip",
+                   help="report and leave out bad records instead of stopping (default: config.ON_BAD_RECORD)")
+
+
 def add_train_args(p):
     p.add_argument("--train", dest="train_path", help="training data: a JSON Lines or TSV file, or a THUCNews-style "
                    "folder (default: config.TRAIN_PATH)")
     p.add_argument("--dev", dest="dev_path", help="dev data, as --train (default: config.DEV_PATH)")
     p.add_argument("--format", dest="data_format", choices=choices("data_format"),
                    help="layout of --train and --dev (default: config.DATA_FORMAT)")
-    p.add_argument("--skip-bad", dest="on_bad_record", action="store_const", const="skip",
-                   help="report and leave out bad records instead of stopping")
+    add_skip_bad(p)
     p.add_argument("--tokenizer", choices=choices("tokenizer"), help="characters or jieba words (default: config.TOKENIZER)")
     p.add_argument("--no-dev", action="store_true", help="no dev set; monitor the training loss (the blog)")
     p.add_argument("--out", dest="output_dir", help="output folder (default: config.OUTPUT_DIR)")
@@ -285,6 +289,7 @@ def parse_args(argv):
     p.add_argument("--format", dest="data_format", choices=choices("data_format"),
                    help="layout of --data (default: config.DATA_FORMAT)")
     p.add_argument("--out", dest="predictions", help="predictions file (default: MODEL/predictions_<folder>_<file>.jsonl)")
+    add_skip_bad(p)
     add_decoding_args(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -11,7 +11,7 @@ from seq2seq_title import main
 from titlegen.data import END, FIRST_CHAR, START, UNK, TitleError, Vocab
 from titlegen.decode import Titler
 from titlegen.sources import read_records
-from titlegen.text import clean
+from titlegen.text import check_article, clean, parse_line
 from titlegen.runfolder import load_trained
 
 # any code point but lone surrogates (which no UTF-8 file or terminal can hold), mixed with the
@@ -19,6 +19,17 @@ from titlegen.runfolder import load_trained
 TEXT = st.text(st.one_of(st.characters(exclude_categories=("Cs",)), st.sampled_from(ALPHABET),
                          st.sampled_from("\x00\t\n\r\x1b\x7f\u3000")), max_size=60)
 VOCAB = Vocab(list(ALPHABET), 1)
+# any code point at all, lone surrogates too: JSON can escape them ("\\udae5"), so a valid JSON line holds them
+ANY_TEXT = st.text(st.one_of(st.characters(), st.sampled_from(ALPHABET), st.sampled_from("\x00\n\u3000")),
+                   max_size=40)
+
+
+def holds_utf8(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @given(TEXT)
@@ -50,6 +61,32 @@ def test_any_jsonl_record_reads_back_cleaned_or_is_reported(tmp_path_factory, ti
         assert (record.title, record.content, record.error) == (clean(title), clean(content), None)
     else:
         assert record.where == f"{path}:1" and "must be a non-empty string" in record.error
+
+
+@given(ANY_TEXT, ANY_TEXT)
+def test_a_json_escaped_record_reads_back_or_is_its_own_error(tmp_path_factory, title, content):
+    path = tmp_path_factory.mktemp("p") / "one.jsonl"
+    good = json.dumps({"title": "春", "content": "夏"})
+    path.write_text("\n".join([good, json.dumps({"title": title, "content": content}), good]) + "\n")
+    records = list(read_records(str(path)))
+    assert [(r.title, r.content, r.error) for r in records[::2]] == [("春", "夏", None)] * 2
+    usable = all(holds_utf8(t) and clean(t).strip() for t in (title, content))
+    assert (records[1].error is None) == bool(usable)
+    if usable:
+        assert (records[1].title, records[1].content) == (clean(title), clean(content))
+    else:
+        assert records[1].where == f"{path}:2" and records[1].error.startswith(("field 'title' ", "field 'content' "))
+
+
+@given(ANY_TEXT, st.booleans())
+def test_a_generate_line_is_an_article_or_its_own_error(text, as_json):
+    line = json.dumps({"content": text}) if as_json else text.replace("\n", " ")
+    article, error = parse_line(line.encode("utf-8", "surrogatepass"))
+    assert (article is None) != (error is None)
+    if article is not None:  # an article that the titler takes: UTF-8 text with something in it
+        assert check_article(article) == clean(text if as_json else line.rstrip("\r\n"))
+    elif not as_json and not holds_utf8(text):
+        assert error == "not UTF-8"
 
 
 @pytest.fixture(scope="module")

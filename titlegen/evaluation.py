@@ -3,6 +3,7 @@ what `python seq2seq_title.py evaluate` does, the command line only parsing and 
 """
 import json
 import os
+import sys
 
 from .data import write_json
 from .decode import title_in_batches
@@ -19,7 +20,9 @@ def predictions_path(model_dir, data):
 def evaluate(titler, batch_size, data, data_settings, out):
     """Title every article of `data` with `titler`, `batch_size` at a time, write the predictions
     to `out` and the scores beside it (.scores.json). Returns the scores file's contents."""
-    rows = read_all(data, data_settings.data_format, (data_settings.title_field, data_settings.content_field))
+    skipped = []
+    rows = read_all(data, data_settings.data_format, (data_settings.title_field, data_settings.content_field),
+                    data_settings.on_bad_record, lambda line: (skipped.append(line), print(line, file=sys.stderr)))
     contents = [r[data_settings.content_field] for r in rows]
     references = [r[data_settings.title_field] for r in rows]
     predictions = title_in_batches(titler, contents, batch_size)
@@ -29,7 +32,7 @@ def evaluate(titler, batch_size, data, data_settings, out):
     readable = {"model": readability(predictions), f"LEAD-{k}": readability(lead_titles),
                 "references": readability(references)}
     shares = copy_shares(predictions, contents, set("".join(titler.vocab.chars)))  # words: their characters
-    result = {"data": data, "articles": len(rows), "decoding": titler.settings, "scores": scores,
+    result = {"data": data, "articles": len(rows), "skipped": len(skipped), "decoding": titler.settings, "scores": scores,
               "readability": readable, "title_characters": shares}
     write_json(os.path.splitext(out)[0] + ".scores.json", result)
     return result
@@ -48,7 +51,8 @@ def report(result, out):
     """The lines `evaluate` prints: where the predictions are, a Markdown table of the scores and
     readability (the references' own readability in the last row), the copy shares."""
     columns = [m.upper() for m in METRICS] + [HEADINGS[r] for r in READABILITY]
-    lines = [f"{result['articles']} articles of {result['data']}; predictions in {out}",
+    skipped = f" ({result['skipped']} bad records skipped, listed above)" if result.get("skipped") else ""
+    lines = [f"{result['articles']} articles of {result['data']}{skipped}; predictions in {out}",
              "| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for name, readable in result["readability"].items():
         scores = result["scores"].get(name)

@@ -145,13 +145,18 @@ def _thucnews(root):
             yield _checked(path, {"title": lines[0], "content": "".join(lines[1:])}, ("title", "content"))
 
 
-def read_all(path, fmt="auto", fields=("title", "content")):
-    """A small corpus (a dev set, the sample articles) as a list of {field: text} dicts; any bad
-    record is an error naming the file and line."""
+def read_all(path, fmt="auto", fields=("title", "content"), on_bad="stop", report=None):
+    """A small corpus (a dev set, the sample articles) as a list of {field: text} dicts. A bad
+    record is an error naming its file and line (on_bad "stop"), or with "skip" is passed to
+    `report` ("skipped FILE:LINE: why") and left out."""
     rows = []
     for record in read_records(path, fmt, fields):
+        if record.error and on_bad == "stop":
+            raise TitleError(f"{record.where}: {record.error}; mend it, or set ON_BAD_RECORD = 'skip' "
+                             "(--skip-bad) to leave such records out")
         if record.error:
-            raise TitleError(f"{record.where}: {record.error}")
+            (report or print)(f"skipped {record.where}: {record.error}")
+            continue
         rows.append(dict(zip(fields, (record.title, record.content))))
     if not rows:
         raise TitleError(f"{path}: no articles in it")

@@ -24,11 +24,20 @@ def check_article(article):
     if not isinstance(article, str) or not clean(article).strip():
         raise TitleError("the article is empty; pass the article's text, e.g. "
                          'python seq2seq_title.py generate "文章内容"')
-    try:
-        article.encode("utf-8")
-    except UnicodeEncodeError as e:  # lone surrogates: bytes the terminal could not decode
-        raise TitleError(f"the article is not valid UTF-8 text (at character {e.start}); pass it as UTF-8") from None
+    error = not_unicode(article)
+    if error:
+        raise TitleError(f"the article {error}; pass it as UTF-8")
     return clean(article)
+
+
+def not_unicode(text):
+    """Why a str is not text that UTF-8 can hold, or None: a lone surrogate (a byte the terminal
+    could not decode, or a JSON escape such as "\\udae5" with no partner)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"is not valid UTF-8 text (a lone surrogate {text[e.start]!r} at character {e.start})"
+    return None
 
 
 def field_text(row, field):
@@ -39,7 +48,8 @@ def field_text(row, field):
     if text is None or not text.strip():
         got = "missing" if field not in row else repr(value)[:40]
         return None, f"field {field!r} must be a non-empty string, got {got}"
-    return text, None
+    error = not_unicode(text)
+    return (None, f"field {field!r} {error}") if error else (text, None)
 
 
 def parse_line(raw, content_field="content"):
