@@ -84,4 +84,10 @@ DECODER = "incremental"  # the same titles as "naive", the blog's, which re-runs
 MIN_TITLE_LEN = 0  # no END before this many characters; 0 = off (blog)
 NO_REPEAT_NGRAM = 0  # never repeat an n-gram of this size within a title; 0 = off (blog)
 LENGTH_PENALTY = 0.0  # α of length normalisation, finished titles scored / ((5 + n) / 6) ** α; 0 = off (blog)
-GENERATE_BATCH_SIZE = 64  # articles decoded together by `generate --file` (incremental decoder)
+GENERATE_BATCH_SIZE = 64  # articles decoded together by `generate --file` (incremental decoder) and by `serve`
+# serve (beyond the blog; docs/serve.md): an HTTP endpoint with TF Serving's REST body, concurrent requests'
+# articles decoded together, at most GENERATE_BATCH_SIZE, a batch waiting at most SERVE_BATCH_WAIT ms for more
+SERVE_HOST = "127.0.0.1"  # loopback: only this machine; "0.0.0.0" answers every interface
+SERVE_PORT = 8501  # TF Serving's REST port
+SERVE_BATCH_WAIT = 5.0  # milliseconds
+SERVE_MAX_BYTES = 4 << 20  # a larger request body is refused (413)

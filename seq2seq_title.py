@@ -4,6 +4,7 @@
     python seq2seq_title.py generate "文章内容"          # print one title for the article
     python seq2seq_title.py generate --file articles.txt --decoder incremental   # one title per line
     python seq2seq_title.py export --out exported/lcsts   # a SavedModel that titles without this repository
+    python seq2seq_title.py serve                      # HTTP on 127.0.0.1:8501, TF Serving's REST body, a page at /
 
 A Keras 3 port of Su Jianlin's 《玩转Keras之seq2seq自动生成标题》 (kexue.fm/archives/5861,
 bojone/seq2seq). Hyperparameters live in config.py.
@@ -181,6 +182,32 @@ def cmd_export(args):
           f"  titles = tf.saved_model.load({path!r}); titles.serve(tf.constant([\"文章内容\"]))")
 
 
+def cmd_serve(args):
+    from titlegen.serve import listen, serve  # no TensorFlow in it; uvicorn once serving
+
+    settings = settings_of(args)
+    decode = settings.decode
+    if not 0 <= decode.serve_port <= 65535:
+        raise TitleError(f"SERVE_PORT must be 0 to 65535 (0: any free port), got {decode.serve_port}")
+    if decode.serve_batch_wait < 0 or decode.serve_max_bytes < 1 or decode.generate_batch_size < 1:
+        raise TitleError("SERVE_BATCH_WAIT must be at least 0 ms, SERVE_MAX_BYTES and GENERATE_BATCH_SIZE at least 1")
+    try:  # bound before the model loads: a port in use is said at once
+        sock = listen(decode.serve_host, decode.serve_port)
+    except OSError as e:
+        why = os.strerror(e.errno) if e.errno else e.strerror or str(e)  # socket.gaierror: a host not found
+        raise TitleError(f"cannot listen on {decode.serve_host}:{decode.serve_port} ({why}); "
+                         "pass --port N (0: any free port) or --host ADDRESS") from None
+    # batches come in every size: without XLA the encoder is traced once for all of them, where XLA
+    # would compile each padded shape anew (a second each); measured no slower (docs/serve.md)
+    titler = load_titler(settings, xla=False)
+    titler.warm_up()
+
+    name = args.name or os.path.basename(os.path.normpath(settings.train.output_dir))
+    why = serve(titler, name, decode, settings.data.content_field, sock, log=lambda line: print(line, flush=True))
+    print(f"stopped ({why}); every request in flight was answered", flush=True)
+    return 0
+
+
 def add_settings_files(p, positional=True):
     if positional:
         p.add_argument("configs", nargs="*", metavar="CONFIG.py",
@@ -292,6 +319,16 @@ def parse_args(argv):
     add_skip_bad(p)
     add_decoding_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("serve", help="answer HTTP requests with titles (TF Serving's REST body) and a page at /")
+    add_settings_files(p, positional=False)
+    add_decoding_args(p)
+    p.add_argument("--host", dest="serve_host", help="address to listen on (default: config.SERVE_HOST, loopback)")
+    p.add_argument("--port", dest="serve_port", type=int, help="port; 0 takes a free one (default: config.SERVE_PORT)")
+    p.add_argument("--batch-wait", dest="serve_batch_wait", type=float,
+                   help="ms a request waits for others to be decoded with it (default: config.SERVE_BATCH_WAIT)")
+    p.add_argument("--name", help="the model's name in /v1/models/NAME (default: the model folder's name)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="write a TensorFlow SavedModel (TF Serving layout) that titles article strings")
     add_settings_files(p)

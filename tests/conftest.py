@@ -14,11 +14,11 @@ import titlegen  # noqa: E402,F401  (before any test imports TensorFlow: the pac
 ALPHABET = "春夏秋冬山水日月风雨花草"  # a dozen characters
 
 
-APART = ("multiprocess", "slow")  # markers a plain run leaves out (pytest.ini says what each holds)
+APART = ("multiprocess", "slow", "browser")  # markers a plain run leaves out (pytest.ini says what each holds)
 
 
 def pytest_collection_modifyitems(config, items):
-    """A plain run leaves the multiprocess and slow tests out (with them the suite takes over ten
+    """A plain run leaves the multiprocess, slow and browser tests out (with them the suite takes over ten
     minutes on 2 cores); `-m multiprocess`, `-m slow`, `-m "slow or not slow"`, or any -k
     expression runs what it selects."""
     if config.getoption("markexpr") or config.getoption("keyword"):

@@ -5,7 +5,8 @@ probabilities: the naive decoder re-runs the whole model on the article and the 
 incremental one encodes articles once and advances the model one step (`ModelParts.step`). Its
 encoder runs under XLA (`xla=True`, about eightfold less overhead on a CPU), compiled once per
 shape: articles are padded to a multiple of ENCODE_BUCKET characters and batches to a power of two,
-padding the masked encoder does not see. Where a model is taken, an `ensemble.Ensemble` may stand:
+padding the masked encoder does not see. Without XLA (`serve`, whose batches come in every size)
+the encoder is traced for any shape once `Titler.warm_up` has run it on two. Where a model is taken, an `ensemble.Ensemble` may stand:
 both decoders then read the mean of its members' probabilities.
 """
 import sys
@@ -88,7 +89,8 @@ class IncrementalDecoder(Decoder):
     def __init__(self, model, *args, xla=True, **kwargs):
         super().__init__(model, *args, **kwargs)
         self.xla = xla
-        self._encode = tf.function(self.parts.memory, jit_compile=xla, autograph=False)
+        # under XLA compiled once per padded shape; without, traced for any shape after a few
+        self._encode = tf.function(self.parts.memory, jit_compile=xla, reduce_retracing=not xla, autograph=False)
         self._search = tf.function(self.search_memory, reduce_retracing=True, autograph=False)
 
     def _run(self, articles_ids, extended_ids=None):
@@ -165,6 +167,17 @@ class Titler:
 
     def __call__(self, articles):
         """A list of article texts -> their titles, in order."""
+        return self.titles_and_scores(articles)[0]
+
+    def warm_up(self):
+        """Decodes two small batches of different shapes. Without XLA the incremental decoder is then
+        traced for any batch size and article length (tf.function's reduce_retracing), so no later
+        batch waits a second for tracing (`serve`'s batches come in every size)."""
+        self(["一二三四五六七八"])
+        self(["一二三四五六七八九十", "一二三四五六七八九"])
+
+    def titles_and_scores(self, articles):
+        """A list of article texts -> (their titles, their scores: each title's summed log(p + 1e-6))."""
         articles = [check_article(a) for a in articles]
         if self.copy:  # the articles' extended ids, and the characters their temporary ids stand for
             extended, oovs = zip(*(self.vocab.encode_extended(a, self.maxlen) for a in articles))
@@ -172,8 +185,8 @@ class Titler:
         else:
             ids = [self.vocab.encode(a, self.maxlen) for a in articles]
             extended, oovs = [None] * len(ids), [()] * len(ids)
-        titles = self.decode(ids, list(extended) if self.copy else None)
-        return [self.vocab.decode(t, o) for t, o in zip(titles, oovs)]
+        titles, scores = self.decode.search(ids, list(extended) if self.copy else None)
+        return [self.vocab.decode(t, o) for t, o in zip(titles, oovs)], [float(s) for s in scores]
 
 
 def make_titler(model, vocab, maxlen, decode, xla=True):

@@ -47,7 +47,8 @@ LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "conte
           "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0, "members": 1,
           "recurrent_dropout": 0.0, "time_limit": None, "lr_decay_epochs": None,
           "seq_epochs": 0, "seq_candidates": 4, "seq_reward": "rouge-l", "seq_beam": True, "seq_reference": False, "seq_sample_top": 0, "seq_sharpness": 1.0, "seq_ce_weight": 0.3,
-          "seq_learning_rate": 1e-4}
+          "seq_learning_rate": 1e-4, "serve_host": "127.0.0.1", "serve_port": 8501, "serve_batch_wait": 5.0,
+          "serve_max_bytes": 4 << 20}
 
 
 class RunFolder:

@@ -124,6 +124,10 @@ class Decode:
     no_repeat_ngram: int
     length_penalty: float
     generate_batch_size: int
+    serve_host: str
+    serve_port: int
+    serve_batch_wait: float
+    serve_max_bytes: int
 
 
 GROUPS = {"data": Data, "model": Model, "train": Train, "decode": Decode}
