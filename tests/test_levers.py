@@ -188,6 +188,23 @@ def test_learning_rate_cut_counts_from_the_best_epoch_or_the_last_cut():
     assert rates == pytest.approx({2: 1e-3, 3: 5e-4, 4: 5e-4, 5: 2.5e-4, 6: 2.5e-4, 7: 2.5e-4, 8: 1.25e-4})
 
 
+def test_time_left_counts_the_epochs_left_at_the_last_pace_by_hand():
+    """EPOCHS 10 after epoch 4 at 90 s: 6 epochs, 9.0 min; PATIENCE 3 with the best at 3 ends it
+    after 2 more (3.0 min); a 20-minute TIME_LIMIT with 12 min spent ends it sooner; the stage adds
+    its epochs; the last epoch has nothing left."""
+    from titlegen.train import time_left
+    train = tiny_settings("t", "d", epochs=10, patience=3).train
+    state = {"best": {"epoch": 3}, "seconds": 720.0}
+    assert time_left(train, state, 4, 90.0) == ("  6 more epochs: about 9.0 min left at 90 s each; 3.0 min if no "
+                                                "better val_loss comes in 2 (PATIENCE 3)")
+    assert time_left(tiny_settings("t", "d", epochs=10, time_limit=20.0).train, state, 4, 90.0) == (
+        "  6 more epochs: about 9.0 min left at 90 s each; TIME_LIMIT (20 min) ends it sooner")
+    assert time_left(tiny_settings("t", "d", epochs=2, seq_epochs=3).train, {}, 1, 30.0) == (
+        "  1 more epoch: about 0.5 min left at 30 s each, then the sequence-level stage's 3")
+    assert time_left(train, state, 10, 90.0) is None
+    assert time_left(train, {"best": {"epoch": 9}}, 9, 60.0) == "  1 more epoch: about 1.0 min left at 60 s each"
+
+
 def test_cosine_decay_sets_each_batch_rate_by_hand_and_resumes_exactly(tmp_path, corpus):
     """LR_DECAY_EPOCHS 2 over 3 batches an epoch: after k batches the rate is
     0.02 * (1 + cos(pi * k / 6)) / 2, so metrics.csv reads 0.01 after epoch 1 (k = 3) and 0 after

@@ -300,6 +300,27 @@ def last_epoch(train, state):
     return train.epochs
 
 
+def time_left(train, state, epoch, seconds):
+    """After `epoch`, which took `seconds` with its dev pass: what is left of the run at that pace
+    (the epochs left in this stage, the sequence-level stage to come, how much sooner PATIENCE
+    ends it if no better epoch comes, TIME_LIMIT), or None when the run ends here."""
+    left = last_epoch(train, state) - epoch
+    if left <= 0:
+        return None
+    minutes = left * seconds / 60
+    text = f"  {left} more epoch{'s' * (left > 1)}: about {minutes:.1f} min left at {seconds:.0f} s each"
+    if train.seq_epochs and state.get("stage") != "sequence":
+        text += f", then the sequence-level stage's {train.seq_epochs}"
+    if train.patience and state.get("best"):
+        sooner = state["best"]["epoch"] + train.patience - epoch
+        if 0 < sooner < left:
+            text += (f"; {sooner * seconds / 60:.1f} min if no better {train.monitor} comes in {sooner} "
+                     f"(PATIENCE {train.patience})")
+    if train.time_limit is not None and state.get("seconds", 0.0) / 60 + minutes > train.time_limit:
+        text += f"; TIME_LIMIT ({train.time_limit:g} min) ends it sooner"
+    return text
+
+
 def read_inputs(settings, folder, state):
     """Read and check the data: the vocabulary is built in the checking pass (or, resuming, read
     from the folder and the corpus checked against the run's)."""
@@ -539,6 +560,9 @@ class Run:
                                 last_epoch_seconds=took)
                 if state["done"]:
                     break
+                left = time_left(self.settings.train, state, epoch, took)  # the whole run, not only the epoch's bar
+                if left:
+                    self.log(left)
 
     def out_of_time(self):
         """With TIME_LIMIT: True, the run marked done and checkpointed, when another epoch as long as
