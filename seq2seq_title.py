@@ -99,12 +99,16 @@ def arriving_lines(size):
             yield lines
 
 
-def load_titler(settings, xla=True):
+def load_titler(settings):
     """The trained model in --model (or OUTPUT_DIR) with the decoding settings of config.py, the
-    override files and the flags; the model's own settings (version, maxlen) come from its folder."""
+    override files and the flags; the model's own settings (version, maxlen) come from its folder.
+
+    Its encoder runs without XLA: XLA compiled each padded batch shape anew (about a second each),
+    and a cold `generate --file` of the 1,000 LCSTS dev articles took 18-20 s with it, 8.5-9.5 s
+    without, the same titles (docs/speed.md)."""
     from titlegen.decode import load_titler as load  # never the training module
 
-    return load(settings.train.output_dir, settings.decode, xla)
+    return load(settings.train.output_dir, settings.decode, xla=False)
 
 
 def batch_size(titler, settings):
@@ -121,8 +125,7 @@ def cmd_generate(args):
     elif source != "-" and not os.path.isfile(source):
         raise TitleError(f"{source}: no such file; expected one article per line")
     settings = settings_of(args)
-    # one article from the command line: compiling the encoder with XLA costs more than it saves
-    titler = load_titler(settings, xla=source is not None)
+    titler = load_titler(settings)
     if source is None:
         print(titler([args.article])[0])
         return 0
@@ -197,10 +200,8 @@ def cmd_serve(args):
         why = os.strerror(e.errno) if e.errno else e.strerror or str(e)  # socket.gaierror: a host not found
         raise TitleError(f"cannot listen on {decode.serve_host}:{decode.serve_port} ({why}); "
                          "pass --port N (0: any free port) or --host ADDRESS") from None
-    # batches come in every size: without XLA the encoder is traced once for all of them, where XLA
-    # would compile each padded shape anew (a second each); measured no slower (docs/serve.md)
-    titler = load_titler(settings, xla=False)
-    titler.warm_up()
+    titler = load_titler(settings)
+    titler.warm_up()  # batches come in every size: traced for any shape before the first request
 
     name = args.name or os.path.basename(os.path.normpath(settings.train.output_dir))
     why = serve(titler, name, decode, settings.data.content_field, sock, log=lambda line: print(line, flush=True))

@@ -48,7 +48,7 @@ CLI = os.path.join(ROOT, "seq2seq_title.py")
 def generate_rate(model, articles, size):
     """In-process titles/s of generate's decoder in batches of `size` (warmed), its titles, and
     the mean decode time of one full batch."""
-    titler = load_titler(model, load(config, ROOT).decode)
+    titler = load_titler(model, load(config, ROOT).decode, xla=False)  # as generate decodes
     batches = [articles[i:i + size] for i in range(0, len(articles), size)]
     [titler(b) for b in batches]
     start = time.perf_counter()

@@ -44,6 +44,22 @@ def test_incremental_without_xla_gives_the_same_titles(trained):
             == [t.tolist() for t in IncrementalDecoder(model, 3, MAX_LEN)(dev[:20])])
 
 
+def test_without_xla_two_shapes_trace_the_decoder_for_every_later_batch(trained):
+    """Titler.warm_up (serve's start) runs two shapes; then batches of other sizes and article
+    lengths are titled without another trace of the encoder or the search (generate, evaluate and
+    serve decode so; XLA compiled each padded shape anew)."""
+    model, vocab, dev = trained
+    titler = Titler(model, vocab, 400, "incremental", 3, MAX_LEN, xla=False)
+    titler.warm_up()
+    decoder = titler.decode
+    traced = decoder._encode.experimental_get_tracing_count(), decoder._search.experimental_get_tracing_count()
+    assert traced == (2, 2)
+    for n in (1, 3, 7, 16, 50):
+        decoder(dev[:n])
+    decoder([dev[0][:5], dev[1]])
+    assert (decoder._encode.experimental_get_tracing_count(), decoder._search.experimental_get_tracing_count()) == traced
+
+
 def test_a_title_does_not_depend_on_its_batch(trained):
     model, _, dev = trained
     decoder = IncrementalDecoder(model, 3, MAX_LEN)
