@@ -204,7 +204,7 @@ def cmd_serve(args):
     titler.warm_up()  # batches come in every size: traced for any shape before the first request
 
     name = args.name or os.path.basename(os.path.normpath(settings.train.output_dir))
-    why = serve(titler, name, decode, settings.data.content_field, sock, log=lambda line: print(line, flush=True))
+    why = serve(titler, name, decode, batch_size(titler, settings), settings.data.content_field, sock, log=lambda line: print(line, flush=True))
     print(f"stopped ({why}); every request in flight was answered", flush=True)
     return 0
 

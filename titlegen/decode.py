@@ -2,12 +2,13 @@
 
 Both run the one beam search of `search.py` and differ only in how they get the next id's
 probabilities: the naive decoder re-runs the whole model on the article and the title so far, the
-incremental one encodes articles once and advances the model one step (`ModelParts.step`). Its
-encoder runs under XLA (`xla=True`, about eightfold less overhead on a CPU), compiled once per
+incremental one encodes articles once and advances the model one step (`ModelParts.step`). With
+`xla=True` (the training's dev titles: the same rows every epoch) its encoder is compiled once per
 shape: articles are padded to a multiple of ENCODE_BUCKET characters and batches to a power of two,
-padding the masked encoder does not see. Without XLA (`serve`, whose batches come in every size)
-the encoder is traced for any shape once `Titler.warm_up` has run it on two. Where a model is taken, an `ensemble.Ensemble` may stand:
-both decoders then read the mean of its members' probabilities.
+padding the masked encoder does not see. Without XLA (the command line: generate, evaluate, serve)
+the encoder is traced for any shape after two (`Titler.warm_up`), at the same speed in batches of 64
+(docs/speed.md). Where a model is taken, an `ensemble.Ensemble` may stand: both decoders then read
+the mean of its members' probabilities.
 """
 import sys
 

@@ -25,8 +25,7 @@ import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
-from .errors import TitleError
-from .text import check_article, clean
+from .text import article_error, clean
 
 DRAIN = 16  # an over-long body is read to this many times SERVE_MAX_BYTES before the connection is dropped
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve_page.html")
@@ -131,13 +130,10 @@ def _article(instance, index, content_field):
     if not isinstance(instance, str):
         raise BadRequest(400, f"instances[{index}]: an article must be a string, got {type(instance).__name__}",
                          index)
-    if not clean(instance).strip():  # check_article's own words are for the command line
-        raise BadRequest(400, f"instances[{index}]: the article is empty (nothing but spaces or control "
-                         "characters)", index)
-    try:
-        return check_article(instance)
-    except TitleError as e:
-        raise BadRequest(400, f"instances[{index}]: {e}", index) from None
+    error = article_error(instance)
+    if error:
+        raise BadRequest(400, f"instances[{index}]: the article {error}", index)
+    return clean(instance)
 
 
 class App:
@@ -258,13 +254,13 @@ def _stop(signum, frame):
     raise Stopped(signal.Signals(signum).name)
 
 
-def serve(titler, name, decode, content_field, sock, log=print):
+def serve(titler, name, decode, batch_size, content_field, sock, log=print):
     """Answer on the bound socket `sock` until SIGINT or SIGTERM, which finish the requests in
-    flight first (uvicorn's graceful shutdown); returns the signal's name."""
+    flight first (uvicorn's graceful shutdown); returns the signal's name. At most `batch_size`
+    articles are decoded together."""
     import uvicorn
 
-    batcher = Batcher(titler.titles_and_scores, decode.generate_batch_size if titler.decoder != "naive" else 1,
-                      decode.serve_batch_wait)
+    batcher = Batcher(titler.titles_and_scores, batch_size, decode.serve_batch_wait)
     app = App(batcher, name, titler.settings, content_field, decode.serve_max_bytes)
     config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=60,
                             access_log=False)

@@ -18,15 +18,27 @@ def clean(text):
     return text.translate(CONTROL_TO_SPACE)
 
 
-def check_article(article):
-    """An article must be text with something in it besides spaces and control characters.
-    Returns it cleaned (control characters read as spaces, as in training)."""
+EMPTY = "is empty (nothing but spaces or control characters)"
+
+
+def article_error(article):
+    """Why `article` cannot be titled, or None: an article must be text with something in it
+    besides spaces and control characters, and text that UTF-8 can hold."""
     if not isinstance(article, str) or not clean(article).strip():
+        return EMPTY
+    error = not_unicode(article)
+    return f"{error}; pass it as UTF-8" if error else None
+
+
+def check_article(article):
+    """The article cleaned (control characters read as spaces, as in training), or a TitleError
+    saying why it cannot be titled (`article_error`)."""
+    error = article_error(article)
+    if error == EMPTY:
         raise TitleError("the article is empty; pass the article's text, e.g. "
                          'python seq2seq_title.py generate "文章内容"')
-    error = not_unicode(article)
     if error:
-        raise TitleError(f"the article {error}; pass it as UTF-8")
+        raise TitleError(f"the article {error}")
     return clean(article)
 
 
