@@ -41,7 +41,7 @@ def settings_of(args):
 
 
 def cmd_train(args):
-    from titlegen.members import train_members  # no TensorFlow: an ensemble's members import it
+    from titlegen.train_ensemble import train_members  # no TensorFlow: an ensemble's members import it
     from titlegen.runfolder import RunFolder
 
     settings = settings_of(args)
@@ -106,14 +106,14 @@ def load_titler(settings):
     Its encoder runs without XLA: XLA compiled each padded batch shape anew (about a second each),
     and a cold `generate --file` of the 1,000 LCSTS dev articles took 18-20 s with it, 8.5-9.5 s
     without, the same titles (docs/speed.md)."""
-    from titlegen.decode import load_titler as load  # never the training module
+    from titlegen.decoders import load_titler as load  # never the training module
 
     return load(settings.train.output_dir, settings.decode, xla=False)
 
 
 def batch_size(titler, settings):
     """Articles decoded together: one for the naive decoder, else GENERATE_BATCH_SIZE (--batch-size)."""
-    return 1 if titler.decoder == "naive" else settings.decode.generate_batch_size
+    return 1 if titler.options.decoder == "naive" else settings.serve.generate_batch_size
 
 
 def cmd_generate(args):
@@ -138,7 +138,7 @@ def cmd_generate(args):
             lineno += len(lines)
             bad += write_titles(rows, name, args, titler)
         return 1 if bad else 0
-    from titlegen.decode import title_in_batches
+    from titlegen.decoders import title_in_batches
 
     rows = list(read_articles(source, field))
     bad = write_titles(rows, name, args, lambda texts: title_in_batches(titler, texts, batch_size(titler, settings)))
@@ -189,22 +189,23 @@ def cmd_serve(args):
     from titlegen.serve import listen, serve  # no TensorFlow in it; uvicorn once serving
 
     settings = settings_of(args)
-    decode = settings.decode
-    if not 0 <= decode.serve_port <= 65535:
-        raise TitleError(f"SERVE_PORT must be 0 to 65535 (0: any free port), got {decode.serve_port}")
-    if decode.serve_batch_wait < 0 or decode.serve_max_bytes < 1 or decode.generate_batch_size < 1:
+    served = settings.serve
+    if not 0 <= served.serve_port <= 65535:
+        raise TitleError(f"SERVE_PORT must be 0 to 65535 (0: any free port), got {served.serve_port}")
+    if served.serve_batch_wait < 0 or served.serve_max_bytes < 1 or served.generate_batch_size < 1:
         raise TitleError("SERVE_BATCH_WAIT must be at least 0 ms, SERVE_MAX_BYTES and GENERATE_BATCH_SIZE at least 1")
     try:  # bound before the model loads: a port in use is said at once
-        sock = listen(decode.serve_host, decode.serve_port)
+        sock = listen(served.serve_host, served.serve_port)
     except OSError as e:
         why = os.strerror(e.errno) if e.errno else e.strerror or str(e)  # socket.gaierror: a host not found
-        raise TitleError(f"cannot listen on {decode.serve_host}:{decode.serve_port} ({why}); "
+        raise TitleError(f"cannot listen on {served.serve_host}:{served.serve_port} ({why}); "
                          "pass --port N (0: any free port) or --host ADDRESS") from None
     titler = load_titler(settings)
     titler.warm_up()  # batches come in every size: traced for any shape before the first request
 
     name = args.name or os.path.basename(os.path.normpath(settings.train.output_dir))
-    why = serve(titler, name, decode, batch_size(titler, settings), settings.data.content_field, sock, log=lambda line: print(line, flush=True))
+    why = serve(titler, name, served, batch_size(titler, settings), settings.data.content_field, sock,
+                log=lambda line: print(line, flush=True))
     print(f"stopped ({why}); every request in flight was answered", flush=True)
     return 0
 

@@ -32,7 +32,7 @@ stages = [("import tensorflow (and titlegen)", time.perf_counter())]
 import keras
 from titlegen.data import Vocab
 from titlegen.model import build_model
-from titlegen.decode import make_titler
+from titlegen.decoders import Titler
 from titlegen.runfolder import WEIGHTS_FILE, RunFolder
 stages.append(("import keras and the decoding code", time.perf_counter()))
 folder = RunFolder({model!r})
@@ -42,7 +42,7 @@ model = build_model(settings.model)
 stages.append(("build the model", time.perf_counter()))
 model.load_weights(os.path.join({model!r}, WEIGHTS_FILE))
 stages.append(("load the weights", time.perf_counter()))
-titler = make_titler(model, vocab, settings.model.maxlen, settings.decode, xla=False)  # as generate "文章内容" does
+titler = Titler(model, vocab, settings.model, settings.decode, xla=False)  # as generate "文章内容" does
 titler([{article!r}])
 stages.append(("first title (trace and compile the decoder, decode)", time.perf_counter()))
 titler([{article!r}[::-1]])

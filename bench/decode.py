@@ -15,6 +15,7 @@ the same titles on dev articles for top-k 1, 3 and 5. A benchmark, not a test: t
 machine move 10-20% between runs.
 """
 import argparse
+import dataclasses
 import os
 import resource
 import subprocess
@@ -25,6 +26,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEFORE_CORE = "9eaa27b"  # the last commit with two decoders written apart
+SETTINGS = None  # the measured model's settings, config.py's decoding (set by `load`)
 sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
 import titlegen  # noqa: E402,F401  (first: its oneDNN default is read when TensorFlow starts)
@@ -35,7 +37,7 @@ import config  # noqa: E402
 from machine import describe  # noqa: E402
 from titlegen.data import Vocab  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
-from titlegen.model import MAX_TITLE_LEN, build_model  # noqa: E402
+from titlegen.model import build_model, max_title_len  # noqa: E402
 from titlegen.runfolder import RunFolder, load_trained  # noqa: E402
 from titlegen.settings import load as load_settings  # noqa: E402
 
@@ -44,8 +46,10 @@ def make_decoders(package, model, topk, max_len, **options):
     """(naive, incremental): functions of a list of article ids -> title ids, from this code
     (package "titlegen") or the commit before the decoder core ("titlegen_before")."""
     if package == "titlegen":
-        from titlegen.decode import IncrementalDecoder, NaiveDecoder
-        return NaiveDecoder(model, topk, max_len, **options), IncrementalDecoder(model, topk, max_len, **options)
+        from titlegen.decoders import IncrementalDecoder, NaiveDecoder
+        decode = SETTINGS.replace(topk=topk, max_title_len=max_len).decode
+        return (NaiveDecoder(model, SETTINGS.model, decode, **options),
+                IncrementalDecoder(model, SETTINGS.model, decode, **options))
     from titlegen_before.decode import beam_search, naive_next_probs  # a numpy beam search, a separate decoder
     from titlegen_before.incremental import IncrementalDecoder
 
@@ -82,8 +86,9 @@ def timed(fn, repeat):
     return float(np.median(times))
 
 
-def version(model):  # read from the layers, as either version of the code names them
-    return "2019" if any(layer.name == "encoder_norm_1" for layer in model.layers) else "2018"
+def title_steps():
+    """The most steps a title takes: MAX_TITLE_LEN, or the model version's."""
+    return max_title_len(SETTINGS.model, SETTINGS.decode)
 
 
 def load(path):
@@ -96,6 +101,8 @@ def load(path):
         vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), config.MIN_COUNT)
         settings = load_settings(config, ROOT).replace(vocab_size=len(vocab))
         model, about = build_model(settings.model), f"freshly initialised, {len(vocab)} ids (no trained model in {path})"
+    global SETTINGS  # the loaded model's settings: what its decoders take
+    SETTINGS = settings.replace(**dataclasses.asdict(load_settings(config, ROOT).decode))
     m = settings.model
     built = {"vocab_size": m.vocab_size, "char_size": m.char_size, "hidden_size": m.hidden_size,
              "mask_encoder": m.mask_encoder, "version": m.version, "copy": m.copy, "copy_extra": m.maxlen,
@@ -107,7 +114,7 @@ def compare(args, vocab, models, rounds=5):
     """This code's figures beside those of the commit before, measured in one process on the same
     model, the two taking turns (A B, then B A, ...); the median of each."""
     topk, maxlen = 3, config.MAXLEN
-    max_len = config.MAX_TITLE_LEN or MAX_TITLE_LEN[version(models["titlegen"])]
+    max_len = title_steps()
     dev = read_jsonl(os.path.join(ROOT, config.DEV_PATH))
     article = vocab.encode("".join(r["content"] for r in dev)[:maxlen], maxlen)
     dev_ids = [vocab.encode(r["content"], maxlen) for r in dev][:128]
@@ -154,7 +161,7 @@ def main():
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     model, vocab, about, built = load(args.model)
-    args.steps = args.steps or config.MAX_TITLE_LEN or MAX_TITLE_LEN[version(model)]
+    args.steps = args.steps or title_steps()
     print(f"machine: {describe()}; TensorFlow {tf.__version__}" + (f"; {args.threads} threads" if args.threads else ""))
     print(f"model: {about}\nforced titles: a {config.MAXLEN}-character article, 3 beams, {args.steps} steps\n")
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,7 +174,7 @@ def main():
 def details(model, vocab, args):
     """Where this code's time goes per batch, its memory, and whether its decoders agree."""
     maxlen, topk = config.MAXLEN, 3
-    max_len = config.MAX_TITLE_LEN or MAX_TITLE_LEN[version(model)]
+    max_len = title_steps()
     dev = read_jsonl(os.path.join(ROOT, config.DEV_PATH))
     _, decoder = make_decoders("titlegen", model, topk, max_len)
     dev_ids = [vocab.encode(r["content"], maxlen) for r in dev]

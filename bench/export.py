@@ -26,7 +26,7 @@ import config  # noqa: E402
 from machine import describe  # noqa: E402
 from titlegen.export import export  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
-from titlegen.decode import make_titler  # noqa: E402
+from titlegen.decoders import Titler  # noqa: E402
 from titlegen.runfolder import RunFolder, load_trained  # noqa: E402
 from titlegen.settings import load  # noqa: E402
 
@@ -48,9 +48,9 @@ def main():
     print(f"machine: {describe()}; TensorFlow {tf.__version__}")
     model, vocab, settings = load_trained(args.model)
     decode = load(config, ROOT, flags={"decoder": "incremental"}).decode  # config.py's decoding, as generate's
-    titler = make_titler(model, vocab, settings.model.maxlen, decode)
+    titler = Titler(model, vocab, settings.model, decode)
     best = RunFolder(args.model).read_record()[1]["best"]
-    print(f"model: {args.model} (best epoch {best['epoch']}); decoding: {titler.settings}\n")
+    print(f"model: {args.model} (best epoch {best['epoch']}); decoding: {titler.options}\n")
     articles = [r["content"] for r in read_jsonl(os.path.join(ROOT, config.DEV_PATH))[:args.articles]]
     with tempfile.TemporaryDirectory() as tmp:
         served = tf.saved_model.load(export(titler, tmp))

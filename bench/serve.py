@@ -38,7 +38,7 @@ import titlegen  # noqa: E402,F401  (first: its oneDNN default is read when Tens
 
 import config  # noqa: E402
 from machine import describe  # noqa: E402
-from titlegen.decode import load_titler  # noqa: E402
+from titlegen.decoders import load_titler  # noqa: E402
 from titlegen.settings import load  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
 

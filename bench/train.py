@@ -43,10 +43,10 @@ import config  # noqa: E402
 from machine import describe, matmul_limit  # noqa: E402
 from titlegen.data import Vocab, encode_example, padded  # noqa: E402
 from titlegen.layers import Interact, MultiHeadAttention  # noqa: E402
-from titlegen.model import build_model  # noqa: E402
+from titlegen.model import build_model, model_inputs, named_inputs  # noqa: E402
 from titlegen.settings import load  # noqa: E402
 from titlegen.sources import Corpus, epoch_batches, read_jsonl  # noqa: E402
-from titlegen.train import make_optimizer, make_train_step, model_inputs  # noqa: E402
+from titlegen.train import make_optimizer, make_train_step  # noqa: E402
 
 SETTINGS = load(config, ROOT)  # config.py's, as `train` reads them
 
@@ -157,8 +157,8 @@ def lever_child(args):
         project_inputs()
     _, _, vocab, batches = blog_batches(args.steps + 2)
     if args.xla:  # XLA compiles per shape: one title length for every batch
-        ty = max(b[1].shape[1] for b in batches)
-        batches = [(x, np.pad(y, [(0, 0), (0, ty - y.shape[1])])) for x, y in batches]
+        ty = max(b["title"].shape[1] for b in batches)
+        batches = [{**b, "title": np.pad(b["title"], [(0, 0), (0, ty - b["title"].shape[1])])} for b in batches]
     _, train_step = fresh(len(vocab), False, xla=args.xla, recurrent_dropout=args.recurrent_dropout)
     print(json.dumps({"articles_per_s": config.BATCH_SIZE / seconds_per_call(train_step, batches)}))
 
@@ -183,18 +183,18 @@ def lever_table(args):
 def gradient_time(model, output_layers, inputs, steps):
     """Seconds of forward + backward through the sub-model ending at `output_layers` (its loss: the
     sum of those outputs)."""
-    sub = keras.Model(model.inputs[:2], [model.get_layer(n).output for n in output_layers])
+    sub = keras.Model(model.input, [model.get_layer(n).output for n in output_layers])
 
     @tf.function
     def run(x, y):
         with tf.GradientTape() as tape:
-            outs = sub([x, y])
+            outs = sub(named_inputs(x, y))
             outs = outs if isinstance(outs, (list, tuple)) else [outs]
             total = tf.add_n([tf.reduce_sum(tf.cast(o, "float32")) for o in outs])
         grads = tape.gradient(total, sub.trainable_variables)
         return tf.add_n([tf.reduce_sum(tf.convert_to_tensor(g)) for g in grads if g is not None])
 
-    x, y = tf.constant(inputs[0]), tf.constant(inputs[1])
+    x, y = tf.constant(inputs["article"]), tf.constant(inputs["title_in"])
     return seconds_per_call(lambda _: run(x, y).numpy(), range(steps + 2))
 
 
@@ -230,7 +230,7 @@ def main():
     model, train_step = fresh(len(vocab), args.mixed_precision)
     step_s = seconds_per_call(train_step, batches)
     blog_rate = batch_size / step_s
-    flops = np.mean([step_flops(model, batch_size, b[0].shape[1], b[1].shape[1] - 1) for b in batches])
+    flops = np.mean([step_flops(model, batch_size, b["article"].shape[1], b["title"].shape[1] - 1) for b in batches])
     print(f"\n## the blog's settings: maxlen {maxlen}, batch {batch_size}, vocabulary {len(vocab)}, "
           f"{model.count_params():,} parameters\n")
     print("| | s per batch | articles/s | GFLOP per step | GFLOP/s | share of the limit | peak memory |")
@@ -247,12 +247,12 @@ def main():
 def profile(model, rows, text, vocab, blog_batches, step_s, steps):
     """Section 4: where a step's time goes, each part timed as its own graph."""
     maxlen, batch_size = config.MAXLEN, config.BATCH_SIZE
-    inputs, _ = model_inputs(*blog_batches[0])
+    inputs, _ = model_inputs(blog_batches[0])
     pipeline_s = seconds_per_call(lambda _: padded([encode_example(vocab, rows[i]["title"], text[i * maxlen:(i + 1) * maxlen],
                                                                    maxlen) for i in range(batch_size)]),
                                   range(steps + 2))
-    forward = tf.function(lambda x, y: model([x, y], training=False))
-    forward_s = seconds_per_call(lambda _: forward(tf.constant(inputs[0]), tf.constant(inputs[1])).numpy(),
+    forward = tf.function(lambda x, y: model(named_inputs(x, y), training=False))
+    forward_s = seconds_per_call(lambda _: forward(tf.constant(inputs["article"]), tf.constant(inputs["title_in"])).numpy(),
                                  range(steps + 2))
     encoder_s = gradient_time(model, ["encoder_2"], inputs, steps)
     decoder_s = gradient_time(model, ["decoder_2"], inputs, steps)
@@ -292,9 +292,9 @@ def corpora(vocab, blog_batches, args):
             start = time.perf_counter()
             for batch in batches:
                 train_step(batch)
-            rates[bucket] = sum(len(b[0]) for b in batches) / (time.perf_counter() - start)
-            x = np.concatenate([b[0].ravel() for b in batches])
-            print(f"| {name} | {'bucketed' if bucket else 'plain'} | {np.mean([b[0].shape[1] for b in batches]):.0f} "
+            rates[bucket] = sum(len(b["article"]) for b in batches) / (time.perf_counter() - start)
+            x = np.concatenate([b["article"].ravel() for b in batches])
+            print(f"| {name} | {'bucketed' if bucket else 'plain'} | {np.mean([b['article'].shape[1] for b in batches]):.0f} "
                   f"| {np.mean(x == 0):.0%} | {rates[bucket]:.1f} | {peak_mb():.0f} MB |")
         print(f"| {name} | bucketed / plain | | | {rates[True] / rates[False]:.2f}× | |")
 

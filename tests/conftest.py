@@ -89,6 +89,20 @@ def model_settings(vocab_size, **changes):
     return project_settings().replace(vocab_size=vocab_size, **changes).model
 
 
+def decoding(**changes):
+    """config.py's decoding settings (a settings.Decode), changed: what Titler and the decoders take."""
+    return project_settings().replace(**changes).decode
+
+
+def titler_of(model, vocab, settings, decoder="incremental", topk=3, max_title_len=10, xla=True, **options):
+    """A Titler on a model of these settings (a settings.Model), decoding as config.py says but for
+    the decoder, topk, max_title_len and `options` (settings.Decode's names)."""
+    from titlegen.decoders import Titler
+
+    return Titler(model, vocab, settings, decoding(decoder=decoder, topk=topk, max_title_len=max_title_len, **options),
+                  xla)
+
+
 def compile_model(model, learning_rate=1e-3):
     """A model compiled with the blog's loss and Adam, for tests that call Keras's fit."""
     import keras
@@ -133,7 +147,7 @@ def cli_model(tmp_path_factory):
     return out, result
 
 
-def stub_search(next_probs, topk=3, max_len=50, **options):
+def stub_search(next_probs, topk=3, max_title_len=50, **options):
     """The one beam search (titlegen.search) over next-id probabilities set by hand, run eagerly:
     next_probs(yid) -> (beams, V) for the prefix rows yid (beams, t + 1), START first. Returns the
     title ids, START first."""
@@ -143,7 +157,8 @@ def stub_search(next_probs, topk=3, max_len=50, **options):
     def next_(yid, t, state, memory):
         return tf.constant(np.asarray(next_probs(yid.numpy()[:, :int(t) + 1]), dtype="float64")), state
 
-    ids, lengths, _ = beam_search(next_, {"article": tf.zeros([1, 1])}, {}, topk, max_len, **options)
+    ids, lengths, _ = beam_search(next_, {"article": tf.zeros([1, 1])}, {},
+                                  decoding(topk=topk, max_title_len=max_title_len, **options))
     return ids.numpy()[0, :int(lengths[0])]
 
 
@@ -167,7 +182,7 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path[:0] = [{root!r}, {tests!r}]
 import keras
-from conftest import model_settings, tiny_settings
+from conftest import decoding, model_settings, tiny_settings
 from titlegen.data import pad
 from titlegen.model import build_model
 from titlegen.train import make_optimizer
@@ -176,13 +191,15 @@ rng = np.random.default_rng(0)
 # five articles (an odd batch: the replicas get 3 and 2) of different lengths, titles of different lengths
 x = pad([list(rng.integers(4, 12, n)) for n in (7, 3, 9, 5, 2)])
 y = pad([[2] + list(rng.integers(4, 12, n)) + [3] for n in (4, 1, 3, 5, 2)])
+batch = {{"article": x, "title": y}}
+settings = model_settings(12, char_size=8, hidden_size=16)
 keras.utils.set_random_seed(3)
-weights = build_model(model_settings(12, char_size=8, hidden_size=16)).get_weights()
+weights = build_model(settings).get_weights()
 out = {{}}
 for name, strategy in [("one", tf.distribute.get_strategy()),
                        ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
     with strategy.scope():
-        model = build_model(model_settings(12, char_size=8, hidden_size=16))
+        model = build_model(settings)
         optimizer = make_optimizer(1e-2, False)
         optimizer.build(model.trainable_variables)
     model.set_weights(weights)

@@ -5,10 +5,9 @@ import sys
 
 import pytest
 
-from conftest import ALPHABET, ROOT, last_line, make_corpus, run_cli, tiny_settings, write_jsonl
+from conftest import ALPHABET, ROOT, last_line, make_corpus, run_cli, tiny_settings, titler_of, write_jsonl
 from seq2seq_title import main
 from titlegen.data import TitleError, Vocab, tokenize
-from titlegen.decode import Titler
 from titlegen.runfolder import VOCAB_FILE, load_trained
 from titlegen.train import train
 
@@ -135,7 +134,7 @@ def test_word_tokenizer_travels_with_the_model(tmp_path, capsys):
     assert saved.encode("北京天安门深圳", 400) == [saved.char2id["北京"], saved.char2id["天安门"], 1]  # 深圳: unknown
     model, loaded, settings = load_trained(out)
     assert settings.data.tokenizer == "word"
-    title = Titler(model, loaded, 400, "naive", 3, 6)(["上海东方明珠北京"])[0]
+    title = titler_of(model, loaded, settings.model, "naive", 3, 6)(["上海东方明珠北京"])[0]
     capsys.readouterr()
     assert main(["generate", "上海东方明珠北京", "--model", out, "--decoder", "naive", "--max-len", "6"]) == 0
     assert capsys.readouterr().out.strip() == title

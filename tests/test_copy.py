@@ -2,11 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import model_settings, slow_but, tiny_settings, write_jsonl
+from conftest import model_settings, slow_but, tiny_settings, titler_of, write_jsonl
 from titlegen.data import END, START, UNK, Vocab
-from titlegen.decode import Titler
 from titlegen.layers import PointerGenerator, TitleIds
-from titlegen.model import ModelParts, build_model
+from titlegen.model import build_model
 from titlegen.runfolder import load_trained
 from titlegen.train import train
 
@@ -57,21 +56,22 @@ def test_copy_model_learns_to_copy_an_out_of_vocabulary_character(tmp_path, vers
                              max_title_len=6, monitor="loss")
     model, vocab, config = train(settings, str(tmp_path / "model"), log=lambda _: None)
     assert config["best"]["epoch"] == 25  # the saved weights are the returned model's
-    assert ModelParts.of(model).copy
+    settings = load_trained(str(tmp_path / "model"))[2].model
+    assert settings.copy and "copy_gate" in {layer.name for layer in model.layers}
     articles = ["亮春夏秋冬山水日月", "晶风雨花草山水日月"]  # 亮 and 晶 were never seen in training
     assert not any(c in vocab.char2id for c in "亮晶")
-    naive = Titler(model, vocab, 400, "naive", 3, 6)(articles)
+    naive = titler_of(model, vocab, settings, "naive", 3, 6)(articles)
     assert [t[0] for t in naive] == ["亮", "晶"]  # copied, and written back as the real characters
-    assert Titler(model, vocab, 400, "incremental", 3, 6)(articles) == naive
+    assert titler_of(model, vocab, settings, "incremental", 3, 6)(articles) == naive
 
     loaded, loaded_vocab, _ = load_trained(str(tmp_path / "model"))
-    assert ModelParts.of(loaded).copy and Titler(loaded, loaded_vocab, 400, "incremental", 3, 6)(articles) == naive
+    assert titler_of(loaded, loaded_vocab, settings, "incremental", 3, 6)(articles) == naive
 
 
 def test_copy_off_is_the_blogs_model():
-    plain, copying = build_model(model_settings(12, char_size=8, hidden_size=16)), build_model(model_settings(12, char_size=8, hidden_size=16, copy=True))
-    assert not ModelParts.of(plain).copy and len(plain.inputs) == 2 and plain.output.shape[-1] == 12
-    assert len(copying.inputs) == 3 and copying.output.shape[-1] == 12 + 400
+    plain, copying = (build_model(model_settings(12, char_size=8, hidden_size=16, copy=copy)) for copy in (False, True))
+    assert sorted(plain.input) == ["article", "title_in"] and plain.output.shape[-1] == 12
+    assert sorted(copying.input) == ["article", "article_extended", "title_in"] and copying.output.shape[-1] == 12 + 400
     names = {layer.name for layer in plain.layers}
     assert not names & {"copy_gate", "pointer", "title_ids"}
 
@@ -99,17 +99,18 @@ def test_covered_attention_by_hand():
                                                    ("2019", True)))
 def test_coverage_decoders_agree_and_reload(tmp_path, version, copy):
     keras.utils.set_random_seed(5)
-    model = build_model(model_settings(40, char_size=16, hidden_size=32, version=version, copy=copy, coverage=1.0))
+    settings = model_settings(40, char_size=16, hidden_size=32, version=version, copy=copy, coverage=1.0)
+    model = build_model(settings)
     attention = model.get_layer("interact" if version == "2018" else "attention")
     attention.coverage_weight.assign(-2.0)  # a strong coverage effect, so a wrong coverage shows
     vocab = Vocab([chr(0x4e00 + i) for i in range(36)], 1)
     rng = np.random.default_rng(0)
     articles = ["".join(chr(0x4e00 + i) for i in rng.integers(0, 36, n)) + "亮" for n in (5, 30, 12)]
-    naive = Titler(model, vocab, 400, "naive", 3, 10)(articles)
-    assert Titler(model, vocab, 400, "incremental", 3, 10)(articles) == naive
-    options = {"min_len": 2, "no_repeat_ngram": 2, "length_penalty": 0.8}  # every option at once, 5 beams
-    assert (Titler(model, vocab, 400, "incremental", 5, 10, **options)(articles)
-            == Titler(model, vocab, 400, "naive", 5, 10, **options)(articles))
+    naive = titler_of(model, vocab, settings, "naive", 3, 10)(articles)
+    assert titler_of(model, vocab, settings, "incremental", 3, 10)(articles) == naive
+    options = {"min_title_len": 2, "no_repeat_ngram": 2, "length_penalty": 0.8}  # every option at once, 5 beams
+    assert (titler_of(model, vocab, settings, "incremental", 5, 10, **options)(articles)
+            == titler_of(model, vocab, settings, "naive", 5, 10, **options)(articles))
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
-    assert Titler(loaded, vocab, 400, "incremental", 3, 10)(articles) == naive
+    assert titler_of(loaded, vocab, settings, "incremental", 3, 10)(articles) == naive

@@ -15,7 +15,7 @@ TRAIN_AND_TITLE = """
 import json, sys
 sys.path[:0] = [{root!r}, {tests!r}]
 from conftest import make_corpus, tiny_settings, write_jsonl
-from titlegen.decode import make_titler
+from titlegen.decoders import Titler
 from titlegen.runfolder import load_trained
 from titlegen.train import train
 train_path = write_jsonl(sys.argv[1] + "/train.jsonl", make_corpus(96, seed=1))
@@ -23,8 +23,8 @@ dev_path = write_jsonl(sys.argv[1] + "/dev.jsonl", make_corpus(8, seed=2))
 settings = tiny_settings(train_path, dev_path, epochs=8, steps_per_epoch=None, batch_size=8, char_size=16,
                          hidden_size=32, decoder="incremental")
 model, vocab, config = train(settings, sys.argv[1] + "/model", log=lambda _: None)
-model, vocab, _ = load_trained(sys.argv[1] + "/model")
-titles = make_titler(model, vocab, settings.model.maxlen, settings.decode)([r["content"] for r in make_corpus(12, seed=5)])
+model, vocab, stored = load_trained(sys.argv[1] + "/model")
+titles = Titler(model, vocab, stored.model, settings.decode)([r["content"] for r in make_corpus(12, seed=5)])
 print(json.dumps({{"losses": [h["loss"] for h in config["history"]], "val": [h["val_loss"] for h in config["history"]],
                   "titles": titles}}))
 """

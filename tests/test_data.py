@@ -44,9 +44,10 @@ def test_vocab_save_load_round_trip(tmp_path):
 def test_pad_and_batches_zero_pad_to_longest_row():
     assert pad([[5, 6, 7], [5]]).tolist() == [[5, 6, 7], [5, 0, 0]]
     xs, ys = [[4], [4, 5, 6], [4, 5]], [[2, 3], [2, 4, 3], [2, 4, 4, 3]]
-    got = [padded(batch) for batch in chunked(zip(xs, ys), 2)]
-    assert [x.tolist() for x, _ in got] == [[[4, 0, 0], [4, 5, 6]], [[4, 5]]]
-    assert got[0][1].tolist() == [[2, 3, 0], [2, 4, 3]]
+    examples = [{"article": x, "title": y} for x, y in zip(xs, ys)]
+    got = [padded(batch) for batch in chunked(examples, 2)]
+    assert [b["article"].tolist() for b in got] == [[[4, 0, 0], [4, 5, 6]], [[4, 5]]]
+    assert got[0]["title"].tolist() == [[2, 3, 0], [2, 4, 3]] and got[1]["title"].tolist() == [[2, 4, 4, 3]]
 
 
 @pytest.mark.parametrize("line, message", [

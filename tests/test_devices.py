@@ -10,11 +10,11 @@ import pytest
 from conftest import ROOT, on_one_and_two_replicas, tiny_settings
 from titlegen.data import TitleError
 from titlegen.runfolder import load_trained
-from titlegen.train import make_strategy, train
+from titlegen.train import train
 
 def test_two_replica_mirrored_strategy_gives_the_single_device_loss():
     out = on_one_and_two_replicas("from titlegen.train import make_train_step",
-                                  "make_train_step(model, optimizer, strategy)", "step((x, y))")
+                                  "make_train_step(model, optimizer, strategy)", "step(batch)")
     assert out["one"]["replicas"] == 1 and out["two"]["replicas"] == 2
     # the loss of the first batch, and after one Adam step on it the second
     np.testing.assert_allclose(out["two"]["losses"], out["one"]["losses"], rtol=1e-6)
@@ -49,8 +49,8 @@ def test_tensorboard_and_metrics_files(tmp_path, corpus):
 
 
 def test_unknown_strategy_is_an_error():
-    with pytest.raises(TitleError, match="STRATEGY must be one of auto, mirrored, multiworker"):
-        make_strategy("horovod")
+    with pytest.raises(TitleError, match="STRATEGY must be one of auto, mirrored, multiworker, got 'horovod'"):
+        tiny_settings("t", "d", strategy="horovod")
 
 
 MULTIWORKER = """

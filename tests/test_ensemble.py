@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import (ROOT, TINY_CONFIG, compile_model, last_line, make_corpus, model_settings, run_cli, slow_but,
-                      write_jsonl)
+from conftest import (ROOT, TINY_CONFIG, compile_model, decoding, last_line, make_corpus, model_settings, run_cli,
+                      slow_but, titler_of, write_jsonl)
 from titlegen.data import END, START, TitleError, Vocab, encode_example, pad, padded
-from titlegen.decode import IncrementalDecoder, NaiveDecoder, Titler
+from titlegen.decoders import IncrementalDecoder, NaiveDecoder
 from titlegen.ensemble import Ensemble, EnsembleParts, mean_probs, parts_of
 from titlegen.export import export
-from titlegen.members import machine_cores, shares
-from titlegen.model import build_model
+from titlegen.train_ensemble import machine_cores, shares
+from titlegen.model import build_model, model_inputs
 from titlegen.runfolder import load_trained, read_state
 from titlegen.search import beam_search
 
@@ -29,25 +29,25 @@ ARTICLES = ["春夏秋冬山水日月", "风雨花草" * 5, "山", "草花雨风
 
 
 def trained(seed, version="2018", copy=False):
-    """A tiny model trained a few steps from its own seed."""
+    """A tiny model trained a few steps from its own seed: (model, vocab, its settings)."""
     keras.utils.set_random_seed(seed)
     rows = make_corpus(64, seed=5)
     vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), 1)
-    model = compile_model(build_model(model_settings(len(vocab), char_size=16, hidden_size=32, version=version,
-                                                     copy=copy, maxlen=MAXLEN)), 1e-2)
+    settings = model_settings(len(vocab), char_size=16, hidden_size=32, version=version, copy=copy, maxlen=MAXLEN)
+    model = compile_model(build_model(settings), 1e-2)
     for i in range(0, 64, 16):
-        x, y, *ext = padded([encode_example(vocab, r["title"], r["content"], MAXLEN, copy) for r in rows[i:i + 16]])
-        model.train_on_batch([x, y[:, :-1], *ext], y[:, 1:])
-    return model, vocab
+        model.train_on_batch(*model_inputs(padded([encode_example(vocab, r["title"], r["content"], MAXLEN, copy)
+                                                   for r in rows[i:i + 16]])))
+    return model, vocab, settings
 
 
 @pytest.fixture(scope="module", ids=str, params=slow_but((("2019", True),), (("2018", False),), (("2018", True),),
                                                          (("2019", True),)))
 def pair(request):
-    """Two models of one vocabulary from two seeds, and that vocabulary."""
+    """Two models of one vocabulary and settings from two seeds, that vocabulary and those settings."""
     version, copy = request.param
-    (a, vocab), (b, _) = trained(1, version, copy), trained(2, version, copy)
-    return a, b, vocab, copy
+    (a, vocab, settings), (b, _, _) = trained(1, version, copy), trained(2, version, copy)
+    return a, b, vocab, settings
 
 
 def test_mean_probs_by_hand():
@@ -58,8 +58,6 @@ def test_mean_probs_by_hand():
 
 class SetParts:
     """A member whose next-id probabilities are set by hand, step by step (one article, one row per beam)."""
-
-    version, copy = "2018", False
 
     def __init__(self, steps):
         self.steps = np.array(steps, "float32")  # (steps, V)
@@ -84,7 +82,8 @@ def test_beam_search_follows_the_mean_not_either_member():
     def search(parts, memory):  # one article
         def next_probs(yid, t, state, memory):
             return parts.step(yid[:, t], state, memory)
-        ids, lengths, scores = beam_search(next_probs, memory, parts.start_state(memory, 1), topk=1, max_len=5)
+        ids, lengths, scores = beam_search(next_probs, memory, parts.start_state(memory, 1),
+                                           decoding(topk=1, max_title_len=5))
         return list(ids.numpy()[0][:lengths.numpy()[0]]), float(scores.numpy()[0])
 
     article = {"article": tf.zeros([1, 1])}
@@ -95,11 +94,11 @@ def test_beam_search_follows_the_mean_not_either_member():
 
 
 def test_a_step_is_the_mean_of_the_members_steps(pair):
-    a, b, vocab, copy = pair
-    ensemble = parts_of(Ensemble([a, b]))
-    members = [parts_of(a), parts_of(b)]
+    a, b, vocab, settings = pair
+    ensemble = parts_of(Ensemble([a, b]), settings)
+    members = [parts_of(a, settings), parts_of(b, settings)]
     x = tf.constant(pad([vocab.encode(t, MAXLEN) for t in ARTICLES[:2]]))
-    extended = x if copy else None
+    extended = x if settings.copy else None
     k, last = 2, tf.constant([START] * 4)
     probs, state = ensemble.step(last, ensemble.start_state(ensemble.memory(x, extended), 4),
                                  ensemble.memory(x, extended))
@@ -112,34 +111,28 @@ def test_a_step_is_the_mean_of_the_members_steps(pair):
 def test_both_decoders_give_the_ensembles_titles(pair):
     """The naive decoder (the members' whole models, averaged) and the incremental one (their steps,
     averaged): the same titles and scores. And an ensemble of one model is that model."""
-    a, b, vocab, copy = pair
-    both = Ensemble([a, b])
-    naive = Titler(both, vocab, MAXLEN, "naive", 3, MAX_LEN)
-    incremental = Titler(both, vocab, MAXLEN, "incremental", 3, MAX_LEN)
+    a, b, vocab, settings = pair
+    both, copy = Ensemble([a, b]), settings.copy
+    naive = titler_of(both, vocab, settings, "naive", 3, MAX_LEN)
+    incremental = titler_of(both, vocab, settings, "incremental", 3, MAX_LEN)
     titles = incremental(ARTICLES)
     assert naive(ARTICLES) == titles
-    assert Titler(Ensemble([a]), vocab, MAXLEN, "incremental", 3, MAX_LEN)(ARTICLES) == \
-        Titler(a, vocab, MAXLEN, "incremental", 3, MAX_LEN)(ARTICLES)
+    assert titler_of(Ensemble([a]), vocab, settings, "incremental", 3, MAX_LEN)(ARTICLES) == \
+        titler_of(a, vocab, settings, "incremental", 3, MAX_LEN)(ARTICLES)
     ids = [vocab.encode(t, MAXLEN) for t in ARTICLES]
     ext = [vocab.encode_extended(t, MAXLEN)[0] for t in ARTICLES] if copy else None
     ids = [vocab.unextended(e) for e in ext] if copy else ids
-    np.testing.assert_allclose(NaiveDecoder(both, 3, MAX_LEN).search(ids, ext)[1],
-                               IncrementalDecoder(both, 3, MAX_LEN).search(ids, ext)[1], rtol=1e-5)
-
-
-def test_members_must_match():
-    a, b = (build_model(model_settings(20, char_size=16, hidden_size=32, copy=copy, maxlen=MAXLEN))
-            for copy in (False, True))
-    with pytest.raises(TitleError, match="must share the model version, copying and vocabulary"):
-        parts_of(Ensemble([a, b]))
+    options = decoding(topk=3, max_title_len=MAX_LEN)
+    np.testing.assert_allclose(NaiveDecoder(both, settings, options).search(ids, ext)[1],
+                               IncrementalDecoder(both, settings, options).search(ids, ext)[1], rtol=1e-5)
 
 
 @pytest.mark.slow
 def test_exported_ensemble_writes_its_titles(tmp_path):
     from test_export import served
 
-    (a, vocab), (b, _) = trained(1, "2018", True), trained(2, "2018", True)
-    titler = Titler(Ensemble([a, b]), vocab, MAXLEN, "incremental", 3, MAX_LEN)
+    (a, vocab, settings), (b, _, _) = trained(1, "2018", True), trained(2, "2018", True)
+    titler = titler_of(Ensemble([a, b]), vocab, settings, "incremental", 3, MAX_LEN)
     path = export(titler, str(tmp_path / "exported"))
     assert served(path, ARTICLES, tmp_path)["title"] == titler(ARTICLES)
 
@@ -219,7 +212,7 @@ def test_generate_and_evaluate_read_the_ensemble(ensemble_run):
     ens = str(folder / "ens")
     model, vocab, settings = load_trained(ens)
     assert isinstance(model, Ensemble) and len(model.models) == 2 and settings.train.members == 2
-    expected = Titler(model, vocab, settings.model.maxlen, "incremental", 3, 10)(["春夏秋冬山水日月"])[0]
+    expected = titler_of(model, vocab, settings.model, "incremental", 3, 10)(["春夏秋冬山水日月"])[0]
     result = run_cli("generate", "春夏秋冬山水日月", "--model", ens, "--config", str(folder / "tiny.py"))
     assert result.returncode == 0, result.stderr
     assert result.stdout == expected + "\n"
@@ -256,6 +249,15 @@ def test_ensemble_errors(ensemble_run, tmp_path):
     assert result.returncode == 2
     assert last_line(result.stderr) == (f"error: the ensemble in {half} is not trained yet (member_2 without "
                                         f"model.weights.h5); `train --resume --out {half}` trains it")
+    odd = tmp_path / "odd"  # a member whose stored model differs: the members are decoded with one settings.Model
+    shutil.copytree(folder / "ens", odd)
+    with open(odd / "member_2" / "config.json", encoding="utf-8") as f:
+        record = json.load(f)
+    record["settings"]["model"]["mask_encoder"] = not record["settings"]["model"]["mask_encoder"]  # the same weights
+    with open(odd / "member_2" / "config.json", "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    with pytest.raises(TitleError, match="member_2 in .* has another vocabulary or model than member_1"):
+        load_trained(str(odd))
 
 
 @pytest.mark.multiprocess

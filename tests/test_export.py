@@ -7,12 +7,12 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ALPHABET, compile_model, make_corpus, model_settings, run_cli, slow_but
+from conftest import ALPHABET, compile_model, decoding, make_corpus, model_settings, run_cli, slow_but, titler_of
 from titlegen.data import TitleError, Vocab, encode_example, padded
-from titlegen.decode import IncrementalDecoder, Titler
+from titlegen.decoders import IncrementalDecoder
 from titlegen.text import check_article
 from titlegen.export import export
-from titlegen.model import build_model
+from titlegen.model import build_model, model_inputs
 
 MAXLEN, MAX_LEN = 24, 8
 ARTICLES = ["春夏秋冬山水日月", "亮春夏晶秋冬亮山水", "风雨" * 40, "\x00日月\t风雨\n花草", "山", "草花雨风月日水山冬秋夏春"]
@@ -38,20 +38,21 @@ def trained(version, copy):
     keras.utils.set_random_seed(2)
     rows = make_corpus(64, seed=5)
     vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), 1)
-    model = compile_model(build_model(model_settings(len(vocab), char_size=16, hidden_size=32, version=version, copy=copy, maxlen=MAXLEN)), 1e-2)
+    settings = model_settings(len(vocab), char_size=16, hidden_size=32, version=version, copy=copy, maxlen=MAXLEN)
+    model = compile_model(build_model(settings), 1e-2)
     for i in range(0, 64, 16):
-        x, y, *extended = padded([encode_example(vocab, r["title"], r["content"], MAXLEN, copy) for r in rows[i:i + 16]])
-        model.train_on_batch([x, y[:, :-1], *extended], y[:, 1:])
+        model.train_on_batch(*model_inputs(padded([encode_example(vocab, r["title"], r["content"], MAXLEN, copy)
+                                                   for r in rows[i:i + 16]])))
     if copy:
         model.get_layer("copy_gate").dense.bias.assign([-20.0])
-    return model, vocab
+    return model, vocab, settings
 
 
-def generate_scores(model, vocab, copy, options):
+def generate_scores(model, vocab, settings, options):
     """The scores of generate's decoder for ARTICLES."""
-    decoder = IncrementalDecoder(model, 3, MAX_LEN, **options)
+    decoder = IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN, **options))
     cleaned = [check_article(a) for a in ARTICLES]
-    if not copy:
+    if not settings.copy:
         return decoder.search([vocab.encode(a, MAXLEN) for a in cleaned])[1]
     extended = [vocab.encode_extended(a, MAXLEN)[0] for a in cleaned]
     return decoder.search([vocab.unextended(e) for e in extended], extended)[1]
@@ -70,16 +71,16 @@ def served(path, articles, tmp_path):
 @pytest.mark.parametrize("version, copy", slow_but(("2019", True), ("2018", False), ("2019", False), ("2018", True),
                                                    ("2019", True)))
 def test_exported_model_gives_generates_titles_without_the_project(tmp_path, version, copy):
-    model, vocab = trained(version, copy)
-    options = {"min_len": 1, "no_repeat_ngram": 2} if version == "2019" else {}
-    titler = Titler(model, vocab, MAXLEN, "incremental", 3, MAX_LEN, **options)
+    model, vocab, settings = trained(version, copy)
+    options = {"min_title_len": 1, "no_repeat_ngram": 2} if version == "2019" else {}
+    titler = titler_of(model, vocab, settings, "incremental", 3, MAX_LEN, **options)
     expected = titler(ARTICLES)
     path = export(titler, str(tmp_path / "exported"))
     assert path == str(tmp_path / "exported" / "1")  # TF Serving's numbered version folder
     got = served(path, ARTICLES + EMPTY, tmp_path)
     assert got["title"] == expected + ["", ""]
     assert got["score"][-2:] == [0.0, 0.0]  # the empty articles
-    np.testing.assert_allclose(got["score"][:-2], generate_scores(model, vocab, copy, options), rtol=1e-6)
+    np.testing.assert_allclose(got["score"][:-2], generate_scores(model, vocab, settings, options), rtol=1e-6)
     if copy:  # 亮 and 晶 are not in the vocabulary: copied, they come back as themselves
         assert not {"亮", "晶"} & set(vocab.chars) and {"亮", "晶"} & set(got["title"][1])
 
@@ -98,5 +99,5 @@ def test_cli_export(tmp_path, cli_model):
 def test_word_models_are_refused():
     vocab = Vocab(list(ALPHABET), 1, tokenizer="word")
     with pytest.raises(TitleError, match="jieba cannot run inside a TensorFlow graph"):
-        export(Titler(build_model(model_settings(len(vocab), char_size=8, hidden_size=16)), vocab, MAXLEN,
-                      "incremental", 3, MAX_LEN), "unused")
+        settings = model_settings(len(vocab), char_size=8, hidden_size=16, maxlen=MAXLEN)
+        export(titler_of(build_model(settings), vocab, settings, "incremental", 3, MAX_LEN), "unused")

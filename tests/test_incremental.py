@@ -5,11 +5,11 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, compile_model, last_line, model_settings, run_cli, slow_but, stub_search
+from conftest import ROOT, compile_model, decoding, last_line, model_settings, run_cli, slow_but, stub_search, titler_of
 from titlegen.data import START, Vocab, chunked, encode_example, padded
 from titlegen.sources import read_jsonl
-from titlegen.decode import IncrementalDecoder, NaiveDecoder, Titler
-from titlegen.model import build_model
+from titlegen.decoders import IncrementalDecoder, NaiveDecoder
+from titlegen.model import build_model, model_inputs, named_inputs
 
 MAX_LEN = 20
 
@@ -21,37 +21,37 @@ def trained():
     keras.utils.set_random_seed(1)
     rows = read_jsonl(os.path.join(ROOT, "data/lcsts/train.jsonl"))[:384]
     vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), 8)
-    model = compile_model(build_model(model_settings(len(vocab), char_size=32, hidden_size=64)), 1e-2)
+    settings = model_settings(len(vocab), char_size=32, hidden_size=64)
+    model = compile_model(build_model(settings), 1e-2)
     for batch in chunked((encode_example(vocab, r["title"], r["content"], 400) for r in rows), 64):
-        x, y = padded(batch)
-        model.train_on_batch([x, y[:, :-1]], y[:, 1:])
+        model.train_on_batch(*model_inputs(padded(batch)))
     dev = [vocab.encode(r["content"], 400) for r in read_jsonl(os.path.join(ROOT, "data/lcsts/dev.jsonl"))[:50]]
-    return model, vocab, dev
+    return model, vocab, dev, settings
 
 
 @pytest.mark.parametrize("topk", slow_but(3, 1, 3, 5))
 def test_incremental_gives_the_naive_titles(trained, topk):
-    model, _, dev = trained
-    incremental = IncrementalDecoder(model, topk, MAX_LEN)(dev)
-    naive = NaiveDecoder(model, topk, MAX_LEN)(dev)
+    model, _, dev, settings = trained
+    incremental = IncrementalDecoder(model, settings, decoding(topk=topk, max_title_len=MAX_LEN))(dev)
+    naive = NaiveDecoder(model, settings, decoding(topk=topk, max_title_len=MAX_LEN))(dev)
     assert [t.tolist() for t in incremental] == [t.tolist() for t in naive]
     assert len({tuple(t) for t in naive}) > 5  # the titles differ from article to article
 
 
 def test_incremental_without_xla_gives_the_same_titles(trained):
-    model, _, dev = trained
-    assert ([t.tolist() for t in IncrementalDecoder(model, 3, MAX_LEN, xla=False)(dev[:20])]
-            == [t.tolist() for t in IncrementalDecoder(model, 3, MAX_LEN)(dev[:20])])
+    model, _, dev, settings = trained
+    assert ([t.tolist() for t in IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN), xla=False)(dev[:20])]
+            == [t.tolist() for t in IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN))(dev[:20])])
 
 
 def test_without_xla_two_shapes_trace_the_decoder_for_every_later_batch(trained):
     """Titler.warm_up (serve's start) runs two shapes; then batches of other sizes and article
     lengths are titled without another trace of the encoder or the search (generate, evaluate and
     serve decode so; XLA compiled each padded shape anew)."""
-    model, vocab, dev = trained
-    titler = Titler(model, vocab, 400, "incremental", 3, MAX_LEN, xla=False)
+    model, vocab, dev, settings = trained
+    titler = titler_of(model, vocab, settings, "incremental", 3, MAX_LEN, xla=False)
     titler.warm_up()
-    decoder = titler.decode
+    decoder = titler.decoder
     traced = decoder._encode.experimental_get_tracing_count(), decoder._search.experimental_get_tracing_count()
     assert traced == (2, 2)
     for n in (1, 3, 7, 16, 50):
@@ -61,8 +61,8 @@ def test_without_xla_two_shapes_trace_the_decoder_for_every_later_batch(trained)
 
 
 def test_a_title_does_not_depend_on_its_batch(trained):
-    model, _, dev = trained
-    decoder = IncrementalDecoder(model, 3, MAX_LEN)
+    model, _, dev, settings = trained
+    decoder = IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN))
     short = min(dev, key=len)
     longer = sorted(dev, key=len)[-5:]
     alone = decoder([short])[0]
@@ -77,44 +77,44 @@ def reorders(model, article, topk):
 
     def record(yid):
         seen.append(yid.copy())
-        rows = [np.array([article] * len(yid), dtype="int32"), yid]
-        return model.predict_on_batch(rows)[:, -1]
+        return model.predict_on_batch(named_inputs(np.array([article] * len(yid), dtype="int32"), yid))[:, -1]
 
     stub_search(record, topk, MAX_LEN)
     return any(not np.array_equal(after[:, :-1], before) for before, after in zip(seen[1:], seen[2:]))
 
 
 def test_beam_states_follow_their_beams_when_the_order_changes(trained):
-    model, _, dev = trained
+    model, _, dev, settings = trained
     article = next((a for a in dev[:20] if reorders(model, a, 3)), None)
     assert article is not None, "no article of the sample reorders its beams"
-    assert (IncrementalDecoder(model, 3, MAX_LEN)([article])[0].tolist()
-            == NaiveDecoder(model, 3, MAX_LEN)([article])[0].tolist())
+    assert (IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN))([article])[0].tolist()
+            == NaiveDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN))([article])[0].tolist())
 
 
 def test_forced_length_runs_every_step(trained):
-    model, _, dev = trained
-    ids = IncrementalDecoder(model, 2, 7, stop_at_end=False)([dev[0]])[0]
+    model, _, dev, settings = trained
+    ids = IncrementalDecoder(model, settings, decoding(topk=2, max_title_len=7), stop_at_end=False)([dev[0]])[0]
     assert len(ids) == 8 and ids[0] == START
-    assert ids.tolist() == NaiveDecoder(model, 2, 7, stop_at_end=False)([dev[0]])[0].tolist()
+    assert ids.tolist() == NaiveDecoder(model, settings, decoding(topk=2, max_title_len=7), stop_at_end=False)([dev[0]])[0].tolist()
 
 
 def test_scores_are_the_titles_log_probabilities(trained):
     """The score each decoder reports is the sum of log(p + 1e-6) of the title's ids under the model."""
-    model, _, dev = trained
-    for decoder in (NaiveDecoder(model, 3, MAX_LEN), IncrementalDecoder(model, 3, MAX_LEN)):
+    model, _, dev, settings = trained
+    options = decoding(topk=3, max_title_len=MAX_LEN)
+    for decoder in (NaiveDecoder(model, settings, options), IncrementalDecoder(model, settings, options)):
         titles, scores = decoder.search(dev[:3])
         for article, title, score in zip(dev[:3], titles, scores):
-            probs = model.predict_on_batch([np.array([article]), title[None, :-1]])[0]
+            probs = model.predict_on_batch(named_inputs(np.array([article]), title[None, :-1]))[0]
             expected = np.sum(np.log(probs[np.arange(len(title) - 1), title[1:]].astype("float64") + 1e-6))
             assert score == pytest.approx(expected, rel=1e-5)
 
 
 def test_titler_gives_the_same_text_with_both_decoders(trained):
-    model, vocab, _ = trained
+    model, vocab, _, settings = trained
     texts = [r["content"] for r in read_jsonl(os.path.join(ROOT, "data/lcsts/dev.jsonl"))[50:60]]
-    assert (Titler(model, vocab, 400, "incremental", 3, MAX_LEN)(texts)
-            == Titler(model, vocab, 400, "naive", 3, MAX_LEN)(texts))
+    assert (titler_of(model, vocab, settings, "incremental", 3, MAX_LEN)(texts)
+            == titler_of(model, vocab, settings, "naive", 3, MAX_LEN)(texts))
 
 
 def test_cli_file_and_stdin(tmp_path, cli_model):
@@ -216,8 +216,8 @@ def test_generate_never_imports_the_training_module(cli_model):
     import sys
 
     code = ("import sys, seq2seq_title; code = seq2seq_title.main(['generate', '春夏秋冬', '--model', sys.argv[1]]); "
-            "print(sorted(m for m in sys.modules if m in ('titlegen.train', 'titlegen.metrics', 'titlegen.evaluation', "
-            "'titlegen.sources', 'nltk')), code)")
+            "print(sorted(m for m in sys.modules if m in ('titlegen.train', 'titlegen.train_ensemble', 'titlegen.sequence', "
+            "'titlegen.metrics', 'titlegen.evaluation', 'titlegen.sources', 'nltk')), code)")
     result = subprocess.run([sys.executable, "-c", code, cli_model[0]], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
     assert result.stdout.splitlines()[-1] == "[] 0", result.stderr[-2000:]

@@ -1,6 +1,7 @@
 """The training levers beyond the blog (dropout, title dropout, label smoothing, weight averaging):
 each off by default, each checked against numbers worked out by hand."""
 import csv
+import dataclasses
 import os
 
 import keras
@@ -8,11 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import model_settings, slow_but, tiny_settings
+from conftest import model_settings, slow_but, tiny_settings, titler_of
 from titlegen.data import END, PAD, START, UNK, pad
 from titlegen.errors import TitleError
-from titlegen.decode import Titler
-from titlegen.model import build_model, summed_title_loss
+from titlegen.model import build_model, named_inputs, summed_title_loss
 from titlegen.runfolder import STEPS_FILE
 from titlegen.train import AveragedWeights, make_optimizer, make_train_step, resume_settings, train
 
@@ -31,22 +31,23 @@ def test_label_smoothing_by_hand():
 @pytest.mark.parametrize("version", slow_but("2018", "2018", "2019"))
 def test_dropout_acts_only_while_training(version):
     keras.utils.set_random_seed(1)
-    plain = build_model(model_settings(12, char_size=8, hidden_size=16, version=version))
-    dropped = build_model(model_settings(12, char_size=8, hidden_size=16, version=version, dropout=0.5))
+    settings = model_settings(12, char_size=8, hidden_size=16, version=version)
+    plain, dropped = build_model(settings), build_model(dataclasses.replace(settings, dropout=0.5))
     assert {l.name for l in dropped.layers} - {l.name for l in plain.layers} == \
         {"embedding_dropout", "lstm_dropout", "head_dropout"}
     for layer in plain.layers:  # the same layers, given the same weights
         dropped.get_layer(layer.name).set_weights(layer.get_weights())
     x, y = pad([[4, 5, 6, 7], [8, 9]]), np.array([[2, 4, 5], [2, 6, 0]])
-    np.testing.assert_array_equal(np.asarray(plain([x, y])), np.asarray(dropped([x, y])))
-    assert not np.allclose(np.asarray(plain([x, y])), np.asarray(dropped([x, y], training=True)))
+    np.testing.assert_array_equal(np.asarray(plain(named_inputs(x, y))), np.asarray(dropped(named_inputs(x, y))))
+    assert not np.allclose(np.asarray(plain(named_inputs(x, y))), np.asarray(dropped(named_inputs(x, y), training=True)))
     vocab_chars = list("abcdefgh")
     from titlegen.data import Vocab
     vocab = Vocab(vocab_chars, 1)
     articles = ["abcdefgh", "hgfedcba" * 3]
-    titles = Titler(plain, vocab, 400, "naive", 3, 8)(articles)
-    assert Titler(dropped, vocab, 400, "naive", 3, 8)(articles) == titles
-    assert Titler(dropped, vocab, 400, "incremental", 3, 8)(articles) == titles
+    titles = titler_of(plain, vocab, settings, "naive", 3, 8)(articles)
+    dropped_settings = dataclasses.replace(settings, dropout=0.5)
+    assert titler_of(dropped, vocab, dropped_settings, "naive", 3, 8)(articles) == titles
+    assert titler_of(dropped, vocab, dropped_settings, "incremental", 3, 8)(articles) == titles
 
 
 def test_title_dropout_by_hand():
@@ -79,12 +80,12 @@ def test_title_dropout_is_the_model_reading_unk_while_training():
         np.testing.assert_array_equal(a, b)
     x, y = pad([[4, 5, 6, 7], [8, 9]]), np.array([[START, 4, 12], [START, 6, END]])  # 12: a copied character
     extended = np.array([[4, 5, 6, 12], [8, 9, 0, 0]])
-    np.testing.assert_array_equal(np.asarray(dropped([x, y, extended])), np.asarray(plain([x, y, extended])))
+    np.testing.assert_array_equal(np.asarray(dropped(named_inputs(x, y, extended))), np.asarray(plain(named_inputs(x, y, extended))))
     read_as_unk = np.where(y > END, UNK, y)
-    np.testing.assert_allclose(np.asarray(dropped([x, y, extended], training=True)),
-                               np.asarray(plain([x, read_as_unk, extended])), rtol=1e-6, atol=1e-7)
-    assert not np.allclose(np.asarray(dropped([x, y, extended], training=True)),
-                           np.asarray(plain([x, y, extended])))
+    np.testing.assert_allclose(np.asarray(dropped(named_inputs(x, y, extended), training=True)),
+                               np.asarray(plain(named_inputs(x, read_as_unk, extended))), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(np.asarray(dropped(named_inputs(x, y, extended), training=True)),
+                           np.asarray(plain(named_inputs(x, y, extended))))
 
 
 @pytest.mark.parametrize("version", ["2018", "2019"])
@@ -102,15 +103,15 @@ def test_recurrent_dropout_drops_only_the_lstm_states_while_training(version):
     for a, b in zip(plain.get_weights(), dropped.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     x, y = pad([[4, 5, 6, 7, 8, 9, 10, 11], [8, 9, 4]]), np.array([[START, 4, 5, 6], [START, 6, 7, END]])
-    np.testing.assert_allclose(np.asarray(dropped([x, y])), np.asarray(plain([x, y])), rtol=1e-6, atol=1e-7)
-    parted = np.abs(np.asarray(dropped([x, y], training=True)) - np.asarray(plain([x, y]))).max()
+    np.testing.assert_allclose(np.asarray(dropped(named_inputs(x, y))), np.asarray(plain(named_inputs(x, y))), rtol=1e-6, atol=1e-7)
+    parted = np.abs(np.asarray(dropped(named_inputs(x, y), training=True)) - np.asarray(plain(named_inputs(x, y)))).max()
     assert parted > 2e-6  # an untrained model's probabilities are near uniform, so they part by little
     cells = [cell for model in (plain, dropped) for layer in model.layers for cell in lstm_cells(layer)]
     assert len(cells) == 2 * 6  # per model: two BiLSTMs (two cells each) and two decoder LSTMs
     assert {cell.recurrent_dropout for cell in cells} == {0.0, 0.5}
     for cell in cells:
         cell.recurrent_kernel.assign(np.zeros(cell.recurrent_kernel.shape, "float32"))
-    np.testing.assert_allclose(np.asarray(dropped([x, y], training=True)), np.asarray(plain([x, y])),
+    np.testing.assert_allclose(np.asarray(dropped(named_inputs(x, y), training=True)), np.asarray(plain(named_inputs(x, y))),
                                rtol=1e-6, atol=1e-7)
 
 
@@ -130,7 +131,7 @@ def test_averaged_weights_by_hand():
     x, y = pad([[4, 5, 6, 7], [8, 9]]), np.array([[2, 4, 5, 3], [2, 6, 3, 0]])
     seen = [[v.numpy() for v in model.trainable_variables]]
     for _ in range(3):
-        step((x, y))
+        step({"article": x, "title": y})
         seen.append([v.numpy() for v in model.trainable_variables])
     # Keras's average: the weights after the first step, then a <- 0.75 a + 0.25 w after every other
     expected = seen[1]

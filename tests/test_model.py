@@ -7,7 +7,7 @@ import pytest
 from titlegen.data import Vocab
 from titlegen.layers import ArticleChars, Interact, ScaleShift
 from conftest import compile_model, model_settings
-from titlegen.model import build_model, title_loss
+from titlegen.model import build_model, model_inputs, named_inputs, title_loss
 
 
 def test_prior_on_a_known_article():
@@ -43,8 +43,8 @@ def test_compiled_training_loss_is_title_loss():
     model = compile_model(build_model(model_settings(10, char_size=8, hidden_size=16)))
     x = np.array([[4, 5, 6, 7], [8, 9, 0, 0]])
     y = np.array([[2, 4, 5, 3], [2, 6, 3, 0]])
-    probs = model.predict_on_batch([x, y[:, :-1]])
-    assert float(model.test_on_batch([x, y[:, :-1]], y[:, 1:])) == pytest.approx(
+    probs = model.predict_on_batch(named_inputs(x, y[:, :-1]))
+    assert float(model.test_on_batch(*model_inputs({"article": x, "title": y}))) == pytest.approx(
         float(title_loss(y[:, 1:], probs)), rel=1e-5)
 
 
@@ -75,7 +75,7 @@ def test_attention_ignores_padding():
 
 
 def outputs(model, layer_name, x, y):
-    return np.asarray(keras.Model(model.inputs, model.get_layer(layer_name).output)([x, y]))
+    return np.asarray(keras.Model(model.input, model.get_layer(layer_name).output)(named_inputs(x, y)))
 
 
 @pytest.mark.parametrize("mask_encoder", [True, False])
@@ -88,8 +88,8 @@ def test_padding_invariance_of_the_encoder(mask_encoder):
     x_batch = np.array([short + [0] * 5, long])  # the short article shares a batch with a longer one
     enc_alone = outputs(model, "encoder_2", x_alone, y)[0]
     enc_batch = outputs(model, "encoder_2", x_batch, y)[0, :5]
-    probs_alone = np.asarray(model([x_alone, y]))[0]
-    probs_batch = np.asarray(model([x_batch, y]))[0]
+    probs_alone = np.asarray(model(named_inputs(x_alone, y)))[0]
+    probs_batch = np.asarray(model(named_inputs(x_batch, y)))[0]
     if mask_encoder:
         np.testing.assert_allclose(enc_batch, enc_alone, atol=1e-6)
         np.testing.assert_allclose(probs_batch, probs_alone, atol=1e-6)
@@ -102,4 +102,4 @@ def test_model_saves_and_reloads_as_keras_file(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
     x, y = np.array([[4, 5, 6, 0]]), np.array([[2, 7, 8]])
-    np.testing.assert_array_equal(np.asarray(model([x, y])), np.asarray(loaded([x, y])))
+    np.testing.assert_array_equal(np.asarray(model(named_inputs(x, y))), np.asarray(loaded(named_inputs(x, y))))

@@ -46,7 +46,7 @@ def test_the_page_titles_a_pasted_article(cli_model, generated, browser, tmp_pat
         WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#options tr"))
         options = {r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[1].text
                    for r in browser.find_elements(By.CSS_SELECTOR, "#options tr")}
-        assert options["decoder"] == "incremental" and options["topk"] == "3" and options["max_len"] == "8"
+        assert options["decoder"] == "incremental" and options["topk"] == "3" and options["max_title_len"] == "8"
         for article, title in list(zip(ARTICLES, generated))[:2]:
             box = browser.find_element(By.ID, "article")
             box.clear()

@@ -6,10 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ALPHABET, last_line
+from conftest import ALPHABET, last_line, titler_of
 from seq2seq_title import main
 from titlegen.data import END, FIRST_CHAR, START, UNK, TitleError, Vocab
-from titlegen.decode import Titler
 from titlegen.sources import read_records
 from titlegen.text import check_article, clean, parse_line
 from titlegen.runfolder import load_trained
@@ -91,8 +90,8 @@ def test_a_generate_line_is_an_article_or_its_own_error(text, as_json):
 
 @pytest.fixture(scope="module")
 def titler(cli_model):
-    model, vocab, _ = load_trained(cli_model[0])
-    return Titler(model, vocab, 400, "naive", 2, 8)
+    model, vocab, settings = load_trained(cli_model[0])
+    return titler_of(model, vocab, settings.model, "naive", 2, 8)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

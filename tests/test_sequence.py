@@ -14,7 +14,7 @@ from conftest import (ROOT, TINY_CONFIG, make_corpus, model_settings, on_one_and
                       train_cli, write_jsonl)
 from titlegen.data import END, START, TitleError, UNK
 from titlegen.metrics import example_scores, lcs_f, rouge_l
-from titlegen.model import build_model, title_log_probs
+from titlegen.model import ModelParts, build_model, named_inputs, title_log_probs
 from titlegen.runfolder import CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE, load_trained, read_state
 from titlegen.search import sample
 from titlegen.sequence import candidate_arrays, costs_of, distinct, make_sequence_step, sequence_risk
@@ -94,7 +94,7 @@ def test_candidates_are_the_reference_the_beam_title_then_draws():
     beam, drawn = [[START, 4, END], [START, 7, END]], [[START, 6, END], [START, 9, END]]
     train = tiny_settings("t", "d", seq_candidates=3, seq_reference=True, seq_beam=True).train
     inputs, cands, costs, valid, counts = candidate_arrays(
-        (x, y), FixedCandidates([[b, d] for b, d in zip(beam, drawn)]), train, [1, 2])
+        {"article": x, "title": y}, FixedCandidates([[b, d] for b, d in zip(beam, drawn)]), train, [1, 2])
     assert cands.tolist() == [[[START, 4, 5, END], [START, 4, END, 0], [START, 6, END, 0]],
                               [[START, 9, END, 0], [START, 7, END, 0], [START, 9, END, 0]]]
     # the reference's cost is 0; a drawn title equal to it is left out of the risk
@@ -103,10 +103,11 @@ def test_candidates_are_the_reference_the_beam_title_then_draws():
 
 
 class FixedCandidates:
-    """A decoder whose candidates are set: search gives each article's first, sample the rest."""
+    """A decoder whose candidates are set: search gives each article's first, sample the rest; its
+    parts (what the stage's step runs) are the model's."""
 
-    def __init__(self, titles):
-        self.titles = titles
+    def __init__(self, titles, parts=None):
+        self.titles, self.parts = titles, parts
 
     def search(self, articles, extended=None):
         return [t[0] for t in self.titles], None
@@ -116,32 +117,33 @@ class FixedCandidates:
 
 
 def tiny_model(vocab_size=10, **changes):
+    """A tiny model, its Adam, and its parts."""
     keras.utils.set_random_seed(5)
-    model = build_model(model_settings(vocab_size, char_size=8, hidden_size=16, **changes))
+    settings = model_settings(vocab_size, char_size=8, hidden_size=16, **changes)
+    model = build_model(settings)
     optimizer = make_optimizer(1e-3, False)
     optimizer.build(model.trainable_variables)
-    return model, optimizer
+    return model, optimizer, ModelParts.of(model, settings)
 
 
 @pytest.mark.parametrize("copy", slow_but(True, False, True))  # the copy model runs every part
 def test_one_step_raises_the_candidate_with_the_higher_reward(copy):
-    model, optimizer = tiny_model(copy=copy)
+    model, optimizer, parts = tiny_model(copy=copy)
     x = np.array([[4, 5, 6, 7, 8], [9, 8, 7, 0, 0]], np.int32)
     y = np.array([[START, 4, 5, 6, END], [START, 9, 8, END, 0]], np.int32)
     good = [[START, 4, 5, 6, END], [START, 9, 8, END]]  # the references: ROUGE-L F 1
     bad = [[START, 7, 7, 7, 7, END], [START, 5, END]]  # nothing in common: F 0
-    batch = (x, y, x) if copy else (x, y)
+    batch = {"article": x, "title": y, **({"article_extended": x} if copy else {})}
     train = tiny_settings("t", "d", seq_candidates=2, seq_beam=True, seq_ce_weight=0.0, seq_sharpness=1.0,
                           label_smoothing=0.0).train
     step = make_sequence_step(model, optimizer, tf.distribute.get_strategy(),
-                              FixedCandidates([[g, b] for g, b in zip(good, bad)]), train)
+                              FixedCandidates([[g, b] for g, b in zip(good, bad)], parts), train)
 
     def log_p(titles):
         t = np.zeros((2, 6), np.int32)
         for i, title in enumerate(titles):
             t[i, :len(title)] = title
-        inputs = [x, t[:, :-1]] + ([x] if copy else [])
-        return title_log_probs(t[:, 1:], model(inputs)).numpy()
+        return title_log_probs(t[:, 1:], model(named_inputs(x, t[:, :-1], x if copy else None))).numpy()
 
     before_good, before_bad = log_p(good), log_p(bad)
     q = np.exp(before_good) / (np.exp(before_good) + np.exp(before_bad))
@@ -152,9 +154,10 @@ def test_one_step_raises_the_candidate_with_the_higher_reward(copy):
 
 def test_the_stage_on_two_replicas_gives_the_single_device_loss():
     out = on_one_and_two_replicas(
-        "from titlegen.decode import IncrementalDecoder\nfrom titlegen.sequence import make_sequence_step\n"
+        "from titlegen.decoders import IncrementalDecoder\nfrom titlegen.sequence import make_sequence_step\n"
         "train = tiny_settings('t', 'd', seq_candidates=3, seq_beam=True, seq_ce_weight=0.3, seq_sharpness=1.0).train",
-        "make_sequence_step(model, optimizer, strategy, IncrementalDecoder(model, 3, 8), train)", "step((x, y), [7, i])")
+        "make_sequence_step(model, optimizer, strategy, IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=8)), "
+        "train)", "step(batch, [7, i])")
     assert out["two"]["replicas"] == 2
     np.testing.assert_allclose(out["two"]["losses"], out["one"]["losses"], rtol=1e-5)
     for a, b in zip(out["one"]["weights"], out["two"]["weights"]):

@@ -180,6 +180,24 @@ def test_a_run_folder_written_before_later_settings_still_loads_and_resumes(tmp_
     assert model["title_dropout"] == model["recurrent_dropout"] == 0.0 and resumed["settings"]["train"]["lr_factor"] == 0.5
 
 
+def test_a_run_folder_from_before_the_serve_group_loads_as_written(tmp_path, corpus):
+    """GENERATE_BATCH_SIZE and the SERVE_ settings were the "decode" group's: such a config.json
+    loads with each in its own group, the same settings."""
+    from titlegen.train import train
+
+    out = str(tmp_path / "before")
+    _, _, record = train(tiny_settings(*corpus, epochs=1), out, log=lambda _: None)
+    new = RunFolder(out).read_record()[0]
+    record["settings"]["decode"].update(record["settings"].pop("serve"))
+    with open(os.path.join(out, CONFIG_FILE), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    assert sorted(record["settings"]["decode"]) == sorted(["decoder", "topk", "max_title_len", "min_title_len",
+                                                           "no_repeat_ngram", "length_penalty", "generate_batch_size",
+                                                           "serve_host", "serve_port", "serve_batch_wait",
+                                                           "serve_max_bytes"])
+    assert load_trained(out)[2] == new
+
+
 def test_a_run_folder_missing_a_setting_says_what_to_do(tmp_path, corpus):
     from titlegen.train import train
 

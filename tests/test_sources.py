@@ -101,20 +101,21 @@ def test_shuffle_buffer_holds_no_more_than_its_size():
 
 def test_bucketing_cuts_padding_and_keeps_every_example():
     rng = np.random.default_rng(0)
-    examples = [([4] * n, [2, 3]) for n in rng.integers(1, 400, 1000)]
+    examples = [{"article": [4] * n, "title": [2, 3]} for n in rng.integers(1, 400, 1000)]
     plain = list(chunked(examples, 64))
     buckets = list(bucketed(examples, 64, 16, np.random.default_rng(1)))
     assert len(plain) == len(buckets) == count_batches(1000, 64) == 16
-    assert sorted(len(x) for b in buckets for x, _ in b) == sorted(len(x) for x, _ in examples)
-    real = sum(len(x) for x, _ in examples)
-    padding = {name: sum(padded(b)[0].size for b in batches) - real for name, batches in [("plain", plain),
+    assert sorted(len(e["article"]) for b in buckets for e in b) == sorted(len(e["article"]) for e in examples)
+    real = sum(len(e["article"]) for e in examples)
+    padding = {name: sum(padded(b)["article"].size for b in batches) - real for name, batches in [("plain", plain),
                                                                                            ("bucket", buckets)]}
     assert padding["bucket"] < padding["plain"] / 10  # sorted runs: a batch spans ~25 lengths, not ~400
 
 
 def test_a_million_character_article_costs_no_more_than_maxlen():
     vocab = Vocab(list("春夏"), 1)
-    x, y = encode_example(vocab, "春" * 1000, "夏" * 1_000_000, 400)
+    example = encode_example(vocab, "春" * 1000, "夏" * 1_000_000, 400)
+    x, y = example["article"], example["title"]
     assert len(x) == 400 and len(y) == 400 and y[0] == 2 and y[-1] == 3
     words = Vocab(["春天", "夏天"], 1, tokenizer="word")
     assert len(words.encode("春天夏天" * 250_000, 400)) == 400

@@ -5,9 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import last_line, run_cli, tiny_settings
+from conftest import last_line, run_cli, tiny_settings, titler_of
 from titlegen.data import TitleError, Vocab
-from titlegen.decode import Titler
+from titlegen.model import named_inputs
 from titlegen.runfolder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE,
                                 load_trained)
 from titlegen.train import train
@@ -23,13 +23,13 @@ def test_train_writes_artifacts_and_reload_gives_identical_titles(tmp_path, corp
     assert config["best"]["epoch"] == 1 and config["history"][0]["val_loss"] == config["best"]["value"]
     assert Vocab.load(os.path.join(out, VOCAB_FILE)).fingerprint == config["vocab_fingerprint"]
 
-    loaded, loaded_vocab, _ = load_trained(out)
+    loaded, loaded_vocab, stored = load_trained(out)
     x, y = np.array([vocab.encode(ARTICLES[1], 400)]), np.array([[2, 4, 5]])
-    np.testing.assert_array_equal(np.asarray(model([x, y])), np.asarray(loaded([x, y])))
+    np.testing.assert_array_equal(np.asarray(model(named_inputs(x, y))), np.asarray(loaded(named_inputs(x, y))))
     for topk in (1, 3):
-        titles = Titler(model, vocab, 400, "naive", topk, 10)(ARTICLES)
-        assert Titler(loaded, loaded_vocab, 400, "naive", topk, 10)(ARTICLES) == titles
-        assert Titler(loaded, loaded_vocab, 400, "incremental", topk, 10)(ARTICLES) == titles
+        titles = titler_of(model, vocab, stored.model, "naive", topk, 10)(ARTICLES)
+        assert titler_of(loaded, loaded_vocab, stored.model, "naive", topk, 10)(ARTICLES) == titles
+        assert titler_of(loaded, loaded_vocab, stored.model, "incremental", topk, 10)(ARTICLES) == titles
 
 
 def test_training_lowers_the_loss(tmp_path, corpus):

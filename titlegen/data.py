@@ -8,13 +8,12 @@ bounded shuffle buffer and optional bucketing by length, so memory does not grow
 import hashlib
 import json
 import logging
-import os
 from collections import Counter
 
 import numpy as np
 
 from .errors import TitleError  # noqa: F401 (also reached through this module)
-from .settings import TOKENIZERS
+from .files import write_json
 
 PAD, UNK, START, END = 0, 1, 2, 3  # the blog's special ids; characters start at FIRST_CHAR
 FIRST_CHAR = 4
@@ -25,11 +24,7 @@ WORD_WINDOW = 8  # "word": an article is cut to maxlen * WORD_WINDOW characters 
 
 def tokenize(text, tokenizer="char"):
     """The blog's characters, or jieba's words ("word")."""
-    if tokenizer == "char":
-        return list(text)
-    if tokenizer == "word":
-        return _jieba().lcut(text)
-    raise TitleError(f"unknown tokenizer {tokenizer!r}; expected one of {', '.join(TOKENIZERS)}")
+    return list(text) if tokenizer == "char" else _jieba().lcut(text)
 
 
 def _jieba():
@@ -48,8 +43,6 @@ class Vocab:
     """
 
     def __init__(self, chars, min_count, source=None, tokenizer="char"):
-        if tokenizer not in TOKENIZERS:
-            raise TitleError(f"unknown tokenizer {tokenizer!r}; expected one of {', '.join(TOKENIZERS)}")
         self.chars = list(chars)
         self.min_count = min_count
         self.source = source or {}
@@ -135,22 +128,6 @@ class Vocab:
         return vocab
 
 
-def write_json(path, obj):
-    """Write JSON atomically: a crash never leaves a half-written file behind."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def pad(rows):
     """Zero-pad lists of ids to the longest row: an int32 array (batch, longest)."""
     out = np.zeros((len(rows), max(len(r) for r in rows)), dtype="int32")
@@ -160,12 +137,14 @@ def pad(rows):
 
 
 def encode_example(vocab, title, content, maxlen, copy=False):
-    """One article and its title as id lists: (article, title), and with copy=True a third, the
-    article's extended ids; the title then uses the extended ids too."""
+    """One article and its title as id lists by name: {"article", "title"}, and with copy=True
+    "article_extended", the article's extended ids (the title then uses them too). `model.model_inputs`
+    turns an example, or a batch of them (`padded`), into what the model reads."""
     if not copy:
-        return vocab.encode(content, maxlen), vocab.encode_title(title, maxlen)
+        return {"article": vocab.encode(content, maxlen), "title": vocab.encode_title(title, maxlen)}
     extended, oovs = vocab.encode_extended(content, maxlen)  # the article is tokenized once
-    return vocab.unextended(extended), vocab.encode_title_extended(title, maxlen, oovs), extended
+    return {"article": vocab.unextended(extended), "title": vocab.encode_title_extended(title, maxlen, oovs),
+            "article_extended": extended}
 
 
 def shuffled(items, buffer_size, rng):
@@ -200,7 +179,7 @@ def bucketed(examples, batch_size, window, rng):
     sorted by length, cut into batches, and the batches are yielded in a random order. Padding
     shrinks to the length differences within a batch; memory stays at one window."""
     for run in chunked(examples, batch_size * window):
-        run.sort(key=lambda example: len(example[0]))
+        run.sort(key=lambda example: len(example["article"]))
         group = list(chunked(run, batch_size))
         for i in rng.permutation(len(group)):
             yield group[i]
@@ -212,5 +191,5 @@ def count_batches(n, batch_size):
 
 
 def padded(batch):
-    """A list of examples (tuples of id lists) -> one zero-padded int32 array per column."""
-    return tuple(pad(column) for column in zip(*batch))
+    """A list of examples (dicts of id lists) -> one zero-padded int32 array per name."""
+    return {name: pad([example[name] for example in batch]) for name in batch[0]}

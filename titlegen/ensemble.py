@@ -1,5 +1,5 @@
 """Several trained models decoded as one: the ensemble's next-id probabilities are the mean of its
-members' (beyond the blog; `MEMBERS` in config.py, trained side by side by `members.py`).
+members' (beyond the blog; `MEMBERS` in config.py, trained side by side by `train_ensemble.py`).
 
 The mean is written once, in `mean_probs`. The naive decoder calls an `Ensemble` as it calls a
 model (the mean of the members' whole-model outputs), and the incremental decoder advances
@@ -36,10 +36,11 @@ def models_of(model):
     return model.models if isinstance(model, Ensemble) else [model]
 
 
-def parts_of(model):
-    """The decoding interface of a model (`ModelParts`) or of an ensemble (`EnsembleParts`)."""
-    return EnsembleParts([ModelParts.of(m) for m in model.models]) if isinstance(model, Ensemble) \
-        else ModelParts.of(model)
+def parts_of(model, settings):
+    """The decoding interface of a model (`ModelParts`) or of an ensemble (`EnsembleParts`) of these
+    settings (a `settings.Model`, which an ensemble's members share)."""
+    return EnsembleParts([ModelParts.of(m, settings) for m in model.models]) if isinstance(model, Ensemble) \
+        else ModelParts.of(model, settings)
 
 
 class EnsembleParts:
@@ -47,13 +48,7 @@ class EnsembleParts:
     member; a step advances every member and averages their probabilities."""
 
     def __init__(self, members):
-        first = members[0]
-        kinds = {(p.version, p.copy, p.vocab_size) for p in members}
-        if len(kinds) > 1:
-            raise TitleError(f"the members of an ensemble must share the model version, copying and vocabulary; "
-                             f"got {sorted(kinds)}")
         self.members = members
-        self.version, self.copy, self.vocab_size = first.version, first.copy, first.vocab_size
 
     def memory(self, x, extended=None):
         return [p.memory(x, extended) for p in self.members]

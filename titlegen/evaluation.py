@@ -1,12 +1,13 @@
 """Title a titled set and score the titles under CLGE's protocol, beside the LEAD baseline:
 what `python seq2seq_title.py evaluate` does, the command line only parsing and printing.
 """
+import dataclasses
 import json
 import os
 import sys
 
-from .data import write_json
-from .decode import title_in_batches
+from .files import write_json
+from .decoders import title_in_batches
 from .metrics import METRICS, READABILITY, copy_shares, corpus_scores, lead, readability
 from .sources import read_all
 
@@ -32,7 +33,8 @@ def evaluate(titler, batch_size, data, data_settings, out):
     readable = {"model": readability(predictions), f"LEAD-{k}": readability(lead_titles),
                 "references": readability(references)}
     shares = copy_shares(predictions, contents, set("".join(titler.vocab.chars)))  # words: their characters
-    result = {"data": data, "articles": len(rows), "skipped": len(skipped), "decoding": titler.settings, "scores": scores,
+    result = {"data": data, "articles": len(rows), "skipped": len(skipped), "scores": scores,
+              "decoding": dataclasses.asdict(titler.options),
               "readability": readable, "title_characters": shares}
     write_json(os.path.splitext(out)[0] + ".scores.json", result)
     return result

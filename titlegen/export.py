@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from .data import FIRST_CHAR, PAD, UNK, TitleError
-from .decode import IncrementalDecoder
+from .decoders import IncrementalDecoder
 from .ensemble import models_of
 from .text import CONTROL_TO_SPACE
 
@@ -91,9 +91,9 @@ class TextIds:
 def export(titler, out_dir):
     """Write the SavedModel of a Titler (its model or ensemble, vocabulary, MAXLEN and decoding options: what
     `generate` would use) into out_dir/N, N one more than the highest version there; returns its path."""
-    model = titler.decode.model
-    decoder = IncrementalDecoder(model, **titler.decode.options, xla=False)
-    text = TextIds(titler.vocab, titler.maxlen, decoder.parts.copy)
+    model = titler.decoder.model
+    decoder = IncrementalDecoder(model, titler.settings, titler.options, xla=False)
+    text = TextIds(titler.vocab, titler.settings.maxlen, titler.settings.copy)
 
     def serve(articles):
         ids, extended, oov, n_oov, empty = text.encode(articles)

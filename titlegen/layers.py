@@ -16,10 +16,14 @@ def far(dtype):
     return 3e4 if keras.backend.standardize_dtype(dtype) == "float16" else 1e10
 
 
+def padding_bias(mask, dtype):
+    """What is subtracted where a key is padding (mask False): far(dtype) there, 0 elsewhere."""
+    return (1.0 - ops.cast(mask, dtype)) * far(dtype)
+
+
 def masked_max(x, mask):
     """The max over time of the unpadded steps of x (batch, t, dim): (batch, 1, dim)."""
-    m = ops.cast(ops.expand_dims(mask, 2), x.dtype)  # (batch, t, 1)
-    return ops.max(x - (1.0 - m) * far(x.dtype), axis=1, keepdims=True)
+    return ops.max(x - padding_bias(ops.expand_dims(mask, 2), x.dtype), axis=1, keepdims=True)
 
 
 @register
@@ -186,7 +190,7 @@ class Interact(Attention):
     def memory(self, v, v_mask):
         """What attention needs of the encoder output, whatever the query: v, vᵀ, -1e10 at padded
         keys, and the max-pool mv."""
-        bias = (1.0 - ops.cast(ops.expand_dims(v_mask, 1), v.dtype)) * far(v.dtype)
+        bias = padding_bias(ops.expand_dims(v_mask, 1), v.dtype)
         return {"values": v, "keys_t": ops.transpose(v, (0, 2, 1)), "bias": bias, "pool": masked_max(v, v_mask)}
 
     def scores(self, q, memory):
@@ -275,7 +279,7 @@ class MultiHeadAttention(Attention):
         """What attention needs of the keys and values, whatever the query: the projected keys'
         heads transposed (batch, heads, size, tk), the projected values' heads, -1e10 at padded keys."""
         kw, vw = self.k_dense(k), self.v_dense(v)
-        bias = (1.0 - ops.cast(v_mask[:, None, None, :], kw.dtype)) * far(kw.dtype)
+        bias = padding_bias(v_mask[:, None, None, :], kw.dtype)
         return {"keys_t": ops.transpose(self.split_heads(kw), (0, 1, 3, 2)), "values": self.split_heads(vw),
                 "bias": bias}
 

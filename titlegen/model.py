@@ -1,37 +1,54 @@
 """The blog's seq2seq as one Keras 3 functional model: the 2018 version (bojone/seq2seq f6f7bb7,
 the code the post was published with) and the author's 2019 version (24ff08f).
 
-inputs: article ids x (batch, tx) and the title so far y_in (batch, ty), starting with START;
-output: the probability of every next character, (batch, ty, V). Teacher forcing lives in the
-data: y_in = y[:, :-1], target = y[:, 1:].
+inputs (named, a dict): the article's ids "article" (batch, tx), the title so far "title_in" (batch,
+ty) starting with START, and with copying the article's extended ids "article_extended"; output:
+the probability of every next id, (batch, ty, V). Teacher forcing lives in the data:
+title_in = y[:, :-1], target = y[:, 1:] (`model_inputs`).
 
 `ModelParts` holds the layer objects and writes each stage of the model once: `build_model` calls
 it on symbolic inputs (the training graph, a whole title at a time), and the decoders call it on
-tensors: `memory` encodes articles once, `step` advances every beam by one character.
+tensors: `memory` encodes articles once, `step` advances every beam by one character. What a model
+version changes (its encoder, the norms around its decoder, its attention's inputs, its features and
+head) is a small subclass, `Parts2018` or `Parts2019`, chosen from the model's settings by `PARTS`.
 """
 import keras
 from keras import layers, ops
 
 from .data import PAD
-from .settings import VERSIONS
+from .errors import TitleError
 from .layers import (ArticleChars, CopyGate, Interact, MaskedMaxPool, MultiHeadAttention, PadMask,
                      PointerGenerator, PriorAverage, ScaleShift, SelfModulatedLayerNorm, TitleDropout, TitleIds)
 
-MAX_TITLE_LEN = {"2018": 50, "2019": 64}  # each version's decoder allows this many steps
 LAYER_NORM_EPSILON = 1e-14  # the 2019 code's LayerNormalization (Keras's default is 1e-3)
 DROPOUT_AT = ("embedding", "lstm", "head")  # with dropout: the embeddings, every LSTM's output, the head
+def named_inputs(article, title_in, extended=None):
+    """What the model reads, by name: the articles' ids, the titles so far, and with copying the
+    articles' extended ids (training's `model_inputs` and the naive decoder call it)."""
+    inputs = {"article": article, "title_in": title_in}
+    if extended is not None:
+        inputs["article_extended"] = extended
+    return inputs
+
+
+def model_inputs(example):
+    """Teacher forcing: an example or a batch ({"article", "title", and with copying
+    "article_extended"}, as `data.encode_example` and `data.padded` give them) -> (the model's
+    inputs: the title read as y[..., :-1]; the target, y[..., 1:])."""
+    title = example["title"]
+    return named_inputs(example["article"], title[..., :-1], example.get("article_extended")), title[..., 1:]
 
 
 def build_model(settings):
     """The blog's model as `settings` (a `settings.Model`) describe it.
 
-    version: "2018" or "2019". mask_encoder (2018): the encoder LSTMs skip the article's padding
-    in both directions, so a title does not depend on what shares its batch. False is the 2018
-    code, whose LSTMs read the padding. The 2019 code always masks; hidden_size is the 2018 head's
-    and unused by 2019.
+    version: "2018" or "2019" (`PARTS`). mask_encoder (2018): the encoder LSTMs skip the article's
+    padding in both directions, so a title does not depend on what shares its batch. False is the
+    2018 code, whose LSTMs read the padding. The 2019 code always masks; hidden_size is the 2018
+    head's and unused by 2019.
     copy: beyond the blog, a pointer-generator head. The model then also reads the article's
-    extended ids (third input) and gives probabilities over the vocabulary and `maxlen` temporary
-    ids (the most an article can need) for the article's out-of-vocabulary characters.
+    extended ids ("article_extended") and gives probabilities over the vocabulary and `maxlen`
+    temporary ids (the most an article can need) for the article's out-of-vocabulary characters.
     coverage > 0: beyond the blog, the attention also reads each key's coverage (its attention
     summed over the steps before), and a coverage loss of that weight is added (See et al. 2017).
     dropout > 0: beyond the blog, dropout of that rate on the embeddings (article and title), the
@@ -42,117 +59,91 @@ def build_model(settings):
     each step (Keras's recurrent_dropout: a mask per gate, the same at every step); only while
     training. Keras's cell then multiplies gate by gate, so outputs part at float rounding.
     """
-    s = settings
-    if s.version not in VERSIONS:
-        raise ValueError(f"unknown model version {s.version!r}; expected one of {VERSIONS}")
-    if s.vocab_size is None:
-        raise ValueError("the model's vocab_size is unset; it comes from the vocabulary")
-    version, copy = s.version, s.copy
-    parts = ModelParts.new(s.vocab_size, s.char_size, s.hidden_size, s.mask_encoder, version, copy, s.maxlen,
-                           s.coverage, s.dropout, s.title_dropout, s.recurrent_dropout)
-    x_in = keras.Input(shape=(None,), dtype="int32", name="article")
-    y_in = keras.Input(shape=(None,), dtype="int32", name="title_in")
-    inputs = [x_in, y_in]
-    if copy:
-        inputs.append(keras.Input(shape=(None,), dtype="int32", name="article_extended"))
-    probs = parts.title_probs(parts.encode(x_in), y_in, inputs[2] if copy else None)
-    return keras.Model(inputs, probs, name=f"seq2seq_title_{version}")
+    if settings.vocab_size is None:
+        raise TitleError("the model's vocab_size is unset; it comes from the vocabulary")
+    parts = ModelParts.new(settings)
+    names = ("article", "title_in", "article_extended")[:3 if settings.copy else 2]
+    inputs = named_inputs(*(keras.Input(shape=(None,), dtype="int32", name=name) for name in names))
+    probs = parts.title_probs(parts.encode(inputs["article"]), inputs["title_in"], inputs.get("article_extended"))
+    return keras.Model(inputs, probs, name=f"seq2seq_title_{settings.version}")
+
+
+def built(layer, *shapes):
+    """A layer built at once for these input shapes: it draws its initial weights now."""
+    layer.build(list(shapes))
+    return layer
+
+
+def encoder_lstm(settings, i):
+    """The encoder's i-th bidirectional LSTM, char_size // 2 each way."""
+    lstm = layers.LSTM(settings.char_size // 2, return_sequences=True, recurrent_dropout=settings.recurrent_dropout)
+    return layers.Bidirectional(lstm, name=f"encoder_{i}")
+
+
+def decoder_lstm(settings, i):
+    """The decoder's i-th LSTM."""
+    return layers.LSTM(settings.char_size, return_sequences=True, recurrent_dropout=settings.recurrent_dropout,
+                       name=f"decoder_{i}")
 
 
 class ModelParts:
-    """The model's layers (by name), and each stage of the model written once.
+    """The model's layers (by name) and settings, and each stage of the model written once.
 
     Training runs a whole title through `decoder`, `attend` and `head` (its steps are the query
     rows of the attention). Decoding encodes articles once (`memory`, a dict of what every step
     reads) and then calls `step`, where an article's beams are the query rows: the same layers and
-    functions, one character at a time.
+    functions, one character at a time. A version's subclass supplies `version_layers` (created in
+    its code's order), `encoder`, `normed` (around the decoder's LSTMs), `attention_inputs`,
+    `features` and the names of its head's layers.
     """
+    attention_name = head_names = max_title_len = None  # each version's
 
-    def __init__(self, layers, mask_encoder=True):
-        self.layers, self.mask_encoder = layers, mask_encoder
-        self.version = "2019" if "encoder_norm_1" in layers else "2018"
-        self.copy = "copy_gate" in layers
-        self.attention = layers["interact" if self.version == "2018" else "attention"]
-        self.coverage = self.attention.coverage
+    def __init__(self, layers, settings):
+        self.layers, self.settings = layers, settings
+        self.copy, self.coverage, self.vocab_size = settings.copy, settings.coverage, settings.vocab_size
+        self.version = settings.version
+        self.attention = layers[self.attention_name]
         self.decoders = [layers["decoder_1"], layers["decoder_2"]]
-        self.vocab_size = layers["logits"].units
 
-    @classmethod
-    def new(cls, vocab_size, char_size, hidden_size, mask_encoder, version, copy, copy_extra, coverage, dropout=0.0,
-            title_dropout=0.0, recurrent_dropout=0.0):
+    @staticmethod
+    def of(model, settings):
+        """The parts of a built (or loaded) model of these settings (a `settings.Model`): its own layers."""
+        return PARTS[settings.version]({layer.name: layer for layer in model.layers}, settings)
+
+    @staticmethod
+    def new(settings):
         """Fresh layers for build_model, created in the order the blog's code creates them: their
         random initial weights are drawn in that order. The layers that draw theirs when built
         (Interact's kernel, the self-modulated norms' second Dense) are built at once, as the blog's
         code builds them by calling them before it creates the next layer."""
-        def built(layer, *shapes):
-            layer.build(list(shapes))
-            return layer
-
-        def encoder(i):  # a bidirectional LSTM
-            lstm = layers.LSTM(char_size // 2, return_sequences=True, recurrent_dropout=recurrent_dropout)
-            return layers.Bidirectional(lstm, name=f"encoder_{i}")
-
-        def decoder(i):
-            return layers.LSTM(char_size, return_sequences=True, recurrent_dropout=recurrent_dropout,
-                               name=f"decoder_{i}")
-
-        def norm(i):
-            return built(SelfModulatedLayerNorm(char_size // 4, LAYER_NORM_EPSILON, name=f"decoder_norm_{i}"),
-                         (None, None, char_size), (None, 1, char_size))
-
-        made = [PadMask(name="article_mask"), ArticleChars(vocab_size, name="article_chars"),
-                ScaleShift(name="prior"), layers.Embedding(vocab_size, char_size, name="embedding")]
-        made += [TitleIds(vocab_size, name="title_ids")] if copy else []
-        if version == "2018":
-            made += [encoder(1), encoder(2), decoder(1), decoder(2),
-                     built(Interact(return_attention=copy, coverage=coverage, name="interact"),
-                           (None, None, char_size), (None, None, char_size)),
-                     layers.Dense(hidden_size, activation="relu", name="hidden")]
-        else:
-            for i in (1, 2):
-                made += [layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"encoder_norm_{i}"), encoder(i)]
-            made += [MaskedMaxPool(name="encoder_max"), norm(1), decoder(1), norm(2), decoder(2), norm(3),
-                     MultiHeadAttention(8, 16, return_attention=copy, coverage=coverage, name="attention"),
-                     layers.Concatenate(name="concat"), layers.Dense(char_size, name="hidden"),
-                     layers.LeakyReLU(0.2, name="leaky_relu")]
-        made += [layers.Dense(vocab_size, name="logits"),
+        s, version = settings, PARTS[settings.version]
+        made = [PadMask(name="article_mask"), ArticleChars(s.vocab_size, name="article_chars"),
+                ScaleShift(name="prior"), layers.Embedding(s.vocab_size, s.char_size, name="embedding")]
+        made += [TitleIds(s.vocab_size, name="title_ids")] if s.copy else []
+        made += version.version_layers(s)
+        made += [layers.Dense(s.vocab_size, name="logits"),
                  PriorAverage(name="with_prior", dtype="float32"),  # float32 even under mixed precision
                  layers.Softmax(name="probs", dtype="float32")]
-        if copy:
-            made += [CopyGate(name="copy_gate"), PointerGenerator(copy_extra, name="pointer", dtype="float32")]
-        if dropout:  # created last: a model without dropout draws its initial weights as the blog's
-            made += [layers.Dropout(dropout, name=f"{where}_dropout") for where in DROPOUT_AT]
-        if title_dropout:  # after them: a model without it draws its weights and dropout as before
-            made += [TitleDropout(title_dropout, name="title_dropout")]
-        return cls({layer.name: layer for layer in made}, mask_encoder)
+        if s.copy:
+            made += [CopyGate(name="copy_gate"), PointerGenerator(s.maxlen, name="pointer", dtype="float32")]
+        if s.dropout:  # created last: a model without dropout draws its initial weights as the blog's
+            made += [layers.Dropout(s.dropout, name=f"{where}_dropout") for where in DROPOUT_AT]
+        if s.title_dropout:  # after them: a model without it draws its weights and dropout as before
+            made += [TitleDropout(s.title_dropout, name="title_dropout")]
+        return version({layer.name: layer for layer in made}, s)
 
     def drop(self, where, x):
         """Dropout at `where` (DROPOUT_AT) when the model has it; it acts only while training."""
         layer = self.layers.get(f"{where}_dropout")
         return layer(x) if layer else x
 
-    @classmethod
-    def of(cls, model):
-        """The parts of a built (or loaded) model: its own layer objects."""
-        layers = {layer.name: layer for layer in model.layers}
-        node = layers["encoder_1"]._inbound_nodes[0]  # whether the model gave its encoder the mask
-        return cls(layers, node.arguments.kwargs.get("mask") is not None)
-
     def encode(self, x):
         """Article ids (batch, tx) -> {"encoded": the encoder output, "mask": the article's mask,
-        "prior": s⊗χ+t (batch, 1, V), and in 2019 "condition": the encoder's max-pool (batch, 1, c)}."""
+        "prior": s⊗χ+t (batch, 1, V), and what else the version's decoder reads (2019: "condition")}."""
         L = self.layers
         mask = L["article_mask"](x)
-        out = {"mask": mask, "prior": L["prior"](L["article_chars"](x))}
-        h = self.drop("embedding", L["embedding"](x))
-        for i in (1, 2):  # two bidirectional LSTMs; in 2019, masked and each after a LayerNorm
-            if self.version == "2019":
-                h = L[f"encoder_norm_{i}"](h)
-            h = L[f"encoder_{i}"](h, mask=mask if self.mask_encoder or self.version == "2019" else None)
-            h = self.drop("lstm", h)
-        if self.version == "2019":
-            out["condition"] = L["encoder_max"]([h, mask])
-        return {**out, "encoded": h}
+        h, extra = self.encoder(self.drop("embedding", L["embedding"](x)), mask)
+        return {"mask": mask, "prior": L["prior"](L["article_chars"](x)), **extra, "encoded": h}
 
     def title_probs(self, encoded, y_in, extended=None):
         """Teacher forcing over whole titles: `encode`'s output and the titles so far y_in (batch, ty)
@@ -171,39 +162,33 @@ class ModelParts:
         return self.drop("embedding", self.layers["embedding"](y))
 
     def decoder(self, y, condition=None, states=None):
-        """The decoder LSTMs (in 2019 inside self-modulated LayerNorms conditioned on the encoder's
-        max-pool) over y (batch, rows, dim). states None: the rows are a title's steps, run from zero
-        states. Else the rows are beams, each advanced one step from its own [h, c] per LSTM.
-        Returns the output and the new states."""
-        norms = [self.layers[f"decoder_norm_{i}"] for i in (1, 2, 3)] if self.version == "2019" else []
+        """The decoder LSTMs (each after the version's `normed`, and it after the last) over y
+        (batch, rows, dim). states None: the rows are a title's steps, run from zero states. Else
+        the rows are beams, each advanced one step from its own [h, c] per LSTM. Returns the
+        output and the new states."""
         new_states = []
         for i, lstm in enumerate(self.decoders):
-            y = norms[i]([y, condition]) if norms else y
+            y = self.normed(i, y, condition)
             if states is None:
                 y = self.drop("lstm", lstm(y))
             else:
                 shape = ops.shape(y)
                 out, state = lstm.cell(ops.reshape(y, (-1, shape[-1])), states[i])
                 y, new_states = ops.reshape(out, (shape[0], shape[1], -1)), new_states + [state]
-        return (norms[2]([y, condition]) if norms else y), new_states
+        return self.normed(len(self.decoders), y, condition), new_states
 
     def attend(self, y, encoded, y_in):
         """The attention layer over a whole title: (output, weights or None)."""
-        x, mask = encoded["encoded"], encoded["mask"]
-        inputs = [y, x, mask] if self.version == "2018" else [y, x, x, mask]
+        inputs = self.attention_inputs(y, encoded["encoded"], encoded["mask"])
         xy = self.attention(inputs + ([y_in] if self.coverage else []))  # coverage's loss reads the title
         return xy if self.copy else (xy, None)
 
-    def features(self, y, attended):
-        """What the head reads: 2018, the attention layer's concat[context, decoder output, max-pool];
-        2019, concat[decoder output, context]."""
-        return attended if self.version == "2018" else self.layers["concat"]([y, attended])
-
     def head(self, features, prior, y_emb, attention=None, extended=None):
-        """Next-id probabilities: the head's dense layers, the logits averaged with the prior, softmax;
-        with copy, mixed with the attention over the article's extended ids by the copy gate."""
+        """Next-id probabilities: the head's dense layers (dropout before the logits), the logits
+        averaged with the prior, softmax; with copy, mixed with the attention over the article's
+        extended ids by the copy gate."""
         L, xy = self.layers, self.drop("head", features)
-        for name in ("hidden", "leaky_relu", "logits") if self.version == "2019" else ("hidden", "logits"):
+        for name in self.head_names:
             xy = L[name](self.drop("head", xy) if name == "logits" else xy)
         probs = L["probs"](L["with_prior"]([xy, prior]))
         if self.copy:
@@ -212,13 +197,12 @@ class ModelParts:
 
     def memory(self, x, extended=None):
         """Decoding: what every step reads of a batch of articles, computed once: {"attention": the
-        attention's memory, "prior", and when they exist "condition" (2019) and "extended" (copy:
-        the articles' extended ids, padded like x)}."""
+        attention's memory, "prior", what else the version's decoder reads ("condition"), and with
+        copying "extended" (the articles' extended ids, padded like x)}."""
         encoded = self.encode(x)
-        v, mask = encoded["encoded"], encoded["mask"]
-        memory = {"attention": self.attention.memory(*([v] if self.version == "2018" else [v, v]), mask),
-                  "prior": encoded["prior"]}
-        memory.update({key: encoded[key] for key in ("condition",) if key in encoded})
+        keys = self.attention_inputs(None, encoded["encoded"], encoded["mask"])[1:]
+        memory = {key: value for key, value in encoded.items() if key not in ("encoded", "mask")}
+        memory["attention"] = self.attention.memory(*keys)
         return memory if extended is None else self.with_extended(memory, extended)
 
     def with_extended(self, memory, extended):
@@ -253,6 +237,79 @@ class ModelParts:
         if self.coverage:  # each beam's coverage grows by its attention at this step
             new_state["coverage"] = ops.reshape(coverage + attention, ops.shape(state["coverage"]))
         return ops.reshape(probs, (batch * k, -1)), new_state
+
+
+class Parts2018(ModelParts):
+    """The 2018 code: two bidirectional LSTMs (masked with MASK_ENCODER), two LSTMs, the Interact
+    attention (whose output is concat[context, decoder output, max-pool]) and a ReLU layer."""
+    attention_name, head_names, max_title_len = "interact", ("hidden", "logits"), 50
+
+    @staticmethod
+    def version_layers(s):
+        return [encoder_lstm(s, 1), encoder_lstm(s, 2), decoder_lstm(s, 1), decoder_lstm(s, 2),
+                built(Interact(return_attention=s.copy, coverage=s.coverage, name="interact"),
+                      (None, None, s.char_size), (None, None, s.char_size)),
+                layers.Dense(s.hidden_size, activation="relu", name="hidden")]
+
+    def encoder(self, h, mask):
+        for i in (1, 2):
+            h = self.layers[f"encoder_{i}"](h, mask=mask if self.settings.mask_encoder else None)
+            h = self.drop("lstm", h)
+        return h, {}
+
+    def normed(self, i, y, condition):
+        return y
+
+    def attention_inputs(self, y, x, mask):
+        return [y, x, mask]
+
+    def features(self, y, attended):
+        return attended
+
+
+class Parts2019(ModelParts):
+    """The 2019 code: each masked bidirectional LSTM after a LayerNorm, the encoder's max-pool the
+    condition of self-modulated LayerNorms around the decoder's LSTMs, 8-head attention, and a
+    LeakyReLU layer over concat[decoder output, context]."""
+    attention_name, head_names, max_title_len = "attention", ("hidden", "leaky_relu", "logits"), 64
+
+    @staticmethod
+    def version_layers(s):
+        def norm(i):
+            return built(SelfModulatedLayerNorm(s.char_size // 4, LAYER_NORM_EPSILON, name=f"decoder_norm_{i}"),
+                         (None, None, s.char_size), (None, 1, s.char_size))
+
+        made = []
+        for i in (1, 2):
+            made += [layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"encoder_norm_{i}"),
+                     encoder_lstm(s, i)]
+        return made + [MaskedMaxPool(name="encoder_max"), norm(1), decoder_lstm(s, 1), norm(2),
+                       decoder_lstm(s, 2), norm(3),
+                       MultiHeadAttention(8, 16, return_attention=s.copy, coverage=s.coverage, name="attention"),
+                       layers.Concatenate(name="concat"), layers.Dense(s.char_size, name="hidden"),
+                       layers.LeakyReLU(0.2, name="leaky_relu")]
+
+    def encoder(self, h, mask):
+        for i in (1, 2):
+            h = self.drop("lstm", self.layers[f"encoder_{i}"](self.layers[f"encoder_norm_{i}"](h), mask=mask))
+        return h, {"condition": self.layers["encoder_max"]([h, mask])}
+
+    def normed(self, i, y, condition):
+        return self.layers[f"decoder_norm_{i + 1}"]([y, condition])
+
+    def attention_inputs(self, y, x, mask):
+        return [y, x, x, mask]
+
+    def features(self, y, attended):
+        return self.layers["concat"]([y, attended])
+
+
+PARTS = {"2018": Parts2018, "2019": Parts2019}  # settings.VERSIONS: each model version's parts
+
+
+def max_title_len(settings, decode):
+    """The most characters a title may have: MAX_TITLE_LEN, or (None) what the model's version allows."""
+    return decode.max_title_len or PARTS[settings.version].max_title_len
 
 
 def title_loss(y_true, y_pred):

@@ -27,7 +27,8 @@ import zipfile
 
 import numpy as np
 
-from .data import Vocab, write_json
+from .data import Vocab
+from .files import replacing, write_json
 from .errors import TitleError
 from .faults import kill_point
 from .settings import FIELDS, Settings
@@ -141,9 +142,8 @@ class RunFolder:
         if not self.write:
             return
         path = self.file(WEIGHTS_FILE)
-        tmp = path[:-len(".weights.h5")] + ".tmp.weights.h5"  # Keras insists on the suffix
-        model.save_weights(tmp)
-        os.replace(tmp, path)
+        with replacing(path, path[:-len(".weights.h5")] + ".tmp.weights.h5") as tmp:  # Keras insists on the suffix
+            model.save_weights(tmp)
 
     def save_checkpoint(self, model, optimizer, state):
         if self.write:
@@ -169,10 +169,8 @@ class RunFolder:
         writer = csv.DictWriter(out, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
-        tmp = f"{self.file(METRICS_FILE)}.tmp"
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
+        with replacing(self.file(METRICS_FILE)) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(out.getvalue())
-        os.replace(tmp, self.file(METRICS_FILE))
 
     def open_steps(self, keep):
         """steps.csv, written line by line (a crash loses no finished batch), holding its header and
@@ -200,11 +198,15 @@ def upgraded(flat, model):
 
 
 def with_legacy(groups):
-    """Settings groups with those added since the run was written filled in as LEGACY says it ran."""
-    legacy = {}
-    for name, value in LEGACY.items():
-        legacy.setdefault(FIELDS[name], {})[name] = value
-    return {name: {**legacy.get(name, {}), **groups.get(name, {})} for name in {*legacy, *groups}}
+    """Settings groups as this version groups them: a field stored in another group moves to its own
+    (GENERATE_BATCH_SIZE and the SERVE_ settings were "decode"'s before "serve" had a group), and
+    those added since the run was written are filled in as LEGACY says it ran."""
+    placed = [(FIELDS[k], k, v) for k, v in LEGACY.items()]
+    placed += [(FIELDS.get(k, name), k, v) for name, group in groups.items() for k, v in group.items()]
+    regrouped = {}
+    for name, key, value in placed:  # the stored value after LEGACY's
+        regrouped.setdefault(name, {})[key] = value
+    return regrouped
 
 
 def load_trained(path):
@@ -268,14 +270,13 @@ def save_checkpoint(path, model, optimizer, state):
     arrays["state"] = np.array(json.dumps(state, ensure_ascii=False))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    data, tmp = buffer.getbuffer(), f"{path}.tmp"
-    with open(tmp, "wb") as f:
+    data = buffer.getbuffer()
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         f.write(data[:len(data) // 2])
         kill_point("checkpoint_write")  # the tests' kill -9 with half a checkpoint written
         f.write(data[len(data) // 2:])
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
     folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     try:
         os.fsync(folder)  # the rename itself reaches the disk

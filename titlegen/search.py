@@ -10,9 +10,10 @@ advances it one step.
 The blog's rules: a beam scores its summed log(p + 1e-6) (float64); ids below END are never chosen;
 step 0 expands START once; each later step keeps the best topk of the topk × topk candidates, the
 lower index first among equals; an article is done when its best beam ends with END; after max_len
-steps its best beam is its title (stop_at_end=False always runs max_len steps, for benchmarks).
-Options beyond the blog, off by default: min_len (END barred before that many characters),
-no_repeat_ngram (an id that would repeat an n-gram of its beam is barred), length_penalty α > 0
+(max_title_len) steps its best beam is its title (stop_at_end=False always runs max_len steps, for benchmarks).
+Options beyond the blog (settings.Decode's fields; config.py's names upper-cased), off by default:
+min_title_len (END barred before that many characters), no_repeat_ngram (an id that would repeat
+an n-gram of its beam is barred), length_penalty α > 0
 (Wu et al. 2016: an ending beam leaves as a finished title scored log p / ((5 + n) / 6) ** α, n its
 ids after START; done when topk titles are finished or no beam is left; the best finished wins).
 Once a quarter of the articles in the loop are done they leave it (their memory, beams and states
@@ -27,11 +28,12 @@ NEG_INF = np.float64(-np.inf)  # a NumPy scalar: a tensor made at import would s
 # MultiWorkerMirroredStrategy must configure it first
 
 
-def beam_search(next_probs, memory, state, topk, max_len, min_len=0, no_repeat_ngram=0, length_penalty=0.0,
-                stop_at_end=True):
-    """Titles for a batch of articles: (ids (batch, max_len + 1), START first and zeros after the
-    title; lengths (batch,); scores (batch,), the title's summed log(p + 1e-6))."""
-    k, width = topk, max_len + 1
+def beam_search(next_probs, memory, state, options, stop_at_end=True):
+    """Titles for a batch of articles, searched as `options` (a settings.Decode, its max_title_len
+    set) say: (ids (batch, max_len + 1), START first and zeros after the title; lengths (batch,);
+    scores (batch,), the title's summed log(p + 1e-6))."""
+    k, max_len, length_penalty = options.topk, options.max_title_len, options.length_penalty
+    width = max_len + 1
     batch = tf.shape(tf.nest.flatten(memory)[0])[0]
     title = {"ids": tf.zeros([batch, width], tf.int32), "lengths": tf.zeros([batch], tf.int32),
              "scores": tf.zeros([batch], tf.float64)}
@@ -46,7 +48,8 @@ def beam_search(next_probs, memory, state, topk, max_len, min_len=0, no_repeat_n
         b = tf.shape(loop["article"])[0]
         yid = tf.reshape(loop["yid"], [b * k, width])
         probs, state = next_probs(yid, t, loop["state"], loop["memory"])
-        log_p, ids = best_next(probs, t, yid, k, min_len, no_repeat_ngram)  # each beam's k best: (b·k, k)
+        # each beam's k best: (b·k, k)
+        log_p, ids = best_next(probs, t, yid, k, options.min_title_len, options.no_repeat_ngram)
         candidates = {"scores": tf.reshape(loop["scores"][:, :, None] + tf.reshape(log_p, [b, k, k]), [b, k * k]),
                       "ids": tf.reshape(ids, [b, k * k]) + END}
         loop = {**loop, "state": state}

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from .data import END, PAD, START, UNK, pad
 from .metrics import lcs_f, rouge_l
-from .model import ModelParts, summed_title_loss, title_log_probs
+from .model import summed_title_loss, title_log_probs
 from .replicas import share
 
 TOKEN_BASE = 0xF0000  # ids become characters of a private-use plane, so ROUGE-L runs on them as on text
@@ -89,13 +89,14 @@ def make_sequence_step(model, optimizer, strategy, decoder, train):
     of the batch's articles (with their candidates) and divides by the whole batch's counts, so the
     loss and the update are those of one device. The stage runs the model's parts without dropout:
     the candidates' probabilities are those the decoder drew them from."""
-    parts, k, replicas = ModelParts.of(model), train.seq_candidates, strategy.num_replicas_in_sync
+    parts, k, replicas = decoder.parts, train.seq_candidates, strategy.num_replicas_in_sync
     weight, sharpness = train.seq_ce_weight, train.seq_sharpness
+    batch_names = ("article", "title", "article_extended") if parts.settings.copy else ("article", "title")
 
     def replica_step(inputs, cands, costs, valid, counts):
-        inputs, cands, costs, valid = [share(a, replicas) for a in inputs], *(share(a, replicas) for a in
-                                                                              (cands, costs, valid))
-        x, y, extended = inputs[0], inputs[1], (inputs[2] if parts.copy else None)
+        inputs = {name: share(a, replicas) for name, a in inputs.items()}
+        cands, costs, valid = (share(a, replicas) for a in (cands, costs, valid))
+        x, y, extended = inputs["article"], inputs["title"], inputs.get("article_extended")
         flat = tf.reshape(cands, [-1, tf.shape(cands)[2]])
         with tf.GradientTape() as tape:
             encoded = parts.encode(x)
@@ -122,7 +123,7 @@ def make_sequence_step(model, optimizer, strategy, decoder, train):
         if rows not in graphs:
             ids = tf.TensorSpec([rows, None], tf.int32)
             graphs[rows] = tf.function(distributed_step, input_signature=[
-                [ids] * len(model.inputs), tf.TensorSpec([rows, k, None], tf.int32),
+                {name: ids for name in batch_names}, tf.TensorSpec([rows, k, None], tf.int32),
                 tf.TensorSpec([rows, k], tf.float32), tf.TensorSpec([rows, k], tf.float32),
                 tf.TensorSpec([2], tf.float32)])
         return graphs[rows]
@@ -130,18 +131,21 @@ def make_sequence_step(model, optimizer, strategy, decoder, train):
     def step(batch, seed):
         arrays = candidate_arrays(batch, decoder, train, seed)
         inputs, cands, costs, valid, counts = arrays
-        return float(graph(len(batch[0]))([tf.constant(a) for a in inputs], *map(tf.constant, (cands, costs, valid, counts))))
+        return float(graph(len(batch["article"]))({name: tf.constant(a) for name, a in inputs.items()},
+                                                  *map(tf.constant, (cands, costs, valid, counts))))
 
     return step
 
 
 def candidate_arrays(batch, decoder, train, seed):
-    """What the stage's graph reads for a batch (x, y[, extended]): the inputs, the candidates
-    (batch, k, L) zero-padded, their costs and distinctness (batch, k), and the counts (real target
-    characters, articles) it divides by."""
-    x, y = batch[0], batch[1]
+    """What the stage's graph reads for a batch ({"article", "title"[, "article_extended"]}, as
+    `data.padded` gives it): the batch's int32 arrays, the candidates (batch, k, L) zero-padded,
+    their costs and distinctness (batch, k), and the counts (real target characters, articles) it
+    divides by."""
+    x, y = batch["article"], batch["title"]
     articles = [row[row != PAD] for row in x]
-    extended = [row[:len(a)] for row, a in zip(batch[2], articles)] if len(batch) > 2 else None
+    extended = [row[:len(a)] for row, a in zip(batch["article_extended"], articles)] \
+        if "article_extended" in batch else None
     references = [np.asarray([START, *title_body(row), END], np.int32) for row in y]
     cands = candidates(decoder, articles, extended, references, train, seed)
     k = train.seq_candidates
@@ -149,5 +153,6 @@ def candidate_arrays(batch, decoder, train, seed):
     costs = [costs_of(c, ref, train.seq_reward) for c, ref in zip(cands, y)]
     valid = [distinct(c) for c in cands]
     counts = np.array([np.sum(y[:, 1:] > PAD), len(x)], np.float32)
-    return ([np.asarray(a, np.int32) for a in batch], flat.reshape(len(x), k, -1).astype(np.int32),
-            np.array(costs, np.float32), np.array(valid, np.float32), counts)
+    return ({name: np.asarray(a, np.int32) for name, a in batch.items()},
+            flat.reshape(len(x), k, -1).astype(np.int32), np.array(costs, np.float32), np.array(valid, np.float32),
+            counts)

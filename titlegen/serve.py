@@ -19,6 +19,7 @@ the index of the first bad one, as TF Serving fails a request with a bad instanc
 are not touched. A body over `max_bytes` is refused with 413, before it is read whole.
 """
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -254,14 +255,14 @@ def _stop(signum, frame):
     raise Stopped(signal.Signals(signum).name)
 
 
-def serve(titler, name, decode, batch_size, content_field, sock, log=print):
+def serve(titler, name, settings, batch_size, content_field, sock, log=print):
     """Answer on the bound socket `sock` until SIGINT or SIGTERM, which finish the requests in
     flight first (uvicorn's graceful shutdown); returns the signal's name. At most `batch_size`
-    articles are decoded together."""
+    articles are decoded together; `settings` a settings.Serve (SERVE_BATCH_WAIT, SERVE_MAX_BYTES)."""
     import uvicorn
 
-    batcher = Batcher(titler.titles_and_scores, batch_size, decode.serve_batch_wait)
-    app = App(batcher, name, titler.settings, content_field, decode.serve_max_bytes)
+    batcher = Batcher(titler.titles_and_scores, batch_size, settings.serve_batch_wait)
+    app = App(batcher, name, dataclasses.asdict(titler.options), content_field, settings.serve_max_bytes)
     config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=60,
                             access_log=False)
     host, port = sock.getsockname()[:2]

@@ -1,4 +1,4 @@
-"""Typed settings, defined once: four small dataclasses (data, model, training, decoding) filled
+"""Typed settings, defined once: five small dataclasses (data, model, training, decoding, serving) filled
 mechanically from config.py's UPPERCASE names, override files and command-line flags.
 
 Every field is the lower-case name of a config.py setting (`min_count` is MIN_COUNT; `version`,
@@ -116,13 +116,20 @@ class Train:
 
 @dataclass(frozen=True)
 class Decode:
-    """How titles are written from a trained model."""
+    """How titles are written from a trained model: the decoder and the beam search's options, one
+    object from the command line to the search (`search.beam_search` reads it whole) and to the
+    scores file. A new decoding option is a field here, its config.py name, and its rule in search.py."""
     topk: int
     max_title_len: int | None
     decoder: str = _one_of(DECODERS)
     min_title_len: int
     no_repeat_ngram: int
     length_penalty: float
+
+
+@dataclass(frozen=True)
+class Serve:
+    """How many articles are decoded together (`generate --file`, `serve`), and serve's endpoint."""
     generate_batch_size: int
     serve_host: str
     serve_port: int
@@ -130,7 +137,7 @@ class Decode:
     serve_max_bytes: int
 
 
-GROUPS = {"data": Data, "model": Model, "train": Train, "decode": Decode}
+GROUPS = {"data": Data, "model": Model, "train": Train, "decode": Decode, "serve": Serve}
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,7 @@ class Settings:
     model: Model
     train: Train
     decode: Decode
+    serve: Serve
 
     def replace(self, **changes):
         """A copy with fields changed by name (`epochs=3`, `copy=True`), whichever group holds them."""

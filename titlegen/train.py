@@ -8,7 +8,6 @@ weights, the files). The run folder's files are written through `runfolder.RunFo
 The corpus is never held in memory: one pass checks every record (and builds the vocabulary),
 then each epoch reads it again through a bounded shuffle buffer and optional length buckets.
 """
-import dataclasses
 import importlib.util
 import itertools
 import os
@@ -20,15 +19,16 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
-from .data import TitleError, Vocab, count_batches, file_sha256
+from .data import TitleError, Vocab, count_batches
+from .files import file_sha256
 from .faults import kill_point
-from .decode import make_titler
+from .decoders import IncrementalDecoder, Titler
 from .metrics import VAL_READABILITY, corpus_scores, lcs_f, readability
-from .model import build_model, real_targets, summed_title_loss
+from .model import build_model, model_inputs, real_targets, summed_title_loss
 from .replicas import share
 from .runfolder import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, RunFolder
 from .sequence import make_sequence_step
-from .settings import MONITORS, STRATEGIES, resumed
+from .settings import MONITORS, resumed
 from .sources import Corpus, epoch_batches, read_jsonl
 
 BETTER = {"loss": min, "val_loss": min, "val_rouge_l": max, "val_lcs_f": max}  # what "best" means for each monitor
@@ -38,19 +38,13 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) during training: the checkpoint is saved and the message says so."""
 
 
-def model_inputs(x, y, *extended):
-    """Teacher forcing: the model reads the article and y[:, :-1] (and, copying, the article's
-    extended ids) and is scored on y[:, 1:]."""
-    return [x, y[:, :-1], *extended], y[:, 1:]
-
-
 def dev_loss(predict, batches):
     """The blog's loss over a whole set: summed cross-entropy of every real target character
     divided by their number (so it does not depend on how the set is batched). predict: inputs ->
     probabilities (`local_predict`)."""
     total, count = 0.0, 0.0
     for batch in batches:
-        inputs, target = model_inputs(*batch)
+        inputs, target = model_inputs(batch)
         probs = predict(inputs)
         total += float(summed_title_loss(target, probs))
         count += float(real_targets(target))
@@ -63,9 +57,7 @@ def dev_loss(predict, batches):
 def make_strategy(name):
     """The tf.distribute strategy: "auto" mirrors over every GPU when there are several and is
     the default (one device) otherwise; "mirrored" mirrors over the local GPUs (or the CPU);
-    "multiworker" spans the machines TF_CONFIG names."""
-    if name not in STRATEGIES:
-        raise TitleError(f"STRATEGY must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    "multiworker" spans the machines TF_CONFIG names (`name` one of settings.STRATEGIES)."""
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored" or len(tf.config.list_logical_devices("GPU")) > 1:
@@ -155,7 +147,7 @@ def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothi
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(inputs, target, count):
-        inputs, target = [share(a, replicas) for a in inputs], share(target, replicas)
+        inputs, target = {name: share(a, replicas) for name, a in inputs.items()}, share(target, replicas)
         with tf.GradientTape() as tape:
             probs = model(inputs, training=True)
             loss = summed_title_loss(target, probs, label_smoothing) / count
@@ -175,14 +167,14 @@ def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothi
     def graph(rows):
         if rows not in graphs:
             ids = tf.TensorSpec([rows, None], tf.int32)
-            graphs[rows] = tf.function(distributed_step, jit_compile=jit_compile,
-                                       input_signature=[[ids] * len(model.inputs), ids, tf.TensorSpec([], tf.float32)])
+            graphs[rows] = tf.function(distributed_step, jit_compile=jit_compile, input_signature=[
+                {name: ids for name in model.input}, ids, tf.TensorSpec([], tf.float32)])
         return graphs[rows]
 
     def train_step(batch):
-        inputs, target = model_inputs(*batch)
-        return float(graph(len(target))([tf.constant(a, tf.int32) for a in inputs], tf.constant(target, tf.int32),
-                                        real_targets(target)))
+        inputs, target = model_inputs(batch)
+        return float(graph(len(target))({name: tf.constant(a, tf.int32) for name, a in inputs.items()},
+                                        tf.constant(target, tf.int32), real_targets(target)))
 
     return train_step
 
@@ -487,7 +479,7 @@ class Run:
     def __init__(self, settings, folder, inputs, model, optimizer, strategy, steps, state, record, log):
         self.settings, self.folder, self.inputs, self.model, self.optimizer = settings, folder, inputs, model, optimizer
         self.steps, self.state, self.record, self.log, self.strategy = steps, state, record, log, strategy
-        self.titler = make_titler(model, inputs.vocab, settings.model.maxlen, settings.decode)
+        self.titler = Titler(model, inputs.vocab, settings.model, settings.decode)
         self.best_weights = None  # the best epoch's weights, once this process saw one (the stage starts from them)
         self.use_optimizer(optimizer)
         self.predict = local_predict(model, strategy)
@@ -502,8 +494,7 @@ class Run:
         """Train with `optimizer` from now on: the stage's step and, with EMA, its averaged weights."""
         self.optimizer, train = optimizer, self.settings.train
         if self.stage == "sequence":
-            decoder = make_titler(self.model, self.inputs.vocab, self.settings.model.maxlen,
-                                  dataclasses.replace(self.settings.decode, decoder="incremental")).decode
+            decoder = IncrementalDecoder(self.model, self.settings.model, self.settings.decode)
             step = make_sequence_step(self.model, optimizer, self.strategy, decoder, train)
             self.train_step = lambda batch, at: step(batch, [train.seed, at])  # draws seeded by the batch's place
         else:

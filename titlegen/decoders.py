@@ -10,6 +10,7 @@ the encoder is traced for any shape after two (`Titler.warm_up`), at the same sp
 (docs/speed.md). Where a model is taken, an `ensemble.Ensemble` may stand: both decoders then read
 the mean of its members' probabilities.
 """
+import dataclasses
 import sys
 
 import numpy as np
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 from .data import END, TitleError, pad
 from .ensemble import parts_of
-from .model import MAX_TITLE_LEN
+from .model import max_title_len, named_inputs
 from .runfolder import load_trained
 from .search import beam_search, sample
 from .settings import DECODERS
@@ -28,18 +29,18 @@ ENCODE_BUCKET = 64  # articles are padded to a multiple of this many characters 
 
 
 class Decoder:
-    """Lists of article ids -> title ids (START first), the beam search's options (search.py) fixed."""
+    """Lists of article ids -> title ids (START first): a model (or an `ensemble.Ensemble`) of these
+    settings (a `settings.Model`), decoding as `decode` (a `settings.Decode`, its max_title_len
+    given or the version's) says, passed whole to the beam search."""
 
-    def __init__(self, model, topk, max_len, min_len=0, no_repeat_ngram=0, length_penalty=0.0,
-                 stop_at_end=True):
-        self.model, self.parts = model, parts_of(model)  # a Keras model or an ensemble.Ensemble
-        if topk < 1:
-            raise TitleError(f"topk must be at least 1, got {topk}")
-        if topk > self.parts.vocab_size - END:
-            raise TitleError(f"topk {topk} is larger than the {self.parts.vocab_size - END} ids a title can use")
-        self.topk = topk
-        self.options = {"topk": topk, "max_len": max_len, "min_len": min_len, "no_repeat_ngram": no_repeat_ngram,
-                        "length_penalty": length_penalty, "stop_at_end": stop_at_end}
+    def __init__(self, model, settings, decode, stop_at_end=True):
+        self.model, self.settings, self.parts = model, settings, parts_of(model, settings)
+        if decode.topk < 1:
+            raise TitleError(f"topk must be at least 1, got {decode.topk}")
+        if decode.topk > settings.vocab_size - END:
+            raise TitleError(f"topk {decode.topk} is larger than the {settings.vocab_size - END} ids a title can use")
+        self.topk, self.stop_at_end = decode.topk, stop_at_end  # stop_at_end=False: the benches' max_len steps
+        self.options = dataclasses.replace(decode, max_title_len=max_title_len(settings, decode))
 
     def __call__(self, articles_ids, extended_ids=None):
         """The title ids of each article; a copying model also reads the articles' extended ids."""
@@ -52,20 +53,23 @@ class Decoder:
         ids, lengths, scores = self._run(articles_ids, extended_ids)
         return [row[:n] for row, n in zip(ids.numpy(), lengths.numpy())], scores.numpy()
 
+    def beam_search(self, next_probs, memory, state):
+        return beam_search(next_probs, memory, state, self.options, self.stop_at_end)
+
 
 class NaiveDecoder(Decoder):
     """The blog's decoder: at every step the whole model runs on the article and each beam's title
     so far, and the last position's probabilities are read. One article at a time, as in the blog
     (with the 2018 code's unmasked encoder a title depends on the padding it is batched with)."""
 
-    def __init__(self, model, *args, **kwargs):
-        super().__init__(model, *args, **kwargs)
-        inputs = 2 if self.parts.copy else 1
+    def __init__(self, model, settings, decode, **kwargs):
+        super().__init__(model, settings, decode, **kwargs)
+        inputs = 2 if settings.copy else 1
         self._search = tf.function(self._graph, input_signature=[tf.TensorSpec([None, None], tf.int32)] * inputs,
                                    autograph=False)  # its loops are tf.while_loop already; converting costs time
 
     def _run(self, articles_ids, extended_ids=None):  # one article at a time
-        rows = zip(articles_ids, *([extended_ids] if self.parts.copy else []))
+        rows = zip(articles_ids, *([extended_ids] if self.settings.copy else []))
         results = [self._search(*(tf.constant([x], tf.int32) for x in row)) for row in rows]
         return [tf.concat(parts, 0) for parts in zip(*results)]
 
@@ -73,13 +77,12 @@ class NaiveDecoder(Decoder):
         k, model = self.topk, self.model
 
         def next_probs(yid, t, state, memory):  # the whole model on the article and the titles so far
-            rows = [tf.repeat(memory["article"], k, axis=0), yid[:, :t + 1]]
-            if "extended" in memory:
-                rows.append(tf.repeat(memory["extended"], k, axis=0))
-            return model(rows, training=False)[:, -1], state
+            rows = {key: tf.repeat(value, k, axis=0) for key, value in memory.items()}
+            inputs = named_inputs(rows["article"], yid[:, :t + 1], rows.get("extended"))
+            return model(inputs, training=False)[:, -1], state
 
         memory = {"article": article} if extended is None else {"article": article, "extended": extended}
-        return beam_search(next_probs, memory, {}, **self.options)
+        return self.beam_search(next_probs, memory, {})
 
 
 class IncrementalDecoder(Decoder):
@@ -87,8 +90,8 @@ class IncrementalDecoder(Decoder):
     for articles × beams in one compiled loop: the naive decoder's titles, without re-running the
     whole model."""
 
-    def __init__(self, model, *args, xla=True, **kwargs):
-        super().__init__(model, *args, **kwargs)
+    def __init__(self, model, settings, decode, xla=True, **kwargs):
+        super().__init__(model, settings, decode, **kwargs)
         self.xla = xla
         # under XLA compiled once per padded shape; without, traced for any shape after a few
         self._encode = tf.function(self.parts.memory, jit_compile=xla, reduce_retracing=not xla, autograph=False)
@@ -101,7 +104,7 @@ class IncrementalDecoder(Decoder):
         """The articles' memory (`ModelParts.memory`), encoded under XLA as the search reads it."""
         x, n = self.encoder_input(articles_ids), len(articles_ids)
         memory = tf.nest.map_structure(lambda m: m[:n], self._encode(tf.constant(x)))
-        if self.parts.copy:  # padded like the encoder's input
+        if self.settings.copy:  # padded like the encoder's input
             given = pad(extended_ids)
             extended = tf.constant(np.pad(given, [(0, 0), (0, x.shape[1] - given.shape[1])]))
             memory = self.parts.with_extended(memory, extended)
@@ -124,7 +127,7 @@ class IncrementalDecoder(Decoder):
             return parts.step(yid[:, t], state, memory)
 
         return sample(next_probs, memory, parts.start_state(memory, parts.batch(memory) * n), n,
-                      self.options["max_len"], seed, top)
+                      self.options.max_title_len, seed, top)
 
     def encoder_input(self, articles_ids):
         """The articles zero-padded into one array; under XLA, to a power-of-two batch and a multiple
@@ -143,7 +146,7 @@ class IncrementalDecoder(Decoder):
             return parts.step(yid[:, t], state, memory)
 
         rows = parts.batch(memory) * self.topk
-        return beam_search(next_probs, memory, parts.start_state(memory, rows), **self.options)
+        return self.beam_search(next_probs, memory, parts.start_state(memory, rows))
 
 
 DECODER_CLASSES = dict(zip(DECODERS, (NaiveDecoder, IncrementalDecoder)))  # settings.DECODERS: "naive", "incremental"
@@ -151,20 +154,15 @@ DECODER_CLASSES = dict(zip(DECODERS, (NaiveDecoder, IncrementalDecoder)))  # set
 
 class Titler:
     """Articles -> titles with either decoder: `naive` (the blog's, one article at a time) or
-    `incremental` (encodes once, articles x beams in one compiled loop, the same titles).
+    `incremental` (encodes once, articles x beams in one compiled loop, the same titles), of a model
+    (or ensemble) of these settings (a `settings.Model`: MAXLEN characters of each article are read)
+    decoding as `decode` (a `settings.Decode`) says."""
 
-    min_len, no_repeat_ngram and length_penalty are decoding options beyond the blog (0 = off)."""
-
-    def __init__(self, model, vocab, maxlen, decoder, topk, max_len, min_len=0, no_repeat_ngram=0,
-                 length_penalty=0.0, xla=True):
-        if decoder not in DECODER_CLASSES:
-            raise TitleError(f"unknown decoder {decoder!r}; expected one of {', '.join(DECODERS)}")
-        self.vocab, self.maxlen, self.decoder = vocab, maxlen, decoder
-        self.decode = DECODER_CLASSES[decoder](model, topk, max_len, min_len, no_repeat_ngram, length_penalty,
-                                               **({"xla": xla} if decoder == "incremental" else {}))
-        # what evaluate records and export bakes in: the decoder and its options (stop_at_end is the benches')
-        self.settings = {"decoder": decoder, **{k: v for k, v in self.decode.options.items() if k != "stop_at_end"}}
-        self.copy = self.decode.parts.copy
+    def __init__(self, model, vocab, settings, decode, xla=True):
+        self.vocab, self.settings = vocab, settings
+        self.decoder = DECODER_CLASSES[decode.decoder](model, settings, decode,
+                                                       **({"xla": xla} if decode.decoder == "incremental" else {}))
+        self.options = self.decoder.options  # `decode` with its max_title_len: what evaluate records, export bakes in
 
     def __call__(self, articles):
         """A list of article texts -> their titles, in order."""
@@ -180,27 +178,20 @@ class Titler:
     def titles_and_scores(self, articles):
         """A list of article texts -> (their titles, their scores: each title's summed log(p + 1e-6))."""
         articles = [check_article(a) for a in articles]
-        if self.copy:  # the articles' extended ids, and the characters their temporary ids stand for
-            extended, oovs = zip(*(self.vocab.encode_extended(a, self.maxlen) for a in articles))
+        if self.settings.copy:  # the articles' extended ids, and the characters their temporary ids stand for
+            extended, oovs = zip(*(self.vocab.encode_extended(a, self.settings.maxlen) for a in articles))
             ids = [self.vocab.unextended(e) for e in extended]
         else:
-            ids = [self.vocab.encode(a, self.maxlen) for a in articles]
+            ids = [self.vocab.encode(a, self.settings.maxlen) for a in articles]
             extended, oovs = [None] * len(ids), [()] * len(ids)
-        titles, scores = self.decode.search(ids, list(extended) if self.copy else None)
+        titles, scores = self.decoder.search(ids, list(extended) if self.settings.copy else None)
         return [self.vocab.decode(t, o) for t, o in zip(titles, oovs)], [float(s) for s in scores]
 
 
-def make_titler(model, vocab, maxlen, decode, xla=True):
-    """The decoder `decode` (a settings.Decode) asks for, on this model reading `maxlen` characters."""
-    max_len = decode.max_title_len or MAX_TITLE_LEN[parts_of(model).version]
-    return Titler(model, vocab, maxlen, decode.decoder, decode.topk, max_len, decode.min_title_len,
-                  decode.no_repeat_ngram, decode.length_penalty, xla)
-
-
 def load_titler(path, decode, xla=True):
-    """The trained model in the run folder `path`, decoding as `decode` says."""
+    """The trained model in the run folder `path`, decoding as `decode` (a settings.Decode) says."""
     model, vocab, settings = load_trained(path)
-    return make_titler(model, vocab, settings.model.maxlen, decode, xla)
+    return Titler(model, vocab, settings.model, decode, xla)
 
 
 def title_in_batches(titler, articles, size):
