@@ -22,6 +22,8 @@ from .layers import (ArticleChars, CopyGate, Interact, MaskedMaxPool, MultiHeadA
 
 LAYER_NORM_EPSILON = 1e-14  # the 2019 code's LayerNormalization (Keras's default is 1e-3)
 DROPOUT_AT = ("embedding", "lstm", "head")  # with dropout: the embeddings, every LSTM's output, the head
+
+
 def named_inputs(article, title_in, extended=None):
     """What the model reads, by name: the articles' ids, the titles so far, and with copying the
     articles' extended ids (training's `model_inputs` and the naive decoder call it)."""
@@ -62,8 +64,8 @@ def build_model(settings):
     if settings.vocab_size is None:
         raise TitleError("the model's vocab_size is unset; it comes from the vocabulary")
     parts = ModelParts.new(settings)
-    names = ("article", "title_in", "article_extended")[:3 if settings.copy else 2]
-    inputs = named_inputs(*(keras.Input(shape=(None,), dtype="int32", name=name) for name in names))
+    names = named_inputs("article", "title_in", "article_extended" if settings.copy else None)
+    inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in names}
     probs = parts.title_probs(parts.encode(inputs["article"]), inputs["title_in"], inputs.get("article_extended"))
     return keras.Model(inputs, probs, name=f"seq2seq_title_{settings.version}")
 
@@ -100,8 +102,6 @@ class ModelParts:
 
     def __init__(self, layers, settings):
         self.layers, self.settings = layers, settings
-        self.copy, self.coverage, self.vocab_size = settings.copy, settings.coverage, settings.vocab_size
-        self.version = settings.version
         self.attention = layers[self.attention_name]
         self.decoders = [layers["decoder_1"], layers["decoder_2"]]
 
@@ -157,7 +157,7 @@ class ModelParts:
     def embed_title(self, y):
         """Title ids -> the shared embedding (a copying model reads copied characters as UNK; with
         title dropout, training reads some characters as UNK)."""
-        y = self.layers["title_ids"](y) if self.copy else y
+        y = self.layers["title_ids"](y) if self.settings.copy else y
         y = self.layers["title_dropout"](y) if "title_dropout" in self.layers else y
         return self.drop("embedding", self.layers["embedding"](y))
 
@@ -180,8 +180,8 @@ class ModelParts:
     def attend(self, y, encoded, y_in):
         """The attention layer over a whole title: (output, weights or None)."""
         inputs = self.attention_inputs(y, encoded["encoded"], encoded["mask"])
-        xy = self.attention(inputs + ([y_in] if self.coverage else []))  # coverage's loss reads the title
-        return xy if self.copy else (xy, None)
+        xy = self.attention(inputs + ([y_in] if self.settings.coverage else []))  # coverage's loss reads the title
+        return xy if self.settings.copy else (xy, None)
 
     def head(self, features, prior, y_emb, attention=None, extended=None):
         """Next-id probabilities: the head's dense layers (dropout before the logits), the logits
@@ -191,7 +191,7 @@ class ModelParts:
         for name in self.head_names:
             xy = L[name](self.drop("head", xy) if name == "logits" else xy)
         probs = L["probs"](L["with_prior"]([xy, prior]))
-        if self.copy:
+        if self.settings.copy:
             probs = L["pointer"]([probs, attention, extended, L["copy_gate"]([features, y_emb])])
         return probs
 
@@ -200,7 +200,7 @@ class ModelParts:
         attention's memory, "prior", what else the version's decoder reads ("condition"), and with
         copying "extended" (the articles' extended ids, padded like x)}."""
         encoded = self.encode(x)
-        keys = self.attention_inputs(None, encoded["encoded"], encoded["mask"])[1:]
+        keys = self.attention_inputs(None, encoded["encoded"], encoded["mask"])[1:]  # all but the query
         memory = {key: value for key, value in encoded.items() if key not in ("encoded", "mask")}
         memory["attention"] = self.attention.memory(*keys)
         return memory if extended is None else self.with_extended(memory, extended)
@@ -218,7 +218,7 @@ class ModelParts:
         """Every beam's state before the first step: zero LSTM states, and with coverage a zero
         coverage of the article's keys."""
         state = {"lstm": [[ops.zeros((rows, lstm.cell.units))] * 2 for lstm in self.decoders]}
-        if self.coverage:
+        if self.settings.coverage:
             state["coverage"] = ops.zeros((rows, ops.shape(memory["attention"]["bias"])[-1]))
         return state
 
@@ -230,11 +230,11 @@ class ModelParts:
         k = ops.shape(last)[0] // batch
         y_emb = self.embed_title(ops.reshape(last, (batch, k)))
         y, lstm_states = self.decoder(y_emb, memory.get("condition"), state["lstm"])
-        coverage = ops.reshape(state["coverage"], (batch, k, -1)) if self.coverage else None
+        coverage = ops.reshape(state["coverage"], (batch, k, -1)) if self.settings.coverage else None
         attended, attention = self.attention.read(y, memory["attention"], coverage)
         probs = self.head(self.features(y, attended), memory["prior"], y_emb, attention, memory.get("extended"))
         new_state = {"lstm": lstm_states}
-        if self.coverage:  # each beam's coverage grows by its attention at this step
+        if self.settings.coverage:  # each beam's coverage grows by its attention at this step
             new_state["coverage"] = ops.reshape(coverage + attention, ops.shape(state["coverage"]))
         return ops.reshape(probs, (batch * k, -1)), new_state
 

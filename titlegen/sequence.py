@@ -91,7 +91,6 @@ def make_sequence_step(model, optimizer, strategy, decoder, train):
     the candidates' probabilities are those the decoder drew them from."""
     parts, k, replicas = decoder.parts, train.seq_candidates, strategy.num_replicas_in_sync
     weight, sharpness = train.seq_ce_weight, train.seq_sharpness
-    batch_names = ("article", "title", "article_extended") if parts.settings.copy else ("article", "title")
 
     def replica_step(inputs, cands, costs, valid, counts):
         inputs = {name: share(a, replicas) for name, a in inputs.items()}
@@ -119,11 +118,11 @@ def make_sequence_step(model, optimizer, strategy, decoder, train):
 
     graphs = {}
 
-    def graph(rows):  # traced once per batch size, for any lengths (as make_train_step's)
+    def graph(rows, names):  # traced once per batch size, for any lengths (as make_train_step's)
         if rows not in graphs:
             ids = tf.TensorSpec([rows, None], tf.int32)
             graphs[rows] = tf.function(distributed_step, input_signature=[
-                {name: ids for name in batch_names}, tf.TensorSpec([rows, k, None], tf.int32),
+                {name: ids for name in names}, tf.TensorSpec([rows, k, None], tf.int32),
                 tf.TensorSpec([rows, k], tf.float32), tf.TensorSpec([rows, k], tf.float32),
                 tf.TensorSpec([2], tf.float32)])
         return graphs[rows]
@@ -131,8 +130,8 @@ def make_sequence_step(model, optimizer, strategy, decoder, train):
     def step(batch, seed):
         arrays = candidate_arrays(batch, decoder, train, seed)
         inputs, cands, costs, valid, counts = arrays
-        return float(graph(len(batch["article"]))({name: tf.constant(a) for name, a in inputs.items()},
-                                                  *map(tf.constant, (cands, costs, valid, counts))))
+        inputs = {name: tf.constant(a) for name, a in inputs.items()}  # the batch's own names
+        return float(graph(len(batch["article"]), inputs)(inputs, *map(tf.constant, (cands, costs, valid, counts))))
 
     return step
 
