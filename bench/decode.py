@@ -1,18 +1,23 @@
-"""Decoding speed: the naive beam search against the incremental one, batch generation, and the
-same figures for the decoders of another commit (by default the last one before the decoder core
-was written once), measured in the same run.
+"""Decoding speed: batch generation as `generate` and `evaluate` decode (the faithful model, a
+copying one, an ensemble), the naive beam search against the incremental one, a cold
+`generate --file` end to end, and for a faithful model the same figures for the decoders of another
+commit (by default the last one before the decoder core was written once), measured in one run.
 
     python bench/decode.py                  # the model in runs/lcsts, or a fresh one of the same size
-    python bench/decode.py --model DIR --against REV
+    python bench/decode.py --model runs/lcsts_recipe            # the recipe's copying model
+    python bench/decode.py --model DIR --against REV            # REV's decoders beside (faithful models)
+    python bench/decode.py --model DIR --against none --cold-runs 0
 
-Prints the machine; for this code and for REV (its titlegen/ from git, imported in the same
-process as titlegen_before, on a copy of the same model): ms per title for both decoders on a
+Prints the machine and the model. For a faithful model (no copying, not an ensemble: REV's code
+builds it with the same layers in the same order) and REV: ms per title for both decoders on a
 400-character article (3 beams, forced to the full MAX_TITLE_LEN steps so both do the same work),
 titles per second for batches of 1, 16 and 64 dev articles and the naive decoder one article at a
-time; the two codes take turns, and the ratio is of medians. Then where this code's time goes (the
-encoder, the steps of the loop, ms per step), its peak memory, and whether its two decoders give
-the same titles on dev articles for top-k 1, 3 and 5. A benchmark, not a test: timings on a shared
-machine move 10-20% between runs.
+time; the two codes take turns, and the ratio is of medians. Then, for any model, where this
+code's time goes as `generate` decodes (text in, titles out, without XLA, after `Titler.warm_up`):
+titles per second, the encoder, the steps of the loop, ms per step, peak memory; whether its two
+decoders give the same titles on dev articles for top-k 1, 3 and 5; and `generate --file` of the
+dev set from a fresh process (start-up included) beside the same articles decoded warm in this
+one. A benchmark, not a test: timings on a shared machine move 10-20% between runs.
 """
 import argparse
 import dataclasses
@@ -33,13 +38,17 @@ import titlegen  # noqa: E402,F401  (first: its oneDNN default is read when Tens
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+tf.get_logger().setLevel("ERROR")  # each Titler traces its own functions: no retracing warnings
+
 import config  # noqa: E402
 from machine import describe  # noqa: E402
 from titlegen.data import Vocab  # noqa: E402
+from titlegen.decoders import Titler  # noqa: E402
+from titlegen.ensemble import Ensemble  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
 from titlegen.model import build_model, max_title_len  # noqa: E402
 from titlegen.runfolder import RunFolder, load_trained  # noqa: E402
-from titlegen.settings import load as load_settings  # noqa: E402
+from titlegen.settings import DECODERS, load as load_settings  # noqa: E402
 
 
 def make_decoders(package, model, topk, max_len, **options):
@@ -92,22 +101,44 @@ def title_steps():
 
 
 def load(path):
-    """(model, vocab, what it is, the arguments the code before typed settings builds it from)."""
-    if os.path.exists(os.path.join(path, "model.weights.h5")):
+    """(model, vocab, what it is): the trained model (or ensemble) in `path`, else a fresh faithful
+    model of config.py's size; SETTINGS becomes its settings with config.py's decoding."""
+    global SETTINGS
+    if os.path.exists(os.path.join(path, "config.json")):
         model, vocab, settings = load_trained(path)
-        about = f"{path} (trained, best epoch {RunFolder(path).read_record()[1]['best']['epoch']})"
+        record = RunFolder(path).read_record()[1]
+        kind = ("an ensemble of %d members" % len(record["members"]) if "members" in record
+                else f"best epoch {(record.get('best') or {}).get('epoch')}")
+        about = f"{path} (trained, {'copying' if settings.model.copy else 'faithful'}, {kind})"
     else:
         rows = read_jsonl(os.path.join(ROOT, config.TRAIN_PATH))
         vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), config.MIN_COUNT)
         settings = load_settings(config, ROOT).replace(vocab_size=len(vocab))
         model, about = build_model(settings.model), f"freshly initialised, {len(vocab)} ids (no trained model in {path})"
-    global SETTINGS  # the loaded model's settings: what its decoders take
     SETTINGS = settings.replace(**dataclasses.asdict(load_settings(config, ROOT).decode))
-    m = settings.model
-    built = {"vocab_size": m.vocab_size, "char_size": m.char_size, "hidden_size": m.hidden_size,
-             "mask_encoder": m.mask_encoder, "version": m.version, "copy": m.copy, "copy_extra": m.maxlen,
-             "coverage": m.coverage}
-    return model, vocab, about, built
+    return model, vocab, about
+
+
+def before_model(model, build_before):
+    """A copy of this faithful model built by the code of the commit before (the same layers in the
+    same order, so the same weights fit)."""
+    m = SETTINGS.model
+    before = build_before(vocab_size=m.vocab_size, char_size=m.char_size, hidden_size=m.hidden_size,
+                          mask_encoder=m.mask_encoder, version=m.version, copy=False, copy_extra=m.maxlen,
+                          coverage=m.coverage)
+    before.set_weights(model.get_weights())
+    return before
+
+
+def dev_articles():
+    return [r["content"] for r in read_jsonl(os.path.join(ROOT, config.DEV_PATH))]
+
+
+def titlers(model, vocab, topk, **changes):
+    """{decoder: a Titler} of the measured model for both decoders, as `generate` builds them (no
+    XLA), decoding as config.py says with these changes."""
+    decode = dataclasses.replace(SETTINGS.decode, topk=topk, **changes)
+    return {d: Titler(model, vocab, SETTINGS.model, dataclasses.replace(decode, decoder=d), xla=False) for d in DECODERS}
 
 
 def compare(args, vocab, models, rounds=5):
@@ -152,53 +183,90 @@ def compare(args, vocab, models, rounds=5):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=os.path.join(ROOT, config.OUTPUT_DIR))
-    parser.add_argument("--against", default=BEFORE_CORE, help="the commit whose decoders to measure beside")
+    parser.add_argument("--against", default=BEFORE_CORE,
+                        help="the commit whose decoders to measure beside (faithful models; none: skip)")
     parser.add_argument("--identity-articles", type=int, default=50)
     parser.add_argument("--steps", type=int, help="steps per forced title (default: the model's title length)")
     parser.add_argument("--threads", type=int, help="TensorFlow intra- and inter-op threads (default: its own)")
+    parser.add_argument("--cold-runs", type=int, default=2, help="fresh `generate --file` runs of the dev set (0: none)")
     args = parser.parse_args()
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    model, vocab, about, built = load(args.model)
+    model, vocab, about = load(args.model)
     args.steps = args.steps or title_steps()
     print(f"machine: {describe()}; TensorFlow {tf.__version__}" + (f"; {args.threads} threads" if args.threads else ""))
-    print(f"model: {about}\nforced titles: a {config.MAXLEN}-character article, 3 beams, {args.steps} steps\n")
-    with tempfile.TemporaryDirectory() as tmp:
-        before = import_before(args.against, tmp)(**built)
-        before.set_weights(model.get_weights())  # the same layers in the same order: the same model
-        compare(args, vocab, {"titlegen": model, "titlegen_before": before})
-    details(model, vocab, args)
+    print(f"model: {about}\n")
+    faithful = not SETTINGS.model.copy and not isinstance(model, Ensemble)
+    if args.against != "none" and faithful:
+        print(f"forced titles: a {config.MAXLEN}-character article, 3 beams, {args.steps} steps\n")
+        with tempfile.TemporaryDirectory() as tmp:
+            compare(args, vocab, {"titlegen": model, "titlegen_before": before_model(model, import_before(args.against, tmp))})
+    elif args.against != "none":
+        print(f"(no comparison with {args.against}: its code builds faithful single models only)\n")
+    details(model, vocab)
+    identity(model, vocab, args.identity_articles)
+    if args.cold_runs:
+        cold(model, vocab, args)
 
 
-def details(model, vocab, args):
-    """Where this code's time goes per batch, its memory, and whether its decoders agree."""
-    maxlen, topk = config.MAXLEN, 3
-    max_len = title_steps()
-    dev = read_jsonl(os.path.join(ROOT, config.DEV_PATH))
-    _, decoder = make_decoders("titlegen", model, topk, max_len)
-    dev_ids = [vocab.encode(r["content"], maxlen) for r in dev]
+def details(model, vocab):
+    """Where this code's time goes per batch, as `generate` decodes (text in, titles out), and its memory."""
+    titler = titlers(model, vocab, 3)["incremental"]
+    titler.warm_up()  # as serve does; generate --file's first batches trace the same shapes
+    dev = dev_articles()
     print("| batch (dev articles) | titles per second | ms per batch | of which the encoder | loop steps | ms per step "
           "| peak memory (MB) |")
     print("|---|---|---|---|---|---|---|")
     n = 128
     for size in (1, 16, 64):
-        batches = [dev_ids[i:i + size] for i in range(0, n, size)]
-        seconds = timed(lambda: [decoder(b) for b in batches], repeat=1)
-        steps = np.mean([max(len(t) for t in decoder(b)) - 1 for b in batches])
-        encoder = timed(lambda: [[t.numpy() for t in tf.nest.flatten(decoder._encode(tf.constant(
-            decoder.encoder_input(b))))] for b in batches], repeat=1) / len(batches)
+        batches = [dev[i:i + size] for i in range(0, n, size)]
+        seconds = timed(lambda: [titler(b) for b in batches], repeat=1)
+        inputs = [titler.encode(b) for b in batches]
+        steps = np.mean([max(len(t) for t in titler.decoder(ids, extended)) - 1 for ids, extended, _ in inputs])
+        encoder = timed(lambda: [[t.numpy() for t in tf.nest.flatten(titler.decoder.encoded(ids, extended))]
+                                 for ids, extended, _ in inputs], repeat=1) / len(batches)
         per_batch = seconds / len(batches)
         print(f"| {size} | {n / seconds:.1f} | {per_batch * 1000:.1f} | {encoder * 1000:.1f} | {steps:.1f} "
               f"| {(per_batch - encoder) / steps * 1000:.2f} | {peak_mb():.0f} |")
     print()
-    ids = dev_ids[:args.identity_articles]
-    print(f"| top-k | identical titles, naive vs incremental ({len(ids)} dev articles) |")
+
+
+def identity(model, vocab, n):
+    """Whether the two decoders give the same titles on the first n dev articles."""
+    articles = dev_articles()[:n]
+    print(f"| top-k | identical titles, naive vs incremental ({len(articles)} dev articles) |")
     print("|---|---|")
     for k in (1, 3, 5):
-        naive, incremental = make_decoders("titlegen", model, k, max_len)
-        same = sum(a.tolist() == b.tolist() for a, b in zip(incremental(ids), naive(ids)))
-        print(f"| {k} | {same} / {len(ids)} |")
+        by_decoder = titlers(model, vocab, k)
+        same = sum(a == b for a, b in zip(by_decoder["incremental"](articles), by_decoder["naive"](articles)))
+        print(f"| {k} | {same} / {len(articles)} |")
+    print()
+
+
+def cold(model, vocab, args):
+    """`generate --file` of the dev set from a fresh process (start-up, loading and tracing
+    included), beside the same articles decoded in this warmed process in GENERATE_BATCH_SIZE
+    batches; the fresh runs' titles must be this process's."""
+    dev, size = dev_articles(), SETTINGS.serve.generate_batch_size
+    titler = titlers(model, vocab, SETTINGS.decode.topk)["incremental"]
+    warm = [t for i in range(0, len(dev), size) for t in titler(dev[i:i + size])]
+    seconds = timed(lambda: [titler(dev[i:i + size]) for i in range(0, len(dev), size)], repeat=1)
+    command = [sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "generate", "--file",
+               os.path.join(ROOT, config.DEV_PATH), "--model", args.model]
+    runs = []
+    for _ in range(args.cold_runs):
+        start = time.perf_counter()
+        out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout.splitlines()
+        runs.append(time.perf_counter() - start)
+        assert out == warm, "a fresh generate --file wrote other titles than this process"
+    cold_s = float(np.median(runs))
+    print(f"| {len(dev)} dev articles, batch {size} | seconds | titles per second |\n|---|---|---|")
+    print(f"| warm, in this process | {seconds:.2f} | {len(dev) / seconds:.1f} |")
+    print(f"| cold: `generate --file` from a fresh process (median of {len(runs)}: "
+          f"{', '.join(f'{r:.2f}' for r in runs)}) | {cold_s:.2f} | {len(dev) / cold_s:.1f} |")
+    print(f"\ncold / warm titles per second: {seconds / cold_s:.2f}× (the same titles)")
 
 
 if __name__ == "__main__":

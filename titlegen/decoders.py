@@ -177,15 +177,19 @@ class Titler:
 
     def titles_and_scores(self, articles):
         """A list of article texts -> (their titles, their scores: each title's summed log(p + 1e-6))."""
-        articles = [check_article(a) for a in articles]
-        if self.settings.copy:  # the articles' extended ids, and the characters their temporary ids stand for
-            extended, oovs = zip(*(self.vocab.encode_extended(a, self.settings.maxlen) for a in articles))
-            ids = [self.vocab.unextended(e) for e in extended]
-        else:
-            ids = [self.vocab.encode(a, self.settings.maxlen) for a in articles]
-            extended, oovs = [None] * len(ids), [()] * len(ids)
-        titles, scores = self.decoder.search(ids, list(extended) if self.settings.copy else None)
+        ids, extended, oovs = self.encode(articles)
+        titles, scores = self.decoder.search(ids, extended)
         return [self.vocab.decode(t, o) for t, o in zip(titles, oovs)], [float(s) for s in scores]
+
+    def encode(self, articles):
+        """Article texts -> what the decoder reads: (their ids; a copying model's extended ids, else
+        None; the characters each article's temporary ids stand for)."""
+        articles = [check_article(a) for a in articles]
+        if not self.settings.copy:
+            return [self.vocab.encode(a, self.settings.maxlen) for a in articles], None, [()] * len(articles)
+        pairs = [self.vocab.encode_extended(a, self.settings.maxlen) for a in articles]
+        extended = [e for e, _ in pairs]
+        return [self.vocab.unextended(e) for e in extended], extended, [oovs for _, oovs in pairs]
 
 
 def load_titler(path, decode, xla=True):
