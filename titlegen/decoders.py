@@ -6,8 +6,8 @@ incremental one encodes articles once and advances the model one step (`ModelPar
 `xla=True` (the training's dev titles: the same rows every epoch) its encoder is compiled once per
 shape: articles are padded to a multiple of ENCODE_BUCKET characters and batches to a power of two,
 padding the masked encoder does not see. Without XLA (the command line: generate, evaluate, serve)
-the encoder is traced for any shape after two (`Titler.warm_up`), at the same speed in batches of 64
-(docs/speed.md). Where a model is taken, an `ensemble.Ensemble` may stand: both decoders then read
+the encoder and the search are each traced once, for any batch size and article length, at the
+same speed in batches of 64 (docs/speed.md). Where a model is taken, an `ensemble.Ensemble` may stand: both decoders then read
 the mean of its members' probabilities.
 """
 import dataclasses
@@ -93,12 +93,19 @@ class IncrementalDecoder(Decoder):
     def __init__(self, model, settings, decode, xla=True, **kwargs):
         super().__init__(model, settings, decode, **kwargs)
         self.xla = xla
-        # under XLA compiled once per padded shape; without, traced for any shape after a few
-        self._encode = tf.function(self.parts.memory, jit_compile=xla, reduce_retracing=not xla, autograph=False)
-        self._search = tf.function(self.search_memory, reduce_retracing=True, autograph=False)
+        if xla:  # compiled once per padded shape; the search traced for each of those few shapes
+            self._encode = tf.function(self.parts.memory, jit_compile=True, autograph=False)
+            self._search = tf.function(self.search_memory, reduce_retracing=True, autograph=False)
+        else:  # each traced once, for any batch and length (the search when it first sees a memory)
+            self._encode = tf.function(self.parts.memory, input_signature=[tf.TensorSpec([None, None], tf.int32)],
+                                       autograph=False)
+            self._search = None
 
     def _run(self, articles_ids, extended_ids=None):
-        return self._search(self.encoded(articles_ids, extended_ids))
+        memory = self.encoded(articles_ids, extended_ids)
+        if self._search is None:
+            self._search = traced_once(self.search_memory, memory)
+        return self._search(memory)
 
     def encoded(self, articles_ids, extended_ids=None):
         """The articles' memory (`ModelParts.memory`), encoded under XLA as the search reads it."""
@@ -149,6 +156,13 @@ class IncrementalDecoder(Decoder):
         return self.beam_search(next_probs, memory, parts.start_state(memory, rows))
 
 
+def traced_once(fn, example):
+    """fn (of one nested structure of tensors) as a tf.function traced once, for `example`'s
+    structure with every dimension unknown: any batch size and length, no retracing."""
+    spec = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), example)
+    return tf.function(fn, input_signature=[spec], autograph=False)
+
+
 DECODER_CLASSES = dict(zip(DECODERS, (NaiveDecoder, IncrementalDecoder)))  # settings.DECODERS: "naive", "incremental"
 
 
@@ -169,11 +183,9 @@ class Titler:
         return self.titles_and_scores(articles)[0]
 
     def warm_up(self):
-        """Decodes two small batches of different shapes. Without XLA the incremental decoder is then
-        traced for any batch size and article length (tf.function's reduce_retracing), so no later
-        batch waits a second for tracing (`serve`'s batches come in every size)."""
+        """Decodes one small article. Without XLA the decoder is then traced for any batch size and
+        article length, so no request waits a second for tracing (`serve`)."""
         self(["一二三四五六七八"])
-        self(["一二三四五六七八九十", "一二三四五六七八九"])
 
     def titles_and_scores(self, articles):
         """A list of article texts -> (their titles, their scores: each title's summed log(p + 1e-6))."""
