@@ -19,6 +19,17 @@ def test_extended_ids_of_an_article_and_its_title():
     assert vocab.decode([4, 9], oovs) == "天"  # an id with no character behind it is dropped
 
 
+def test_titler_encodes_text_as_the_decoder_reads_it():
+    """Titler.encode, the one text -> ids step of generate, evaluate, serve and bench/decode.py: a
+    copying model reads the articles' ids (unknown characters as UNK) and their extended ids."""
+    vocab = Vocab(list("天气好"), min_count=1)  # 天4 气5 好6; len 7
+    for copy in (False, True):
+        settings = model_settings(vocab_size=len(vocab), char_size=8, hidden_size=16, copy=copy)
+        ids, extended, oovs = titler_of(build_model(settings), vocab, settings).encode(["天晴气爽晴", "好"])
+        assert ids == [[4, UNK, 5, UNK, UNK], [6]]
+        assert (extended, oovs) == (([[4, 7, 5, 8, 7], [6]], [["晴", "爽"], []]) if copy else (None, [(), ()]))
+
+
 def test_title_ids_read_extended_ids_as_unk():
     assert np.asarray(TitleIds(7)(np.array([[2, 6, 7, 9]]))).tolist() == [[2, 6, UNK, UNK]]
 
