@@ -43,7 +43,7 @@ tf.get_logger().setLevel("ERROR")  # each Titler traces its own functions: no re
 import config  # noqa: E402
 from machine import describe  # noqa: E402
 from titlegen.data import Vocab  # noqa: E402
-from titlegen.decoders import Titler  # noqa: E402
+from titlegen.decoders import Titler, title_in_batches  # noqa: E402
 from titlegen.ensemble import Ensemble  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
 from titlegen.model import build_model, max_title_len  # noqa: E402
@@ -106,9 +106,8 @@ def load(path):
     global SETTINGS
     if os.path.exists(os.path.join(path, "config.json")):
         model, vocab, settings = load_trained(path)
-        record = RunFolder(path).read_record()[1]
-        kind = ("an ensemble of %d members" % len(record["members"]) if "members" in record
-                else f"best epoch {(record.get('best') or {}).get('epoch')}")
+        kind = (f"an ensemble of {len(model.models)} members" if isinstance(model, Ensemble)
+                else f"best epoch {RunFolder(path).read_record()[1]['best']['epoch']}")
         about = f"{path} (trained, {'copying' if settings.model.copy else 'faithful'}, {kind})"
     else:
         rows = read_jsonl(os.path.join(ROOT, config.TRAIN_PATH))
@@ -134,11 +133,11 @@ def dev_articles():
     return [r["content"] for r in read_jsonl(os.path.join(ROOT, config.DEV_PATH))]
 
 
-def titlers(model, vocab, topk, **changes):
-    """{decoder: a Titler} of the measured model for both decoders, as `generate` builds them (no
-    XLA), decoding as config.py says with these changes."""
-    decode = dataclasses.replace(SETTINGS.decode, topk=topk, **changes)
-    return {d: Titler(model, vocab, SETTINGS.model, dataclasses.replace(decode, decoder=d), xla=False) for d in DECODERS}
+def titler(model, vocab, topk, decoder="incremental"):
+    """A Titler of the measured model as `generate` builds it (no XLA), decoding as config.py says
+    but for topk and the decoder."""
+    decode = dataclasses.replace(SETTINGS.decode, topk=topk, decoder=decoder)
+    return Titler(model, vocab, SETTINGS.model, decode, xla=False)
 
 
 def compare(args, vocab, models, rounds=5):
@@ -188,7 +187,8 @@ def main():
     parser.add_argument("--identity-articles", type=int, default=50)
     parser.add_argument("--steps", type=int, help="steps per forced title (default: the model's title length)")
     parser.add_argument("--threads", type=int, help="TensorFlow intra- and inter-op threads (default: its own)")
-    parser.add_argument("--cold-runs", type=int, default=2, help="fresh `generate --file` runs of the dev set (0: none)")
+    parser.add_argument("--cold-runs", type=int, default=2,
+                        help="fresh `generate --file` runs of the dev set (0: none)")
     args = parser.parse_args()
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -201,7 +201,8 @@ def main():
     if args.against != "none" and faithful:
         print(f"forced titles: a {config.MAXLEN}-character article, 3 beams, {args.steps} steps\n")
         with tempfile.TemporaryDirectory() as tmp:
-            compare(args, vocab, {"titlegen": model, "titlegen_before": before_model(model, import_before(args.against, tmp))})
+            before = before_model(model, import_before(args.against, tmp))
+            compare(args, vocab, {"titlegen": model, "titlegen_before": before})
     elif args.against != "none":
         print(f"(no comparison with {args.against}: its code builds faithful single models only)\n")
     details(model, vocab)
@@ -212,8 +213,8 @@ def main():
 
 def details(model, vocab):
     """Where this code's time goes per batch, as `generate` decodes (text in, titles out), and its memory."""
-    titler = titlers(model, vocab, 3)["incremental"]
-    titler.warm_up()  # as serve does; generate --file's first batches trace the same shapes
+    titles = titler(model, vocab, 3)
+    titles.warm_up()  # traces the decoder once for any shape, as generate's first batch does
     dev = dev_articles()
     print("| batch (dev articles) | titles per second | ms per batch | of which the encoder | loop steps | ms per step "
           "| peak memory (MB) |")
@@ -221,10 +222,10 @@ def details(model, vocab):
     n = 128
     for size in (1, 16, 64):
         batches = [dev[i:i + size] for i in range(0, n, size)]
-        seconds = timed(lambda: [titler(b) for b in batches], repeat=1)
-        inputs = [titler.encode(b) for b in batches]
-        steps = np.mean([max(len(t) for t in titler.decoder(ids, extended)) - 1 for ids, extended, _ in inputs])
-        encoder = timed(lambda: [[t.numpy() for t in tf.nest.flatten(titler.decoder.encoded(ids, extended))]
+        seconds = timed(lambda: [titles(b) for b in batches], repeat=1)
+        inputs = [titles.encode(b) for b in batches]
+        steps = np.mean([max(len(t) for t in titles.decoder(ids, extended)) - 1 for ids, extended, _ in inputs])
+        encoder = timed(lambda: [[t.numpy() for t in tf.nest.flatten(titles.decoder.encoded(ids, extended))]
                                  for ids, extended, _ in inputs], repeat=1) / len(batches)
         per_batch = seconds / len(batches)
         print(f"| {size} | {n / seconds:.1f} | {per_batch * 1000:.1f} | {encoder * 1000:.1f} | {steps:.1f} "
@@ -238,8 +239,8 @@ def identity(model, vocab, n):
     print(f"| top-k | identical titles, naive vs incremental ({len(articles)} dev articles) |")
     print("|---|---|")
     for k in (1, 3, 5):
-        by_decoder = titlers(model, vocab, k)
-        same = sum(a == b for a, b in zip(by_decoder["incremental"](articles), by_decoder["naive"](articles)))
+        naive, incremental = (titler(model, vocab, k, decoder)(articles) for decoder in DECODERS)
+        same = sum(a == b for a, b in zip(incremental, naive))
         print(f"| {k} | {same} / {len(articles)} |")
     print()
 
@@ -249,9 +250,11 @@ def cold(model, vocab, args):
     included), beside the same articles decoded in this warmed process in GENERATE_BATCH_SIZE
     batches; the fresh runs' titles must be this process's."""
     dev, size = dev_articles(), SETTINGS.serve.generate_batch_size
-    titler = titlers(model, vocab, SETTINGS.decode.topk)["incremental"]
-    warm = [t for i in range(0, len(dev), size) for t in titler(dev[i:i + size])]
-    seconds = timed(lambda: [titler(dev[i:i + size]) for i in range(0, len(dev), size)], repeat=1)
+    titles = titler(model, vocab, SETTINGS.decode.topk)
+    warm = title_in_batches(titles, dev, size)  # as generate --file titles them; also the warm-up
+    start = time.perf_counter()
+    title_in_batches(titles, dev, size)
+    seconds = time.perf_counter() - start
     command = [sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "generate", "--file",
                os.path.join(ROOT, config.DEV_PATH), "--model", args.model]
     runs = []

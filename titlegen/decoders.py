@@ -7,8 +7,8 @@ incremental one encodes articles once and advances the model one step (`ModelPar
 shape: articles are padded to a multiple of ENCODE_BUCKET characters and batches to a power of two,
 padding the masked encoder does not see. Without XLA (the command line: generate, evaluate, serve)
 the encoder and the search are each traced once, for any batch size and article length, at the
-same speed in batches of 64 (docs/speed.md). Where a model is taken, an `ensemble.Ensemble` may stand: both decoders then read
-the mean of its members' probabilities.
+same speed in batches of 64 (docs/speed.md). Where a model is taken, an `ensemble.Ensemble` may
+stand: both decoders then read the mean of its members' probabilities.
 """
 import dataclasses
 import sys
@@ -108,7 +108,7 @@ class IncrementalDecoder(Decoder):
         return self._search(memory)
 
     def encoded(self, articles_ids, extended_ids=None):
-        """The articles' memory (`ModelParts.memory`), encoded under XLA as the search reads it."""
+        """The articles' memory (`ModelParts.memory`) as the search reads it (encoded under XLA when xla)."""
         x, n = self.encoder_input(articles_ids), len(articles_ids)
         memory = tf.nest.map_structure(lambda m: m[:n], self._encode(tf.constant(x)))
         if self.settings.copy:  # padded like the encoder's input
