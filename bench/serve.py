@@ -39,6 +39,7 @@ import titlegen  # noqa: E402,F401  (first: its oneDNN default is read when Tens
 import config  # noqa: E402
 from machine import describe  # noqa: E402
 from titlegen.decoders import load_titler  # noqa: E402
+from titlegen.serve import serving_address  # noqa: E402
 from titlegen.settings import load  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
 
@@ -65,10 +66,10 @@ class Server:
         self.process = subprocess.Popen([sys.executable, CLI, "serve", "--model", model, "--port", "0", *flags],
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
-        if not line.startswith("serving "):
+        if not serving_address(line):
             raise SystemExit(f"the server did not start: {line!r}")
-        self.host, self.port = line.split("http://")[1].split("/")[0].split(":")
-        self.path = f"/v1/models/{line.split()[1]}:predict"
+        name, self.host, self.port = serving_address(line)
+        self.path = f"/v1/models/{name}:predict"
 
     def decoded(self):
         """(titles, batches) the server has decoded so far, from /healthz."""

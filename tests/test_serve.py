@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ALPHABET, ROOT, run_cli
+from titlegen.serve import listen, serving_address
 
 ARTICLES = ["春夏秋冬山水", "日月风雨", "花草春夏秋冬日月", "山水花草风雨", "冬", "秋冬春夏" * 30, "雨风月日水山冬秋夏春"]
 MAX_LEN = "8"
@@ -29,9 +30,10 @@ class Server:
              "--max-len", MAX_LEN, *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         line = self.process.stdout.readline()
-        assert line.startswith("serving "), line + self.process.stderr.read()
-        self.url = line.split(" on ")[1].split()[0].rstrip("/")
-        self.name = line.split()[1]
+        address = serving_address(line)
+        assert address, line + self.process.stderr.read()
+        self.name, host, port = address
+        self.url = f"http://{host}:{port}"
 
     def request(self, path, body=None, method=None):
         """(status, parsed JSON or text) of one request; body: bytes, or anything JSON."""
@@ -198,8 +200,6 @@ def test_a_connection_it_accepts_sends_each_write_at_once():
     import asyncio
     import socket
 
-    from titlegen.serve import listen
-
     async def accepted_nodelay():
         sock, seen = listen("127.0.0.1", 0), asyncio.get_running_loop().create_future()
 
@@ -220,3 +220,12 @@ def test_a_connection_it_accepts_sends_each_write_at_once():
         assert plain.proto == 0
     finally:
         plain.close()
+
+
+def test_the_first_line_gives_the_address_that_clients_read():
+    """serve's first line (SERVING) read back by serving_address, the one parser tests and benches use."""
+    from titlegen.serve import SERVING
+
+    for host, port in (("127.0.0.1", 8501), ("::1", 0), ("0.0.0.0", 65535)):
+        assert serving_address(SERVING.format(name="lcsts_recipe", host=host, port=port) + "\n") == ("lcsts_recipe", host, port)
+    assert serving_address("Traceback (most recent call last):") is None

@@ -22,14 +22,22 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
 from .text import article_error, clean
 
+SERVING = "serving {name} on http://{host}:{port}/ (POST /v1/models/{name}:predict); Ctrl-C stops"  # the first line
 DRAIN = 16  # an over-long body is read to this many times SERVE_MAX_BYTES before the connection is dropped
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve_page.html")
+
+
+def serving_address(line):
+    """(name, host, port) from the line `serve` prints first (SERVING), or None for another line."""
+    found = re.fullmatch(r"serving (\S+) on http://(.+):(\d+)/ .*", line.strip())
+    return (found[1], found[2], int(found[3])) if found else None
 
 
 class BadRequest(Exception):
@@ -266,7 +274,7 @@ def serve(titler, name, settings, batch_size, content_field, sock, log=print):
     config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=60,
                             access_log=False)
     host, port = sock.getsockname()[:2]
-    log(f"serving {name} on http://{host}:{port}/ (POST /v1/models/{name}:predict); Ctrl-C stops")
+    log(SERVING.format(name=name, host=host, port=port))
     for number in (signal.SIGINT, signal.SIGTERM):  # what uvicorn restores and raises again after its shutdown
         signal.signal(number, _stop)
     try:
