@@ -190,10 +190,6 @@ def cmd_serve(args):
 
     settings = settings_of(args)
     served = settings.serve
-    if not 0 <= served.serve_port <= 65535:
-        raise TitleError(f"SERVE_PORT must be 0 to 65535 (0: any free port), got {served.serve_port}")
-    if served.serve_batch_wait < 0 or served.serve_max_bytes < 1 or served.generate_batch_size < 1:
-        raise TitleError("SERVE_BATCH_WAIT must be at least 0 ms, SERVE_MAX_BYTES and GENERATE_BATCH_SIZE at least 1")
     try:  # bound before the model loads: a port in use is said at once
         sock = listen(served.serve_host, served.serve_port)
     except OSError as e:

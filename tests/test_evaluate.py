@@ -79,7 +79,7 @@ def test_time_limit_ends_before_an_epoch_that_would_end_past_it(tmp_path, corpus
     assert read_state(os.path.join(out, CHECKPOINT_FILE))["seconds"] == 80
     _, _, record = train_module.train(resume_settings(out), out, resume=True, log=lambda _: None)
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
-    with pytest.raises(TitleError, match="TIME_LIMIT must be a number of minutes above 0"):
+    with pytest.raises(TitleError, match="TIME_LIMIT must be above 0, got 0"):
         train_module.train(tiny_settings(*corpus, time_limit=0), str(tmp_path / "n"), log=lambda _: None)
 
 

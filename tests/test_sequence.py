@@ -196,7 +196,7 @@ def test_stage_settings_are_checked(tmp_path, corpus):
         train(tiny_settings(*corpus, seq_epochs=1), str(tmp_path / "a"), log=lambda _: None)
     with pytest.raises(TitleError, match="SEQ_CANDIDATES must be at least 2"):
         train(tiny_settings(*corpus, **STAGE, seq_candidates=1), str(tmp_path / "b"), log=lambda _: None)
-    with pytest.raises(TitleError, match="SEQ_CE_WEIGHT must be between 0 and 1"):
+    with pytest.raises(TitleError, match="SEQ_CE_WEIGHT must be at least 0 and at most 1, got 1.5"):
         train(tiny_settings(*corpus, **STAGE, seq_ce_weight=1.5), str(tmp_path / "c"), log=lambda _: None)
 
 

@@ -125,6 +125,31 @@ def test_bad_override_file_is_one_line(tmp_path, text, message, through_cli):
     assert not os.path.exists(tmp_path / "m")
 
 
+@pytest.mark.parametrize("flags, message", [
+    ({"dropout": 1.0}, "DROPOUT must be at least 0 and below 1, got 1.0"),
+    ({"lr_factor": 0}, "LR_FACTOR must be above 0 and at most 1, got 0"),
+    ({"serve_port": 65536}, "SERVE_PORT must be at least 0 and at most 65535, got 65536"),
+    ({"serve_port": -1}, "SERVE_PORT must be at least 0 and at most 65535, got -1"),
+    ({"batch_size": 0}, "BATCH_SIZE must be at least 1, got 0"),
+    ({"learning_rate": 0.0}, "LEARNING_RATE must be above 0, got 0.0"),
+    ({"patience": 0}, "PATIENCE must be at least 1, got 0"),
+    ({"seq_candidates": 1}, "SEQ_CANDIDATES must be at least 2, got 1"),
+    ({"topk": 0}, "TOPK must be at least 1, got 0"),
+])
+def test_a_number_outside_its_bounds_is_one_line(flags, message):
+    """Bounds are checked where settings are made, once (every command, override files and flags)."""
+    with pytest.raises(TitleError, match=f"^{message}$"):
+        load(config, ROOT, flags=flags)
+
+
+def test_numbers_at_their_bounds_and_none_pass():
+    settings = load(config, ROOT, flags={"dropout": 0.0, "lr_factor": 1, "serve_port": 0, "seq_ce_weight": 1,
+                                        "checkpoint_steps": 0})
+    assert (settings.model.dropout, settings.train.lr_factor, settings.serve.serve_port) == (0.0, 1, 0)
+    assert settings.replace(patience=None, time_limit=None, steps_per_epoch=None).train.patience is None
+    assert settings.replace(serve_port=65535, time_limit=0.5).serve.serve_port == 65535
+
+
 def old_layout(record):
     """config.json as the code before typed settings wrote it: one flat dict of settings (some
     keys missing, as in older runs) and the model's arguments beside it."""

@@ -84,7 +84,7 @@ def test_cli_generate_prints_a_title(cli_model):
 @pytest.mark.parametrize("args, message", [
     (["generate", "文章", "--model", "{missing}"], "no trained model in"),
     (["generate", "   ", "--model", "{model}"], "the article is empty"),
-    (["generate", "文章", "--model", "{model}", "--topk", "0"], "topk must be at least 1, got 0"),
+    (["generate", "文章", "--model", "{model}", "--topk", "0"], "TOPK must be at least 1, got 0"),
     (["train", "--train", "{bad}", "--out", "{model}", "--overwrite"], "bad.jsonl:2: not valid JSON"),
     (["train", "--train", "{bad}", "--out", "{model}"], "already holds a trained model"),
 ])

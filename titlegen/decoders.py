@@ -35,8 +35,6 @@ class Decoder:
 
     def __init__(self, model, settings, decode, stop_at_end=True):
         self.model, self.settings, self.parts = model, settings, parts_of(model, settings)
-        if decode.topk < 1:
-            raise TitleError(f"topk must be at least 1, got {decode.topk}")
         if decode.topk > settings.vocab_size - END:
             raise TitleError(f"topk {decode.topk} is larger than the {settings.vocab_size - END} ids a title can use")
         self.topk, self.stop_at_end = decode.topk, stop_at_end  # stop_at_end=False: the benches' max_len steps

@@ -31,14 +31,32 @@ def _one_of(choices, **metadata):
     return field(metadata={"choices": choices, **metadata})
 
 
+def _within(low=None, high=None, above=False, below=False, **metadata):
+    """A number from `low` to `high` (None: no bound; above/below: the bound itself excluded), checked
+    when settings are made; None passes where the type allows it."""
+    return field(metadata={"bounds": (low, high, above, below), **metadata})
+
+
+def _bounds_error(bounds, value):
+    """What a value outside `_within`'s bounds is told ("at least 1"), or None when it is within them."""
+    low, high, above, below = bounds
+    if (low is None or value > low or (value == low and not above)) and \
+            (high is None or value < high or (value == high and not below)):
+        return None
+    said = [f"{'above' if above else 'at least'} {low}" if low is not None else "",
+            f"{'below' if below else 'at most'} {high}" if high is not None else ""]
+    return " and ".join(x for x in said if x)
+
+
 def _path():
     """A file or folder: given in config.py or an override file, relative to the project folder."""
     return field(metadata={"path": True})
 
 
-def _resumable():
-    """May change when a run is resumed: it alters neither the model, nor the data, nor their order."""
-    return field(metadata={"resumable": True})
+def _resumable(*bounds, **within):
+    """May change when a run is resumed: it alters neither the model, nor the data, nor their order.
+    Bounds as `_within`'s."""
+    return _within(*bounds, resumable=True, **within)
 
 
 @dataclass(frozen=True)
@@ -62,15 +80,15 @@ class Model:
     vocabulary (no config.py name; None until the vocabulary is built); `maxlen` is the article
     length read, and with copying the most temporary ids an article can need."""
     version: str = _one_of(VERSIONS, config="MODEL_VERSION")
-    char_size: int
-    hidden_size: int
+    char_size: int = _within(2)  # the encoder's LSTMs have char_size // 2 units each way
+    hidden_size: int = _within(1)
     mask_encoder: bool
     copy: bool
-    coverage: float
-    dropout: float
-    title_dropout: float
-    recurrent_dropout: float
-    maxlen: int
+    coverage: float = _within(0)
+    dropout: float = _within(0, 1, below=True)
+    title_dropout: float = _within(0, 1, below=True)
+    recurrent_dropout: float = _within(0, 1, below=True)
+    maxlen: int = _within(3)  # titles are cut to maxlen - 2
     vocab_size: int | None = field(metadata={"config": None})
 
 
@@ -78,40 +96,40 @@ class Model:
 class Train:
     """How the model is trained, and where the run folder is."""
     output_dir: str = _path()
-    batch_size: int
-    learning_rate: float
-    label_smoothing: float
-    ema: float
-    epochs: int = _resumable()
-    steps_per_epoch: int | None
+    batch_size: int = _within(1)
+    learning_rate: float = _within(0, above=True)
+    label_smoothing: float = _within(0, 1, below=True)
+    ema: float = _within(0, 1, below=True)
+    epochs: int = _resumable(1)
+    steps_per_epoch: int | None = _within(1)
     shuffle: bool
-    shuffle_buffer: int
+    shuffle_buffer: int = _within(1)
     bucket: bool
-    bucket_window: int
-    checkpoint_steps: int = _resumable()
+    bucket_window: int = _within(1)
+    checkpoint_steps: int = _resumable(0)
     strategy: str = _one_of(STRATEGIES, resumable=True)  # a run may resume on other devices or machines
     mixed_precision: bool
     tensorboard: bool = _resumable()
     monitor: str = _one_of(MONITORS)
-    val_rouge_samples: int
-    patience: int | None = _resumable()
-    time_limit: float | None = _resumable()
-    lr_patience: int | None
-    lr_factor: float
-    lr_decay_epochs: int | None
+    val_rouge_samples: int = _within(0)
+    patience: int | None = _resumable(1)
+    time_limit: float | None = _resumable(0, above=True)  # minutes
+    lr_patience: int | None = _within(1)
+    lr_factor: float = _within(0, 1, above=True)
+    lr_decay_epochs: int | None = _within(1)
     seed: int
-    members: int  # > 1: an ensemble of that many models (seeds SEED, SEED + 1, ...), trained side by side
+    members: int = _within(1)  # > 1: an ensemble of that many models (seeds SEED, SEED + 1, ...), trained side by side
     # > 0: the sequence-level stage (sequence.py) after teacher forcing; its settings may be given when a
     # finished run is resumed to continue with it
-    seq_epochs: int = _resumable()
-    seq_candidates: int = _resumable()
+    seq_epochs: int = _resumable(0)
+    seq_candidates: int = _resumable(2)  # the risk compares candidates
     seq_reward: str = _one_of(REWARDS, resumable=True)
     seq_beam: bool = _resumable()
     seq_reference: bool = _resumable()
-    seq_sample_top: int = _resumable()
-    seq_sharpness: float = _resumable()
-    seq_ce_weight: float = _resumable()
-    seq_learning_rate: float = _resumable()
+    seq_sample_top: int = _resumable(0)
+    seq_sharpness: float = _resumable(0, above=True)
+    seq_ce_weight: float = _resumable(0, 1)
+    seq_learning_rate: float = _resumable(0, above=True)
 
 
 @dataclass(frozen=True)
@@ -119,22 +137,22 @@ class Decode:
     """How titles are written from a trained model: the decoder and the beam search's options, one
     object from the command line to the search (`search.beam_search` reads it whole) and to the
     scores file. A new decoding option is a field here, its config.py name, and its rule in search.py."""
-    topk: int
-    max_title_len: int | None
+    topk: int = _within(1)
+    max_title_len: int | None = _within(1)
     decoder: str = _one_of(DECODERS)
-    min_title_len: int
-    no_repeat_ngram: int
+    min_title_len: int = _within(0)
+    no_repeat_ngram: int = _within(0)
     length_penalty: float
 
 
 @dataclass(frozen=True)
 class Serve:
     """How many articles are decoded together (`generate --file`, `serve`), and serve's endpoint."""
-    generate_batch_size: int
+    generate_batch_size: int = _within(1)
     serve_host: str
-    serve_port: int
-    serve_batch_wait: float
-    serve_max_bytes: int
+    serve_port: int = _within(0, 65535)  # 0: any free port
+    serve_batch_wait: float = _within(0)  # milliseconds
+    serve_max_bytes: int = _within(1)
 
 
 GROUPS = {"data": Data, "model": Model, "train": Train, "decode": Decode, "serve": Serve}
@@ -178,6 +196,10 @@ class Settings:
             for f in fields(group):
                 if not _is(f.type, values[f.name]):
                     raise TitleError(f"{config_name(f) or f.name} must be {_describe(f.type)}, got {values[f.name]!r}")
+                bounds = f.metadata.get("bounds")
+                outside = bounds and values[f.name] is not None and _bounds_error(bounds, values[f.name])
+                if outside:
+                    raise TitleError(f"{config_name(f) or f.name} must be {outside}, got {values[f.name]!r}")
                 allowed = f.metadata.get("choices")
                 if allowed and values[f.name] not in allowed:
                     raise TitleError(f"{config_name(f) or f.name} must be one of {', '.join(allowed)}, "

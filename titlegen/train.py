@@ -233,13 +233,6 @@ def check_request(settings, folder, overwrite, resume):
     monitor, train = settings.train.monitor, settings.train
     if monitor.startswith("val_") and not settings.data.dev_path:
         raise TitleError(f"MONITOR is {monitor!r} but no dev set is given; set DEV_PATH or MONITOR = 'loss'")
-    if train.time_limit is not None and train.time_limit <= 0:
-        raise TitleError(f"TIME_LIMIT must be a number of minutes above 0 (or None), got {train.time_limit}")
-    if not 0 < train.lr_factor <= 1:
-        raise TitleError(f"LR_FACTOR must be above 0 and at most 1, got {train.lr_factor}")
-    if train.lr_decay_epochs is not None and train.lr_decay_epochs < 1:
-        raise TitleError(f"LR_DECAY_EPOCHS must be a whole number of epochs, 1 or more (or None), "
-                         f"got {train.lr_decay_epochs}")
     if train.lr_decay_epochs and train.lr_patience:
         raise TitleError("LR_DECAY_EPOCHS and LR_PATIENCE both set the learning rate; set one of them to None")
     if monitor in ("val_rouge_l", "val_lcs_f") and not train.val_rouge_samples:
@@ -263,25 +256,14 @@ def check_request(settings, folder, overwrite, resume):
 
 def check_sequence_stage(train, coverage):
     """The sequence-level stage's settings, when it is on."""
-    if train.seq_epochs < 0:
-        raise TitleError(f"SEQ_EPOCHS must be 0 (off) or a number of epochs, got {train.seq_epochs}")
     if not train.seq_epochs:
         return
     if train.monitor not in ("val_rouge_l", "val_lcs_f"):
         raise TitleError(f"SEQ_EPOCHS trains for ROUGE-L, which MONITOR {train.monitor!r} does not measure; "
                          "set MONITOR = 'val_rouge_l' or 'val_lcs_f' (and VAL_ROUGE_SAMPLES above 0)")
-    if train.seq_candidates < max(2, train.seq_reference + train.seq_beam) or train.seq_sample_top < 0:
-        raise TitleError(f"SEQ_CANDIDATES must be at least 2 (the risk compares candidates) and hold the reference "
-                         f"and beam title asked for, SEQ_SAMPLE_TOP 0 or more; got {train.seq_candidates} and "
-                         f"{train.seq_sample_top}")
-    if not 0 <= train.seq_ce_weight <= 1:
-        raise TitleError(f"SEQ_CE_WEIGHT must be between 0 and 1, got {train.seq_ce_weight}")
     if coverage:
         raise TitleError("SEQ_EPOCHS does not combine with COVERAGE yet (the stage adds no coverage loss); set one "
                          "of them to 0")
-    if train.seq_sharpness <= 0 or train.seq_learning_rate <= 0:
-        raise TitleError("SEQ_SHARPNESS and SEQ_LEARNING_RATE must be above 0, got "
-                         f"{train.seq_sharpness} and {train.seq_learning_rate}")
 
 
 def last_epoch(train, state):

@@ -47,10 +47,7 @@ def machine_cores():
 
 
 def check(settings):
-    members, strategy = settings.train.members, settings.train.strategy
-    if members < 1:
-        raise TitleError(f"MEMBERS must be at least 1, got {members}")
-    if strategy == "multiworker":
+    if settings.train.strategy == "multiworker":
         raise TitleError("MEMBERS > 1 trains its members side by side on this machine; it does not combine with "
                          "STRATEGY = 'multiworker' (train the members one by one with --seed instead)")
 
