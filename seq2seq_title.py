@@ -58,7 +58,7 @@ def cmd_train(args):
             from titlegen.train import resume_settings, train
 
             train(resume_settings(out_dir, **changes), out_dir, resume=True)
-    elif settings.train.members != 1:  # an ensemble (fewer than 1 is train_members' error)
+    elif settings.train.members > 1:  # an ensemble (fewer than 1 is a settings error)
         train_members(settings, out_dir, overwrite=args.overwrite)
     else:
         from titlegen.train import train

@@ -8,7 +8,7 @@ import config
 from conftest import ROOT, last_line, run_cli, tiny_settings, write_jsonl
 from titlegen.errors import TitleError
 from titlegen.runfolder import CONFIG_FILE, LEGACY, RunFolder, load_trained
-from titlegen.settings import CONFIG_NAMES, FIELDS, RESUMABLE, load
+from titlegen.settings import CONFIG_NAMES, FIELDS, RESUMABLE, RUN, load
 
 
 def test_every_config_name_is_one_field_and_back():
@@ -68,6 +68,16 @@ def test_each_recipe_is_one_file_equal_to_its_chain(name):
         return load(config, ROOT, [os.path.join(ROOT, "configs", f) for f in files])
 
     assert settings(name) == settings(*ONE_FILE[name])
+
+
+def test_the_one_member_budget_is_the_budget_ensemble_with_one_member():
+    def settings(name):
+        return load(config, ROOT, [os.path.join(ROOT, "configs", name)])
+
+    one, two = settings("csl_budget_one.py"), settings("csl_budget.py")
+    assert one.train.members == 1 and two.train.members == 2
+    assert one.train.output_dir == os.path.join(ROOT, "runs/csl_budget_one")
+    assert one == two.replace(members=1, output_dir=one.train.output_dir)
 
 
 def test_shipped_override_files(tmp_path):
@@ -205,22 +215,26 @@ def test_a_run_folder_written_before_later_settings_still_loads_and_resumes(tmp_
     assert model["title_dropout"] == model["recurrent_dropout"] == 0.0 and resumed["settings"]["train"]["lr_factor"] == 0.5
 
 
-def test_a_run_folder_from_before_the_serve_group_loads_as_written(tmp_path, corpus):
-    """GENERATE_BATCH_SIZE and the SERVE_ settings were the "decode" group's: such a config.json
-    loads with each in its own group, the same settings."""
+SERVED = {"generate_batch_size": 64, "serve_host": "0.0.0.0", "serve_port": 9000, "serve_batch_wait": 5.0,
+          "serve_max_bytes": 1024}
+
+
+@pytest.mark.parametrize("stored_in", ["decode", "serve"])
+def test_a_run_folder_that_stored_how_to_serve_loads_as_written(tmp_path, corpus, stored_in):
+    """A run folder keeps how its model was made and decodes (RUN), not how it is served: runs that
+    stored GENERATE_BATCH_SIZE and the SERVE_ settings (in "decode", later in a "serve" group) load
+    without them, the same settings; what serves them is the serving command's settings."""
     from titlegen.train import train
 
     out = str(tmp_path / "before")
     _, _, record = train(tiny_settings(*corpus, epochs=1), out, log=lambda _: None)
     new = RunFolder(out).read_record()[0]
-    record["settings"]["decode"].update(record["settings"].pop("serve"))
+    assert sorted(record["settings"]) == sorted(RUN) and new.serve is None
+    record["settings"].setdefault(stored_in, {}).update(SERVED)
     with open(os.path.join(out, CONFIG_FILE), "w", encoding="utf-8") as f:
         json.dump(record, f)
-    assert sorted(record["settings"]["decode"]) == sorted(["decoder", "topk", "max_title_len", "min_title_len",
-                                                           "no_repeat_ngram", "length_penalty", "generate_batch_size",
-                                                           "serve_host", "serve_port", "serve_batch_wait",
-                                                           "serve_max_bytes"])
     assert load_trained(out)[2] == new
+    assert new.replace(vocab_size=5).model.vocab_size == 5  # a run's settings change without a serve group
 
 
 def test_a_run_folder_missing_a_setting_says_what_to_do(tmp_path, corpus):

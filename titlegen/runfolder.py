@@ -31,7 +31,7 @@ from .data import Vocab
 from .files import replacing, write_json
 from .errors import TitleError
 from .faults import kill_point
-from .settings import FIELDS, Settings
+from .settings import FIELDS, RUN, Settings
 
 VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE = "vocab.json", "config.json", "model.weights.h5"
 CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE = "checkpoint.npz", "metrics.csv", "steps.csv"
@@ -48,8 +48,7 @@ LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "conte
           "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0, "members": 1,
           "recurrent_dropout": 0.0, "time_limit": None, "lr_decay_epochs": None,
           "seq_epochs": 0, "seq_candidates": 4, "seq_reward": "rouge-l", "seq_beam": True, "seq_reference": False, "seq_sample_top": 0, "seq_sharpness": 1.0, "seq_ce_weight": 0.3,
-          "seq_learning_rate": 1e-4, "serve_host": "127.0.0.1", "serve_port": 8501, "serve_batch_wait": 5.0,
-          "serve_max_bytes": 4 << 20}
+          "seq_learning_rate": 1e-4}
 
 
 class RunFolder:
@@ -89,7 +88,7 @@ class RunFolder:
         if self.write:
             os.makedirs(self.path, exist_ok=True)
             write_json(self.file(CONFIG_FILE), {
-                "format": FORMAT, "settings": settings.to_dict(),
+                "format": FORMAT, "settings": settings.to_dict(RUN),
                 "members": [os.path.basename(m.path) for m in self.members(settings.train.members)],
                 "vocab_fingerprint": vocab.fingerprint if vocab else None})
 
@@ -114,7 +113,7 @@ class RunFolder:
     def write_record(self, settings, vocab, best=None, history=(), skipped=None):
         """config.json: the settings, the vocabulary's fingerprint, the best epoch, the history.
         Returns what it wrote."""
-        record = {"format": FORMAT, "settings": settings.to_dict(), "vocab_fingerprint": vocab.fingerprint,
+        record = {"format": FORMAT, "settings": settings.to_dict(RUN), "vocab_fingerprint": vocab.fingerprint,
                   "best": best, "history": list(history), "skipped": skipped}
         if self.write:
             write_json(self.file(CONFIG_FILE), record)
@@ -198,14 +197,16 @@ def upgraded(flat, model):
 
 
 def with_legacy(groups):
-    """Settings groups as this version groups them: a field stored in another group moves to its own
-    (GENERATE_BATCH_SIZE and the SERVE_ settings were "decode"'s before "serve" had a group), and
+    """Settings groups as this version stores them (RUN): a field stored in another group moves to
+    its own, one of no stored group is dropped (GENERATE_BATCH_SIZE and the SERVE_ settings were
+    stored in "decode", and then in "serve", before the serving command alone owned them), and
     those added since the run was written are filled in as LEGACY says it ran."""
     placed = [(FIELDS[k], k, v) for k, v in LEGACY.items()]
     placed += [(FIELDS.get(k, name), k, v) for name, group in groups.items() for k, v in group.items()]
     regrouped = {}
     for name, key, value in placed:  # the stored value after LEGACY's
-        regrouped.setdefault(name, {})[key] = value
+        if name in RUN:
+            regrouped.setdefault(name, {})[key] = value
     return regrouped
 
 

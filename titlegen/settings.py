@@ -156,6 +156,7 @@ class Serve:
 
 
 GROUPS = {"data": Data, "model": Model, "train": Train, "decode": Decode, "serve": Serve}
+RUN = ("data", "model", "train", "decode")  # what a run folder keeps; how a model is served is the serving command's
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ class Settings:
     model: Model
     train: Train
     decode: Decode
-    serve: Serve
+    serve: Serve | None  # None in the settings a run folder stores (RUN)
 
     def replace(self, **changes):
         """A copy with fields changed by name (`epochs=3`, `copy=True`), whichever group holds them."""
@@ -173,17 +174,20 @@ class Settings:
             raise TitleError(f"unknown setting {', '.join(unknown)}; the settings are config.py's names")
         groups = {name: {k: v for k, v in changes.items() if FIELDS[k] == name} for name in GROUPS}
         return Settings.from_dict({name: {**dataclasses.asdict(getattr(self, name)), **groups[name]}
-                                   for name in GROUPS})
+                                   for name in GROUPS if getattr(self, name) is not None})
 
-    def to_dict(self):
-        """{group: {field: value}}: what config.json stores."""
-        return {name: dataclasses.asdict(getattr(self, name)) for name in GROUPS}
+    def to_dict(self, groups=GROUPS):
+        """{group: {field: value}} of `groups` (RUN: what a run folder's config.json stores)."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in groups}
 
     @classmethod
     def from_dict(cls, groups):
-        """The inverse of to_dict; a missing or unknown field is a TitleError naming it."""
-        made = {}
+        """The inverse of to_dict (without "serve": a run folder's settings, serve None); a missing
+        or unknown field is a TitleError naming it."""
+        made = {"serve": None}
         for name, group in GROUPS.items():
+            if name == "serve" and name not in groups:
+                continue
             values = dict(groups.get(name, {}))
             names = [f.name for f in fields(group)]
             missing, unknown = [n for n in names if n not in values], sorted(set(values) - set(names))
