@@ -86,7 +86,7 @@ class Model:
     copy: bool
     coverage: float = _within(0)
     dropout: float = _within(0, 1, below=True)
-    title_dropout: float = _within(0, 1, below=True)
+    title_dropout: float = _within(0, 1)  # 1: every title character read as <unk>
     recurrent_dropout: float = _within(0, 1, below=True)
     maxlen: int = _within(3)  # titles are cut to maxlen - 2
     vocab_size: int | None = field(metadata={"config": None})
@@ -142,6 +142,7 @@ class Decode:
     decoder: str = _one_of(DECODERS)
     min_title_len: int = _within(0)
     no_repeat_ngram: int = _within(0)
+    no_new_double: bool
     length_penalty: float
 
 
