@@ -4,9 +4,11 @@ what each speed lever gives, where a step's time goes, and bucketing on the ship
     python bench/train.py                     # everything (about 10 minutes on 2 cores)
     python bench/train.py --skip-levers       # without the lever table (its runs are separate processes)
     python bench/train.py --mixed-precision   # float16 compute (for GPUs)
+    python bench/train.py --recipes           # only section 6: minutes from `train` to each recipe's model
 
 1. The machine: CPU model, cores, vector extensions, oneDNN, and its float32 limit (the best
-   GFLOP/s of a 2048 × 2048 matmul, measured in this run).
+   GFLOP/s of a 2048 × 2048 matmul, measured in this run); where the CPU has bfloat16 units
+   (AMX-BF16, AVX512_BF16), its bfloat16 limit too.
 2. The default model (the LCSTS vocabulary, CHAR_SIZE 128, HIDDEN_SIZE 512) at the blog's settings:
    batches of 64 articles of exactly MAXLEN = 400 characters (LCSTS text run together) with LCSTS
    titles: articles/s, the step's FLOPs (its matrix products, counted from the model's shapes;
@@ -14,14 +16,20 @@ what each speed lever gives, where a step's time goes, and bucketing on the ship
 3. Levers, each run in a process of its own (oneDNN and threads are fixed when TensorFlow
    starts), as shipped first and last so the table shows its own noise: oneDNN off, each LSTM's
    input projections for the whole sequence in one product outside the recurrence, XLA on the
-   step, one inter-op thread, recurrent dropout (a setting's cost, not a speed lever).
+   step, one inter-op thread, recurrent dropout (a setting's cost, not a speed lever), bfloat16
+   compute where the CPU has bfloat16 units, and the PyTorch twin (../shared/tools/torch_twin.py,
+   the same model, step and shapes) where torch imports (or --torch-python names a Python that has
+   it). Then the step's share of each limit and this project's speed against the twin's.
 4. Where a step's time goes: the data pipeline, the forward pass, forward + backward of the parts.
 5. The shipped LCSTS and CSL training sets as `train` reads them, plain and bucketed by length.
+6. With --recipes (and then alone): each recipe as a user runs it, `train CONFIG` then `evaluate
+   CONFIG`, one after the other: the minutes to the saved model, ROUGE-L and readability.
 
 Every step is the training step `train` runs (titlegen.train.make_train_step). A benchmark, not a
 test: timings on a shared machine move 10-20% between runs, so compare within one run.
 """
 import argparse
+import importlib.util
 import itertools
 import json
 import os
@@ -40,7 +48,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import config  # noqa: E402
-from machine import describe, matmul_limit  # noqa: E402
+from machine import bfloat16_units, describe, matmul_limit  # noqa: E402
 from titlegen.data import Vocab, encode_example, padded  # noqa: E402
 from titlegen.layers import Interact, MultiHeadAttention  # noqa: E402
 from titlegen.model import build_model, model_inputs, named_inputs  # noqa: E402
@@ -50,6 +58,9 @@ from titlegen.train import make_optimizer, make_train_step  # noqa: E402
 
 SETTINGS = load(config, ROOT)  # config.py's, as `train` reads them
 
+BFLOAT16 = "bfloat16 compute (mixed_bfloat16; float32 weights)"
+RECIPES = ("configs/lcsts_budget.py", "configs/csl_budget_one.py", "configs/csl_budget.py")  # the README's minutes
+TWIN = "the PyTorch twin (../shared/tools/torch_twin.py, the same shapes)"
 LEVERS = {  # name -> (environment, flags of the child run)
     "as shipped": ({}, []),
     "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, []),
@@ -76,10 +87,13 @@ def seconds_per_call(fn, batches, warmup=2):
     return float(np.median(times))
 
 
-def fresh(vocab_size, mixed, xla=False, recurrent_dropout=0.0):
+def fresh(vocab_size, mixed, xla=False, recurrent_dropout=0.0, bfloat16=False):
+    """A fresh default model and its training step; mixed: float16 compute with loss scaling (GPUs);
+    bfloat16: bfloat16 compute (Keras's mixed_bfloat16: float32 weights, and the prior, softmax and
+    copy mixture in float32 as the model's layers ask), no loss scaling."""
     keras.utils.set_random_seed(config.SEED)
-    if mixed:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    if mixed or bfloat16:
+        keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "mixed_bfloat16")
     model = build_model(SETTINGS.replace(vocab_size=vocab_size, recurrent_dropout=recurrent_dropout).model)
     keras.mixed_precision.set_global_policy("float32")
     optimizer = make_optimizer(config.LEARNING_RATE, mixed)
@@ -159,25 +173,45 @@ def lever_child(args):
     if args.xla:  # XLA compiles per shape: one title length for every batch
         ty = max(b["title"].shape[1] for b in batches)
         batches = [{**b, "title": np.pad(b["title"], [(0, 0), (0, ty - b["title"].shape[1])])} for b in batches]
-    _, train_step = fresh(len(vocab), False, xla=args.xla, recurrent_dropout=args.recurrent_dropout)
+    _, train_step = fresh(len(vocab), False, xla=args.xla, recurrent_dropout=args.recurrent_dropout,
+                          bfloat16=args.bfloat16)
     print(json.dumps({"articles_per_s": config.BATCH_SIZE / seconds_per_call(train_step, batches)}))
 
 
-def lever_table(args):
-    """Each lever's articles/s against the shipped step, in processes of their own."""
+def lever_table(args, twin):
+    """Each lever's articles/s against the shipped step, in processes of their own, and the PyTorch
+    twin's (`twin`: its command, or None) beside them. Returns {lever: articles/s}."""
     print("\n## levers (each a process of its own; \"as shipped\" first and last shows the noise)\n")
     print("| lever | articles/s | against as shipped (first run) |\n|---|---|---|")
-    runs = list(LEVERS.items()) + [("as shipped (again)", LEVERS["as shipped"])]
-    first = None
-    for name, (env, flags) in runs:
-        result = subprocess.run([sys.executable, os.path.abspath(__file__), "--lever-child", "--steps", str(args.steps),
-                                 *flags], capture_output=True, text=True, env={**os.environ, **env})
+    levers = dict(LEVERS)
+    if bfloat16_units():
+        levers[BFLOAT16] = ({}, ["--bfloat16"])
+    runs = [(name, [sys.executable, os.path.abspath(__file__), "--lever-child", "--steps", str(args.steps), *flags], env)
+            for name, (env, flags) in levers.items()]
+    runs += [(TWIN, twin, {})] if twin else []
+    runs += [("as shipped (again)", runs[0][1], {})]
+    rates = {}
+    for name, command, env in runs:
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env})
         if result.returncode:
-            print(f"| {name} | failed: {result.stderr.strip().splitlines()[-1]} | |")
+            print(f"| {name} | failed: {(result.stderr.strip().splitlines() or ['no output'])[-1]} | |")
             continue
-        rate = json.loads(result.stdout.splitlines()[-1])["articles_per_s"]
-        first = first or rate
-        print(f"| {name} | {rate:.1f} | {rate / first:.2f}× |")
+        last = result.stdout.splitlines()[-1]
+        rates[name] = float(last.split(" articles/s")[0].split()[-1]) if name == TWIN else json.loads(last)["articles_per_s"]
+        print(f"| {name} | {rates[name]:.1f} | {rates[name] / rates.get('as shipped', rates[name]):.2f}× |")
+    return rates
+
+
+def twin_command(args, vocab_size, batches):
+    """The PyTorch twin (../shared/tools/torch_twin.py) at this run's shapes (its titles all as long as
+    the mean padded title here), run by --torch-python or by this Python where torch imports; or None."""
+    script = os.path.join(os.path.dirname(ROOT), "shared", "tools", "torch_twin.py")
+    python = args.torch_python or (sys.executable if importlib.util.find_spec("torch") else None)
+    if not python or not os.path.exists(script):
+        return None
+    ty = round(np.mean([b["title"].shape[1] - 1 for b in batches]))
+    return [python, script, "--vocab", str(vocab_size), "--maxlen", str(config.MAXLEN), "--ylen", str(ty),
+            "--batch", str(config.BATCH_SIZE), "--steps", str(args.steps), "--threads", str(os.cpu_count())]
 
 
 def gradient_time(model, output_layers, inputs, steps):
@@ -211,6 +245,14 @@ def main():
     parser.add_argument("--xla", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--inter-op", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--recurrent-dropout", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--bfloat16", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--recipes", nargs="*", metavar="CONFIG.py",
+                        help="instead of sections 2-5: train and evaluate these recipes (default with no files: "
+                        + ", ".join(RECIPES) + ") and print minutes to quality (section 6; it trains, for up to "
+                        "an hour each)")
+    parser.add_argument("--recipe-flags", default="", help="flags for every recipe's train, e.g. \"--epochs 1\" for a try")
+    parser.add_argument("--torch-python", help="a Python with torch to run the PyTorch twin "
+                        "(default: this one, where torch imports; else the twin is left out)")
     args = parser.parse_args()
     tf.get_logger().setLevel("ERROR")  # each fresh model traces its own step: no retracing warnings
     if args.lever_child:
@@ -222,8 +264,14 @@ def main():
     print(f"machine: {describe()}; TensorFlow {tf.__version__}; "
           + (f"{len(gpus)} GPU(s) ({gpus[0].name})" if gpus else "CPU only")
           + f"; mixed precision: {'on' if args.mixed_precision else 'off'}")
+    if args.recipes is not None:  # trainings of their own, each alone on the machine
+        return recipe_table(args.recipes or RECIPES, args.recipe_flags.split())
     limit = matmul_limit()
     print(f"float32 limit (2048 × 2048 matmul, best of 5): {limit:.0f} GFLOP/s")
+    units = bfloat16_units()
+    bf16_limit = matmul_limit(dtype="bfloat16") if units else None
+    if units:
+        print(f"bfloat16 limit ({units}, the same product): {bf16_limit:.0f} GFLOP/s")
 
     rows, text, vocab, batches = blog_batches(args.steps + 2)
     maxlen, batch_size = config.MAXLEN, config.BATCH_SIZE
@@ -238,10 +286,28 @@ def main():
     print(f"| training step | {step_s:.3f} | {blog_rate:.1f} | {flops / 1e9:.1f} | {flops / step_s / 1e9:.0f} "
           f"| {flops / step_s / 1e9 / limit:.0%} | {peak_mb():.0f} MB |")
     if not args.skip_levers and not args.mixed_precision:
-        lever_table(args)
+        rates = lever_table(args, twin_command(args, len(vocab), batches))
+        shares(flops / batch_size, rates, limit, bf16_limit)
     profile(model, rows, text, vocab, batches, step_s, args.steps)
     corpora(vocab, batches, args)
     print(f"\nblog settings: {blog_rate:.1f} articles/s on {describe()}")
+
+
+def shares(flops_per_article, rates, limit, bf16_limit):
+    """The step's share of the float32 limit, of the bfloat16 limit where bfloat16 ran, and the
+    PyTorch twin's ratio, from the lever table's articles/s."""
+    shipped = [rates[k] for k in ("as shipped", "as shipped (again)") if k in rates]
+    if not shipped:
+        return
+    rate = float(np.mean(shipped))
+    print(f"\nas shipped (mean of its two runs): {rate:.1f} articles/s, "
+          f"{rate * flops_per_article / 1e9:.0f} GFLOP/s, {rate * flops_per_article / 1e9 / limit:.0%} of the float32 limit")
+    if BFLOAT16 in rates:
+        gflops = rates[BFLOAT16] * flops_per_article / 1e9
+        print(f"bfloat16 compute: {rates[BFLOAT16]:.1f} articles/s, {gflops:.0f} GFLOP/s, "
+              f"{gflops / bf16_limit:.0%} of the bfloat16 limit, {rates[BFLOAT16] / rate:.2f}× float32")
+    if TWIN in rates:
+        print(f"this project against the PyTorch twin: {rate / rates[TWIN]:.2f}× ({rate:.1f} against {rates[TWIN]:.1f} articles/s)")
 
 
 def profile(model, rows, text, vocab, blog_batches, step_s, steps):
@@ -297,6 +363,34 @@ def corpora(vocab, blog_batches, args):
             print(f"| {name} | {'bucketed' if bucket else 'plain'} | {np.mean([b['article'].shape[1] for b in batches]):.0f} "
                   f"| {np.mean(x == 0):.0%} | {rates[bucket]:.1f} | {peak_mb():.0f} MB |")
         print(f"| {name} | bucketed / plain | | | {rates[True] / rates[False]:.2f}× | |")
+
+
+def recipe_table(recipes, flags):
+    """Section 6: each recipe as a user runs it, `train CONFIG` then `evaluate CONFIG` into a
+    folder of this bench's own (runs/bench_<name>), each alone on the machine: minutes from the
+    command to the saved model, and what `evaluate` gives on the recipe's dev set."""
+    print(f"\n## time to quality: `train CONFIG {' '.join(flags)}`, then `evaluate CONFIG`, one after the other\n")
+    print("| recipe | minutes to the saved model | ROUGE-L | repeat % | bigram repeat % | length |\n|---|---|---|---|---|---|")
+    cli = os.path.join(ROOT, "seq2seq_title.py")
+    for recipe in recipes:
+        out = os.path.join(ROOT, "runs", "bench_" + os.path.splitext(os.path.basename(recipe))[0])
+        start = time.perf_counter()
+        trained = subprocess.run([sys.executable, cli, "train", recipe, "--out", out, "--overwrite", *flags],
+                                 capture_output=True, text=True, cwd=ROOT)
+        minutes = (time.perf_counter() - start) / 60
+        evaluated = trained.returncode or subprocess.run(
+            [sys.executable, cli, "evaluate", recipe, "--model", out, "--out", os.path.join(out, "bench_dev.jsonl")],
+            capture_output=True, text=True, cwd=ROOT)
+        if trained.returncode or evaluated.returncode:
+            failed = trained if trained.returncode else evaluated
+            print(f"| {recipe} | failed: {(failed.stderr.strip().splitlines() or ['no output'])[-1]} | | | | |")
+            continue
+        with open(os.path.join(out, "bench_dev.scores.json"), encoding="utf-8") as f:
+            result = json.load(f)
+        readable = result["readability"]["model"]
+        print(f"| {recipe} | {minutes:.1f} | {result['scores']['model']['rouge-l']:.2f} | {readable['repeat']:.1f} "
+              f"| {readable['bigram_repeat']:.1f} | {readable['length']:.1f} |")
+    print(f"\n(on {describe()}; every recipe's model stays in its runs/bench_* folder)")
 
 
 if __name__ == "__main__":
