@@ -83,6 +83,7 @@ MAX_TITLE_LEN = None  # decoding steps at most; None: the version's own (2018: 5
 DECODER = "incremental"  # the same titles as "naive", the blog's, which re-runs the whole model every step
 MIN_TITLE_LEN = 0  # no END before this many characters; 0 = off (blog)
 NO_REPEAT_NGRAM = 0  # never repeat an n-gram of this size within a title; 0 = off (blog)
+NO_NEW_DOUBLE = False  # a character never follows itself (制制) unless the article has it twice in a row (blog: off)
 LENGTH_PENALTY = 0.0  # α of length normalisation, finished titles scored / ((5 + n) / 6) ** α; 0 = off (blog)
 GENERATE_BATCH_SIZE = 64  # articles decoded together by `generate --file` (incremental decoder) and by `serve`
 # serve (beyond the blog; docs/serve.md): an HTTP endpoint with TF Serving's REST body, concurrent requests'

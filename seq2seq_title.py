@@ -224,6 +224,8 @@ def add_decoding_args(p, export=False):
                        help="articles decoded together (default: config.GENERATE_BATCH_SIZE)")
     p.add_argument("--min-len", dest="min_title_len", type=int, help="no END before this many characters")
     p.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size in a title")
+    p.add_argument("--no-new-double", action="store_const", const=True,
+                   help="a character never follows itself unless the article has it twice in a row")
     p.add_argument("--max-len", dest="max_title_len", type=int, help="decoding steps at most")
     p.add_argument("--length-penalty", type=float, help="length normalisation α (0 = off, the blog's search)")
 

@@ -147,10 +147,10 @@ def cli_model(tmp_path_factory):
     return out, result
 
 
-def stub_search(next_probs, topk=3, max_title_len=50, **options):
+def stub_search(next_probs, topk=3, max_title_len=50, article=(0,), **options):
     """The one beam search (titlegen.search) over next-id probabilities set by hand, run eagerly:
-    next_probs(yid) -> (beams, V) for the prefix rows yid (beams, t + 1), START first. Returns the
-    title ids, START first."""
+    next_probs(yid) -> (beams, V) for the prefix rows yid (beams, t + 1), START first; `article` the
+    one article's ids (NO_NEW_DOUBLE reads them). Returns the title ids, START first."""
     import tensorflow as tf
     from titlegen.search import beam_search
 
@@ -158,7 +158,8 @@ def stub_search(next_probs, topk=3, max_title_len=50, **options):
         return tf.constant(np.asarray(next_probs(yid.numpy()[:, :int(t) + 1]), dtype="float64")), state
 
     ids, lengths, _ = beam_search(next_, {"article": tf.zeros([1, 1])}, {},
-                                  decoding(topk=topk, max_title_len=max_title_len, **options))
+                                  decoding(topk=topk, max_title_len=max_title_len, **options),
+                                  tf.constant([article], tf.int32))
     return ids.numpy()[0, :int(lengths[0])]
 
 

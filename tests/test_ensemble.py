@@ -83,7 +83,7 @@ def test_beam_search_follows_the_mean_not_either_member():
         def next_probs(yid, t, state, memory):
             return parts.step(yid[:, t], state, memory)
         ids, lengths, scores = beam_search(next_probs, memory, parts.start_state(memory, 1),
-                                           decoding(topk=1, max_title_len=5))
+                                           decoding(topk=1, max_title_len=5), tf.zeros([1, 1], tf.int32))
         return list(ids.numpy()[0][:lengths.numpy()[0]]), float(scores.numpy()[0])
 
     article = {"article": tf.zeros([1, 1])}

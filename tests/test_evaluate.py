@@ -43,8 +43,8 @@ def test_val_rouge_l_monitor_keeps_the_highest(tmp_path, corpus):
     assert len(values) == 3 and all(0 <= v <= 100 for v in values)
     with open(tmp_path / "m" / "metrics.csv", encoding="utf-8") as f:  # readability of the same dev titles
         header = f.readline().strip().split(",")
-    assert header[:8] == ["epoch", "loss", "val_loss", "val_rouge_l", "val_lcs_f", "val_repeat", "val_bigram_repeat",
-                          "val_length"]
+    assert header[:9] == ["epoch", "loss", "val_loss", "val_rouge_l", "val_lcs_f", "val_repeat", "val_bigram_repeat",
+                          "val_new_double", "val_length"]
     assert all(0 <= h["val_repeat"] <= h["val_bigram_repeat"] <= 100 for h in config["history"])
     assert all(0 <= h["val_lcs_f"] <= 100 for h in config["history"])
     best = max(values)
@@ -97,9 +97,11 @@ def test_cli_evaluate(tmp_path, cli_model):
     # LEAD-2 (mean reference length 2.5 rounds to 2): 春夏 and 风雨
     assert saved["scores"]["LEAD-2"] == pytest.approx(corpus_scores(["春夏", "风雨"], ["春夏秋", "风雨"]))
     assert "| LEAD-2 |" in result.stdout and "ROUGE-L" in result.stdout
-    assert saved["readability"]["model"] == readability([p["prediction"] for p in predictions])
-    assert saved["readability"]["references"] == {"repeat": 0.0, "bigram_repeat": 0.0, "length": 2.5}
-    assert "| references |  |  |  |  | 0.0 | 0.0 | 2.5 |" in result.stdout
+    contents = [r["content"] for r in rows]
+    assert saved["readability"]["model"] == readability([p["prediction"] for p in predictions], contents)
+    assert saved["readability"]["references"] == {"repeat": 0.0, "bigram_repeat": 0.0, "new_double": 0.0,
+                                                  "length": 2.5}
+    assert "| references |  |  |  |  | 0.0 | 0.0 | 0.0 | 2.5 |" in result.stdout
 
     tsv = tmp_path / "set.tsv"  # the same set in CLGE's layout
     tsv.write_text("".join(f"{r['title']}\t{r['content']}\n" for r in rows), encoding="utf-8")
@@ -119,7 +121,12 @@ def test_readability_by_hand():
     # back to back (two or more characters, then the same): 册制册制 and "ab ab"? no: "ab " then "ab"
     # differ; 啊啊啊 holds only one-character repeats. So 1 of 6.
     # a bigram twice: 册制 (1st), 啊啊 (overlapping, 3rd), 北京 (4th), ab (5th): 4 of 6
-    assert readability(titles) == {"repeat": pytest.approx(100 / 6), "bigram_repeat": pytest.approx(400 / 6),
-                                   "length": pytest.approx((7 + 4 + 3 + 6 + 5 + 0) / 6)}
-    assert readability(["ab abab"])["repeat"] == 100.0 and not has_repeated_bigram("一二三")
-    assert readability([]) == {"repeat": 0.0, "bigram_repeat": 0.0, "length": 0.0}
+    articles = ["注册制", "他哈哈大笑", "啊", "北京", "ab", ""]
+    # a character twice in a row that its article never has so: 哈哈 stands in its article; 啊啊 does not
+    # (the 3rd); no other title doubles a character: 1 of 6
+    assert readability(titles, articles) == {"repeat": pytest.approx(100 / 6), "bigram_repeat": pytest.approx(400 / 6),
+                                             "new_double": pytest.approx(100 / 6),
+                                             "length": pytest.approx((7 + 4 + 3 + 6 + 5 + 0) / 6)}
+    assert readability(["哈哈"], ["大笑"])["new_double"] == 100.0
+    assert readability(["ab abab"], [""])["repeat"] == 100.0 and not has_repeated_bigram("一二三")
+    assert readability([], []) == {"repeat": 0.0, "bigram_repeat": 0.0, "new_double": 0.0, "length": 0.0}

@@ -9,7 +9,7 @@ from conftest import decoding, model_settings, slow_but, stub_search, titler_of
 from titlegen.data import END, START, UNK
 from titlegen.decoders import IncrementalDecoder, NaiveDecoder
 from titlegen.model import build_model, named_inputs
-from titlegen.search import repeated_ngrams
+from titlegen.search import doubled_ids, new_doubles, repeated_ngrams
 
 V = 7  # pad unk start end, and characters 4 5 6
 
@@ -111,6 +111,22 @@ def test_banned_ids_by_hand():
     assert banned_ids([2, 4, 4, 4], 2) == {4}  # 4 4 was followed by 4: counted once
 
 
+def test_new_doubles_by_hand():
+    # pad, unk, start never count; 6 stands twice twice over; 5 once
+    article = tf.constant([[5, 5, 4, 0, 0], [4, 6, 6, 6, 1], [1, 1, 0, 0, 0]], tf.int32)
+    assert doubled_ids(article).numpy().tolist() == [[5, 0, 0, 0], [0, 6, 6, 0], [0, 0, 0, 0]]
+    # two beams whose last ids (t = 2) are 5 and 4; columns 0-4 stand for ids END-7
+    yid = tf.constant([[START, 4, 5, 0], [START, 5, 4, 0]], tf.int32)
+
+    def banned(doubled, t=2):
+        return [{int(i) + END for i in np.flatnonzero(row)} for row in new_doubles(yid, tf.constant(t), doubled, 5)]
+
+    doubled = doubled_ids(article[:2])
+    assert banned(doubled) == [set(), {4}]  # the first article doubles 5, the second only 6
+    assert banned(tf.reverse(doubled, [0])) == [{5}, {4}]  # articles swapped: 5 is not doubled in the second
+    assert banned(doubled, t=0) == [set(), set()]  # after START nothing is barred
+
+
 def repeat_lover(vocab_size=8):
     """Always likes id 4 best, then 5, then END."""
     def next_probs(yid):
@@ -125,6 +141,11 @@ def test_decoding_options_on_a_stub():
     assert stub_search(repeat_lover(), topk=1, max_title_len=4, no_repeat_ngram=1).tolist() == [2, 4, 5, 3]
     # 4 4 5 4, then both 4 and 5 would repeat a bigram (4 4, 4 5): END
     assert stub_search(repeat_lover(), topk=1, max_title_len=6, no_repeat_ngram=2).tolist() == [2, 4, 4, 5, 4, END]
+    # 4 never follows itself, as its article never writes 4 4; one that does lets it
+    assert stub_search(repeat_lover(), topk=1, max_title_len=4, no_new_double=True, article=(4, 5, 4)).tolist() \
+        == [2, 4, 5, 4, 5]
+    assert stub_search(repeat_lover(), topk=1, max_title_len=4, no_new_double=True, article=(5, 4, 4)).tolist() \
+        == [2, 4, 4, 4, 4]
 
 
 def test_min_len_holds_end_back():
@@ -138,7 +159,8 @@ def test_min_len_holds_end_back():
 OPTIONS = [(1, {}), (3, {}), (5, {}), (3, {"min_title_len": 4}), (3, {"no_repeat_ngram": 1}),
            (5, {"no_repeat_ngram": 2, "min_title_len": 2}), (1, {"no_repeat_ngram": 2, "min_title_len": 3}),
            (3, {"length_penalty": 1.0}), (5, {"length_penalty": 0.6, "no_repeat_ngram": 2, "min_title_len": 3}),
-           (1, {"max_title_len": 5, "length_penalty": 2.0})]
+           (1, {"max_title_len": 5, "length_penalty": 2.0}), (3, {"no_new_double": True}),
+           (5, {"no_new_double": True, "no_repeat_ngram": 3, "length_penalty": 0.6})]
 
 
 @pytest.mark.parametrize("version", slow_but("2019", "2018", "2019"))
@@ -148,12 +170,16 @@ def test_incremental_gives_the_naive_titles_with_options(version, topk, options)
     settings = model_settings(40, char_size=16, hidden_size=32, version=version)
     model = build_model(settings)
     rng = np.random.default_rng(0)
-    articles = [rng.integers(4, 40, size=n).tolist() for n in (5, 30, 12, 21)]
+    articles = [rng.integers(4, 40, size=n).tolist() for n in (5, 30, 12, 21)] + [[7, 7, 9, 9, 30, 30, 30, 5]]
     options = decoding(topk=topk, **{"max_title_len": 12, **options})
     naive = NaiveDecoder(model, settings, options)(articles)
     assert [t.tolist() for t in IncrementalDecoder(model, settings, options)(articles)] == [t.tolist() for t in naive]
     if options.no_repeat_ngram == 1:
         assert all(len(set(t[1:].tolist())) == len(t) - 1 for t in naive)
+    if options.no_new_double:  # a character twice in a row only where its article has it so
+        for title, article in zip(naive, articles):
+            doubled = {x for x, y in zip(article, article[1:]) if x == y}
+            assert all(a != b or a in doubled for a, b in zip(title[1:].tolist(), title[2:].tolist()))
 
 
 def test_length_normalisation_by_hand():

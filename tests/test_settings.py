@@ -77,7 +77,7 @@ def test_the_one_member_budget_is_the_budget_ensemble_with_one_member():
     one, two = settings("csl_budget_one.py"), settings("csl_budget.py")
     assert one.train.members == 1 and two.train.members == 2
     assert one.train.output_dir == os.path.join(ROOT, "runs/csl_budget_one")
-    assert one == two.replace(members=1, output_dir=one.train.output_dir)
+    assert one == two.replace(members=1, output_dir=one.train.output_dir, no_repeat_ngram=3, no_new_double=True)
 
 
 def test_shipped_override_files(tmp_path):
@@ -195,21 +195,23 @@ def test_a_run_folder_of_the_first_layout_still_loads_and_resumes(tmp_path, corp
 
 
 def test_a_run_folder_written_before_later_settings_still_loads_and_resumes(tmp_path, corpus):
-    """A grouped config.json (format 2) from before LR_PATIENCE, LR_FACTOR, TITLE_DROPOUT and
-    RECURRENT_DROPOUT existed loads with them as those runs ran (LEGACY: off), and resuming writes them down."""
+    """A grouped config.json (format 2) from before LR_PATIENCE, LR_FACTOR, TITLE_DROPOUT,
+    RECURRENT_DROPOUT and NO_NEW_DOUBLE existed loads with them as those runs ran (LEGACY: off), and
+    resuming writes them down."""
     from titlegen.train import resume_settings, train
 
     out = str(tmp_path / "older")
     _, _, record = train(tiny_settings(*corpus, epochs=1), out, log=lambda _: None)
-    later = {"lr_patience": "train", "lr_factor": "train", "title_dropout": "model", "recurrent_dropout": "model"}
+    later = {"lr_patience": "train", "lr_factor": "train", "title_dropout": "model", "recurrent_dropout": "model",
+             "no_new_double": "decode"}
     for key, group in later.items():
         del record["settings"][group][key]
     with open(os.path.join(out, CONFIG_FILE), "w", encoding="utf-8") as f:
         json.dump(record, f)
     settings = load_trained(out)[2]
     assert (settings.train.lr_patience, settings.train.lr_factor, settings.model.title_dropout,
-            settings.model.recurrent_dropout) == (None, 0.5, 0.0, 0.0)
-    assert [LEGACY[key] for key in later] == [None, 0.5, 0.0, 0.0]
+            settings.model.recurrent_dropout, settings.decode.no_new_double) == (None, 0.5, 0.0, 0.0, False)
+    assert [LEGACY[key] for key in later] == [None, 0.5, 0.0, 0.0, False]
     _, _, resumed = train(resume_settings(out, epochs=2), out, resume=True, log=lambda _: None)
     model = resumed["settings"]["model"]
     assert model["title_dropout"] == model["recurrent_dropout"] == 0.0 and resumed["settings"]["train"]["lr_factor"] == 0.5

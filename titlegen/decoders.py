@@ -51,8 +51,13 @@ class Decoder:
         ids, lengths, scores = self._run(articles_ids, extended_ids)
         return [row[:n] for row, n in zip(ids.numpy(), lengths.numpy())], scores.numpy()
 
-    def beam_search(self, next_probs, memory, state):
-        return beam_search(next_probs, memory, state, self.options, self.stop_at_end)
+    def beam_search(self, next_probs, memory, state, article):
+        return beam_search(next_probs, memory, state, self.options, article, self.stop_at_end)
+
+    def title_space(self, articles_ids, extended_ids=None):
+        """The articles' ids as a title spells them (a copying model's extended ids), zero-padded:
+        what the search's NO_NEW_DOUBLE reads."""
+        return tf.constant(pad(extended_ids if self.settings.copy else articles_ids))
 
 
 class NaiveDecoder(Decoder):
@@ -75,12 +80,12 @@ class NaiveDecoder(Decoder):
         k, model = self.topk, self.model
 
         def next_probs(yid, t, state, memory):  # the whole model on the article and the titles so far
-            rows = {key: tf.repeat(value, k, axis=0) for key, value in memory.items()}
+            rows = {key: tf.repeat(value, k, axis=0) for key, value in memory.items()}  # article, extended
             inputs = named_inputs(rows["article"], yid[:, :t + 1], rows.get("extended"))
             return model(inputs, training=False)[:, -1], state
 
         memory = {"article": article} if extended is None else {"article": article, "extended": extended}
-        return self.beam_search(next_probs, memory, {})
+        return self.beam_search(next_probs, memory, {}, article if extended is None else extended)
 
 
 class IncrementalDecoder(Decoder):
@@ -100,10 +105,10 @@ class IncrementalDecoder(Decoder):
             self._search = None
 
     def _run(self, articles_ids, extended_ids=None):
-        memory = self.encoded(articles_ids, extended_ids)
+        memory, article = self.encoded(articles_ids, extended_ids), self.title_space(articles_ids, extended_ids)
         if self._search is None:
-            self._search = traced_once(self.search_memory, memory)
-        return self._search(memory)
+            self._search = traced_once(self.search_memory, memory, article)
+        return self._search(memory, article)
 
     def encoded(self, articles_ids, extended_ids=None):
         """The articles' memory (`ModelParts.memory`) as the search reads it (encoded under XLA when xla)."""
@@ -143,22 +148,23 @@ class IncrementalDecoder(Decoder):
             x = np.pad(x, [(0, rows - len(x)), (0, cols - x.shape[1])])
         return x
 
-    def search_memory(self, memory):
-        """The beam search over articles already encoded (`ModelParts.memory`): ids, lengths, scores."""
+    def search_memory(self, memory, article):
+        """The beam search over articles already encoded (`ModelParts.memory`; `article`: their ids
+        as `title_space` gives them): ids, lengths, scores."""
         parts = self.parts
 
         def next_probs(yid, t, state, memory):  # one step of the model's decoder
             return parts.step(yid[:, t], state, memory)
 
         rows = parts.batch(memory) * self.topk
-        return self.beam_search(next_probs, memory, parts.start_state(memory, rows))
+        return self.beam_search(next_probs, memory, parts.start_state(memory, rows), article)
 
 
-def traced_once(fn, example):
-    """fn (of one nested structure of tensors) as a tf.function traced once, for `example`'s
-    structure with every dimension unknown: any batch size and length, no retracing."""
-    spec = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), example)
-    return tf.function(fn, input_signature=[spec], autograph=False)
+def traced_once(fn, *examples):
+    """fn (of nested structures of tensors) as a tf.function traced once, for the `examples`'
+    structures with every dimension unknown: any batch size and length, no retracing."""
+    specs = [tf.nest.map_structure(lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), e) for e in examples]
+    return tf.function(fn, input_signature=specs, autograph=False)
 
 
 DECODER_CLASSES = dict(zip(DECODERS, (NaiveDecoder, IncrementalDecoder)))  # settings.DECODERS: "naive", "incremental"

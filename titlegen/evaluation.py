@@ -30,8 +30,8 @@ def evaluate(titler, batch_size, data, data_settings, out):
     write_predictions(out, references, predictions)
     lead_titles, k = lead(contents, references)
     scores = {"model": corpus_scores(predictions, references), f"LEAD-{k}": corpus_scores(lead_titles, references)}
-    readable = {"model": readability(predictions), f"LEAD-{k}": readability(lead_titles),
-                "references": readability(references)}
+    readable = {"model": readability(predictions, contents), f"LEAD-{k}": readability(lead_titles, contents),
+                "references": readability(references, contents)}
     shares = copy_shares(predictions, contents, set("".join(titler.vocab.chars)))  # words: their characters
     result = {"data": data, "articles": len(rows), "skipped": len(skipped), "scores": scores,
               "decoding": dataclasses.asdict(titler.options),
@@ -46,7 +46,7 @@ def write_predictions(out, references, predictions):
             f.write(json.dumps({"line": line, "reference": ref, "prediction": pred}, ensure_ascii=False) + "\n")
 
 
-HEADINGS = {"repeat": "REPEAT %", "bigram_repeat": "BIGRAM REPEAT %", "length": "LENGTH"}
+HEADINGS = {"repeat": "REPEAT %", "bigram_repeat": "BIGRAM REPEAT %", "new_double": "NEW DOUBLE %", "length": "LENGTH"}
 
 
 def report(result, out):
@@ -62,7 +62,8 @@ def report(result, out):
         cells += [f"{readable[r]:.1f}" for r in READABILITY]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("REPEAT %: titles with a substring repeated back to back; BIGRAM REPEAT %: titles with a "
-                 "character bigram twice")
+                 "character bigram twice; NEW DOUBLE %: titles with a character twice in a row that their article "
+                 "never has twice in a row")
     shares = result["title_characters"]
     lines.append(f"title characters: {shares['in_article']:.1f}% stand in the article, "
                  f"{shares['out_of_vocab']:.1f}% are outside the vocabulary")

@@ -97,7 +97,8 @@ def export(titler, out_dir):
 
     def serve(articles):
         ids, extended, oov, n_oov, empty = text.encode(articles)
-        ids, lengths, scores = decoder.search_memory(decoder.parts.memory(ids, extended))
+        ids, lengths, scores = decoder.search_memory(decoder.parts.memory(ids, extended),
+                                                     ids if extended is None else extended)
         titles = text.decode(ids, lengths, oov, n_oov)
         return {"title": tf.where(empty, "", titles), "score": tf.where(empty, tf.zeros_like(scores), scores)}
 

@@ -14,7 +14,7 @@ from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from rouge import Rouge
 
 METRICS = ("rouge-1", "rouge-2", "rouge-l", "bleu")
-READABILITY = ("repeat", "bigram_repeat", "length")  # the keys of `readability`
+READABILITY = ("repeat", "bigram_repeat", "new_double", "length")  # the keys of `readability`
 VAL_READABILITY = tuple(f"val_{k}" for k in READABILITY)  # the same of the dev titles, in metrics.csv
 ROUGE_L = Rouge(metrics=["rouge-l"])
 BACK_TO_BACK = re.compile(r"(..+)\1", re.DOTALL)  # two or more characters, then the same again
@@ -87,12 +87,19 @@ def has_repeated_bigram(title):
     return len(set(bigrams)) < len(bigrams)
 
 
-def readability(titles):
+def has_new_double(title, article):
+    """Whether `title` has a character twice in a row (`制制`) that its article never writes twice in a row."""
+    return any(a == b and a + b not in article for a, b in zip(title, title[1:]))
+
+
+def readability(titles, articles):
     """What a reader sees that ROUGE does not: the percent of titles holding a substring of two or
     more characters repeated back to back (`册制册制`; `哈哈` is not one), the percent holding a
-    character bigram twice anywhere, and the mean length in characters."""
+    character bigram twice anywhere, the percent doubling a character their article never doubles
+    (`被判刑刑`; `哈哈` where the article has it is not one), and the mean length in characters."""
     if not titles:
         return dict.fromkeys(READABILITY, 0.0)
     return {"repeat": 100 * sum(bool(BACK_TO_BACK.search(t)) for t in titles) / len(titles),
             "bigram_repeat": 100 * sum(map(has_repeated_bigram, titles)) / len(titles),
+            "new_double": 100 * sum(map(has_new_double, titles, articles)) / len(titles),
             "length": float(np.mean([len(t) for t in titles]))}

@@ -13,7 +13,8 @@ lower index first among equals; an article is done when its best beam ends with 
 (max_title_len) steps its best beam is its title (stop_at_end=False always runs max_len steps, for benchmarks).
 Options beyond the blog (settings.Decode's fields; config.py's names upper-cased), off by default:
 min_title_len (END barred before that many characters), no_repeat_ngram (an id that would repeat
-an n-gram of its beam is barred), length_penalty α > 0
+an n-gram of its beam is barred), no_new_double (an id never follows itself unless its article has
+it twice in a row: `article`, the articles' ids as titles spell them), length_penalty α > 0
 (Wu et al. 2016: an ending beam leaves as a finished title scored log p / ((5 + n) / 6) ** α, n its
 ids after START; done when topk titles are finished or no beam is left; the best finished wins).
 Once a quarter of the articles in the loop are done they leave it (their memory, beams and states
@@ -28,11 +29,13 @@ NEG_INF = np.float64(-np.inf)  # a NumPy scalar: a tensor made at import would s
 # MultiWorkerMirroredStrategy must configure it first
 
 
-def beam_search(next_probs, memory, state, options, stop_at_end=True):
+def beam_search(next_probs, memory, state, options, article, stop_at_end=True):
     """Titles for a batch of articles, searched as `options` (a settings.Decode, its max_title_len
-    set) say: (ids (batch, max_len + 1), START first and zeros after the title; lengths (batch,);
-    scores (batch,), the title's summed log(p + 1e-6))."""
+    set) say; `article` (batch, L): their ids as a title spells them (a copying model's extended
+    ids), zeros after. Returns (ids (batch, max_len + 1), START first and zeros after the title;
+    lengths (batch,); scores (batch,), the title's summed log(p + 1e-6))."""
     k, max_len, length_penalty = options.topk, options.max_title_len, options.length_penalty
+    doubled = doubled_ids(article) if options.no_new_double else None
     width = max_len + 1
     batch = tf.shape(tf.nest.flatten(memory)[0])[0]
     title = {"ids": tf.zeros([batch, width], tf.int32), "lengths": tf.zeros([batch], tf.int32),
@@ -49,7 +52,8 @@ def beam_search(next_probs, memory, state, options, stop_at_end=True):
         yid = tf.reshape(loop["yid"], [b * k, width])
         probs, state = next_probs(yid, t, loop["state"], loop["memory"])
         # each beam's k best: (b·k, k)
-        log_p, ids = best_next(probs, t, yid, k, options.min_title_len, options.no_repeat_ngram)
+        beams_doubled = None if doubled is None else tf.repeat(tf.gather(doubled, loop["article"]), k, axis=0)
+        log_p, ids = best_next(probs, t, yid, k, options.min_title_len, options.no_repeat_ngram, beams_doubled)
         candidates = {"scores": tf.reshape(loop["scores"][:, :, None] + tf.reshape(log_p, [b, k, k]), [b, k * k]),
                       "ids": tf.reshape(ids, [b, k * k]) + END}
         loop = {**loop, "state": state}
@@ -144,7 +148,7 @@ def leave(loop, k):
     return {**per_article, "state": tf.nest.map_structure(lambda s: tf.gather(s, keep_rows), loop["state"])}
 
 
-def best_next(probs, t, yid, k, min_len=0, no_repeat_ngram=0):
+def best_next(probs, t, yid, k, min_len=0, no_repeat_ngram=0, doubled=None):
     """Each beam's k best next ids (minus END) and their scores log(p + 1e-6), ids below END never
     chosen, the options' bans at -inf: (n, k) each, best first, the lower id first among equals.
     Only the k best p + 1e-6 (float64) are logged, not all V; should two nearly-zero p (< 1e-12) log
@@ -155,6 +159,8 @@ def best_next(probs, t, yid, k, min_len=0, no_repeat_ngram=0):
         bans.append(tf.logical_and(t < min_len, tf.equal(tf.range(tf.shape(shifted)[1]), 0)[None]))
     if no_repeat_ngram:
         bans.append(repeated_ngrams(yid, t, no_repeat_ngram, tf.shape(shifted)[1]))
+    if doubled is not None:
+        bans.append(new_doubles(yid, t, doubled, tf.shape(shifted)[1]))
 
     def ban(x):  # -inf where an option forbids the id
         for banned in bans:
@@ -183,6 +189,24 @@ def repeated_ngrams(yid, t, n, size):
     counts = tf.scatter_nd(tf.stack([tf.cast(where[:, 0], tf.int32), ids], axis=1),
                            tf.ones_like(ids), [tf.shape(yid)[0], size])  # repeats add up
     return counts > 0
+
+
+def doubled_ids(article):
+    """(batch, L - 1): each article's ids that stand twice in a row in it (at the first of the two), 0
+    elsewhere; ids below END (padding, <unk>) never count."""
+    first = article[:, :-1]
+    twice = tf.logical_and(tf.equal(first, article[:, 1:]), first >= END)
+    return tf.where(twice, first, tf.zeros_like(first))
+
+
+def new_doubles(yid, t, doubled, size):
+    """(beams, size) True at the column of each beam's last id (END + column) unless its article
+    has that id twice in a row (`doubled`: doubled_ids of each beam's article): a character never
+    follows itself where the article does not write it so. START (t = 0) bans nothing."""
+    last = yid[:, t]
+    allowed = tf.reduce_any(tf.equal(doubled, last[:, None]), axis=1)
+    same = tf.equal(tf.range(size)[None, :] + END, last[:, None])
+    return tf.logical_and(same, tf.logical_not(allowed)[:, None])
 
 
 def sample(next_probs, memory, state, n, max_len, seed, top=0):

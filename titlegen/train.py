@@ -579,11 +579,11 @@ class Run:
             logs["val_loss"] = dev_loss(self.predict, epoch_batches(inputs.dev, inputs.vocab, self.settings, 0,
                                                                     order=False))
         if inputs.rouge_rows:  # ROUGE-L of the titles the model writes for a sample of the dev set
-            titles = self.titler([r.content for r in inputs.rouge_rows])
-            references = [r.title for r in inputs.rouge_rows]
+            contents = [r.content for r in inputs.rouge_rows]
+            titles, references = self.titler(contents), [r.title for r in inputs.rouge_rows]
             logs["val_rouge_l"] = corpus_scores(titles, references)["rouge-l"]
             logs["val_lcs_f"] = 100 * sum(map(lcs_f, titles, references)) / len(titles)  # sees repeats
-            logs.update({f"val_{k}": v for k, v in readability(titles).items()})
+            logs.update({f"val_{k}": v for k, v in readability(titles, contents).items()})
         log(f"epoch {epoch}: " + "  ".join(f"{k} {logs[k]:.4f}" for k in MONITORS if k in logs)
             + (f"  (dev titles: {logs['val_repeat']:.1f}% repeat, {logs['val_bigram_repeat']:.1f}% repeat a "
                f"bigram)" if "val_repeat" in logs else "")
