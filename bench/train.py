@@ -370,7 +370,8 @@ def recipe_table(recipes, flags):
     folder of this bench's own (runs/bench_<name>), each alone on the machine: minutes from the
     command to the saved model, and what `evaluate` gives on the recipe's dev set."""
     print(f"\n## time to quality: `train CONFIG {' '.join(flags)}`, then `evaluate CONFIG`, one after the other\n")
-    print("| recipe | minutes to the saved model | ROUGE-L | repeat % | bigram repeat % | length |\n|---|---|---|---|---|---|")
+    print("| recipe | minutes to the saved model | ROUGE-L | repeat % | bigram repeat % | new double % | length |\n"
+          "|---|---|---|---|---|---|---|")
     cli = os.path.join(ROOT, "seq2seq_title.py")
     for recipe in recipes:
         out = os.path.join(ROOT, "runs", "bench_" + os.path.splitext(os.path.basename(recipe))[0])
@@ -383,13 +384,13 @@ def recipe_table(recipes, flags):
             capture_output=True, text=True, cwd=ROOT)
         if trained.returncode or evaluated.returncode:
             failed = trained if trained.returncode else evaluated
-            print(f"| {recipe} | failed: {(failed.stderr.strip().splitlines() or ['no output'])[-1]} | | | | |")
+            print(f"| {recipe} | failed: {(failed.stderr.strip().splitlines() or ['no output'])[-1]} | | | | | |")
             continue
         with open(os.path.join(out, "bench_dev.scores.json"), encoding="utf-8") as f:
             result = json.load(f)
         readable = result["readability"]["model"]
         print(f"| {recipe} | {minutes:.1f} | {result['scores']['model']['rouge-l']:.2f} | {readable['repeat']:.1f} "
-              f"| {readable['bigram_repeat']:.1f} | {readable['length']:.1f} |")
+              f"| {readable['bigram_repeat']:.1f} | {readable['new_double']:.1f} | {readable['length']:.1f} |")
     print(f"\n(on {describe()}; every recipe's model stays in its runs/bench_* folder)")
 
 
