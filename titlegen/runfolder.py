@@ -44,8 +44,8 @@ MEMBER_FOLDER = "member_{}"  # an ensemble's members, numbered from 1, each a ru
 LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "content", "on_bad_record": "stop",
           "tokenizer": "char", "shuffle_buffer": 10000, "bucket": False, "bucket_window": 100, "checkpoint_steps": 0,
           "strategy": "auto", "mixed_precision": False, "tensorboard": False, "version": "2018", "copy": False,
-          "coverage": 0.0, "length_penalty": 0.0, "no_new_double": False, "dropout": 0.0, "label_smoothing": 0.0, "ema": 0.0,
-          "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0, "members": 1,
+          "coverage": 0.0, "length_penalty": 0.0, "no_new_double": False, "dropout": 0.0, "label_smoothing": 0.0,
+          "ema": 0.0, "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0, "members": 1,
           "recurrent_dropout": 0.0, "time_limit": None, "lr_decay_epochs": None,
           "seq_epochs": 0, "seq_candidates": 4, "seq_reward": "rouge-l", "seq_beam": True, "seq_reference": False, "seq_sample_top": 0, "seq_sharpness": 1.0, "seq_ce_weight": 0.3,
           "seq_learning_rate": 1e-4}
