@@ -586,7 +586,7 @@ class Run:
             logs.update({f"val_{k}": v for k, v in readability(titles, contents).items()})
         log(f"epoch {epoch}: " + "  ".join(f"{k} {logs[k]:.4f}" for k in MONITORS if k in logs)
             + (f"  (dev titles: {logs['val_repeat']:.1f}% repeat, {logs['val_bigram_repeat']:.1f}% repeat a "
-               f"bigram)" if "val_repeat" in logs else "")
+               f"bigram, {logs['val_new_double']:.1f}% double a character)" if "val_repeat" in logs else "")
             + f"  ({logs['seconds']:.0f} s training, {logs['articles_per_s']:.0f} articles/s)")
         for (name, _), title in zip(inputs.samples, self.titler([c for _, c in inputs.samples])):
             log(f"  [{name}] {title}")  # watch the titles improve
