@@ -131,13 +131,12 @@ class IncrementalDecoder(Decoder):
         return [rows[i * n:(i + 1) * n] for i in range(len(articles_ids))]
 
     def sample_memory(self, memory, n, seed, top):
-        parts = self.parts
+        start = self.parts.start_state(memory, self.parts.batch(memory) * n)
+        return sample(self.next_probs, memory, start, n, self.options.max_title_len, seed, top)
 
-        def next_probs(yid, t, state, memory):  # one step of the model's decoder, as the beam search's
-            return parts.step(yid[:, t], state, memory)
-
-        return sample(next_probs, memory, parts.start_state(memory, parts.batch(memory) * n), n,
-                      self.options.max_title_len, seed, top)
+    def next_probs(self, yid, t, state, memory):
+        """The search's and the draws' next-id probabilities: one step of the model's decoder."""
+        return self.parts.step(yid[:, t], state, memory)
 
     def encoder_input(self, articles_ids):
         """The articles zero-padded into one array; under XLA, to a power-of-two batch and a multiple
@@ -151,13 +150,8 @@ class IncrementalDecoder(Decoder):
     def search_memory(self, memory, article):
         """The beam search over articles already encoded (`ModelParts.memory`; `article`: their ids
         as `title_space` gives them): ids, lengths, scores."""
-        parts = self.parts
-
-        def next_probs(yid, t, state, memory):  # one step of the model's decoder
-            return parts.step(yid[:, t], state, memory)
-
-        rows = parts.batch(memory) * self.topk
-        return self.beam_search(next_probs, memory, parts.start_state(memory, rows), article)
+        start = self.parts.start_state(memory, self.parts.batch(memory) * self.topk)
+        return self.beam_search(self.next_probs, memory, start, article)
 
 
 def traced_once(fn, *examples):

@@ -242,7 +242,6 @@ class SelfModulatedLayerNorm(layers.Layer):
         gamma = self.gamma_2(self.gamma_1(cond))
         return self.norm(x) * (gamma + 1.0) + beta
 
-
     def get_config(self):
         return {**super().get_config(), "hidden": self.hidden, "epsilon": self.epsilon}
 
@@ -303,7 +302,6 @@ class MultiHeadAttention(Attention):
 
     def per_head(self, coverage):  # one coverage for all heads
         return coverage[:, None, :, :]
-
 
     def get_config(self):
         return {**super().get_config(), "heads": self.heads, "size_per_head": self.size_per_head}
@@ -387,7 +385,6 @@ class PointerGenerator(layers.Layer):
         index = ops.reshape(ops.stack([rows, steps, ids], axis=-1), (-1, 3))
         copied = ops.scatter(index, ops.reshape(a, (-1,)), (shape[0], shape[1], size))  # repeats add up
         return p_gen * vocab + (1.0 - p_gen) * copied
-
 
     def get_config(self):
         return {**super().get_config(), "extra": self.extra}

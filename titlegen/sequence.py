@@ -25,7 +25,7 @@ import tensorflow as tf
 from .data import END, PAD, START, UNK, pad
 from .metrics import lcs_f, rouge_l
 from .model import summed_title_loss, title_log_probs
-from .replicas import share
+from .replicas import distributed_steps, share
 
 TOKEN_BASE = 0xF0000  # ids become characters of a private-use plane, so ROUGE-L runs on them as on text
 UNKNOWN = {"reference": chr(0x10FFFC), "candidate": chr(0x10FFFD)}  # an unknown never matches an unknown
@@ -92,45 +92,33 @@ def make_sequence_step(model, optimizer, strategy, decoder, train):
     parts, k, replicas = decoder.parts, train.seq_candidates, strategy.num_replicas_in_sync
     weight, sharpness = train.seq_ce_weight, train.seq_sharpness
 
-    def replica_step(inputs, cands, costs, valid, counts):
+    def replica_loss(inputs, cands, costs, valid, counts):
         inputs = {name: share(a, replicas) for name, a in inputs.items()}
         cands, costs, valid = (share(a, replicas) for a in (cands, costs, valid))
         x, y, extended = inputs["article"], inputs["title"], inputs.get("article_extended")
         flat = tf.reshape(cands, [-1, tf.shape(cands)[2]])
-        with tf.GradientTape() as tape:
-            encoded = parts.encode(x)
-            probs = parts.title_probs(encoded, y[:, :-1], extended)
-            cross_entropy = summed_title_loss(y[:, 1:], probs, train.label_smoothing) / counts[0]
-            repeated = tf.nest.map_structure(lambda a: tf.repeat(a, k, axis=0), encoded)
-            c_probs = parts.title_probs(repeated, flat[:, :-1], None if extended is None
-                                        else tf.repeat(extended, k, axis=0))
-            log_probs = tf.reshape(title_log_probs(flat[:, 1:], c_probs), [-1, k])
-            risk = tf.reduce_sum(sequence_risk(log_probs, costs, valid, sharpness)) / counts[1]
-            loss = weight * cross_entropy + (1.0 - weight) * risk
-            scaled = optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
-        return loss
+        encoded = parts.encode(x)
+        probs = parts.title_probs(encoded, y[:, :-1], extended)
+        cross_entropy = summed_title_loss(y[:, 1:], probs, train.label_smoothing) / counts[0]
+        repeated = tf.nest.map_structure(lambda a: tf.repeat(a, k, axis=0), encoded)
+        c_probs = parts.title_probs(repeated, flat[:, :-1],
+                                    None if extended is None else tf.repeat(extended, k, axis=0))
+        log_probs = tf.reshape(title_log_probs(flat[:, 1:], c_probs), [-1, k])
+        risk = tf.reduce_sum(sequence_risk(log_probs, costs, valid, sharpness)) / counts[1]
+        return weight * cross_entropy + (1.0 - weight) * risk
 
-    def distributed_step(inputs, cands, costs, valid, counts):
-        losses = strategy.run(replica_step, args=(inputs, cands, costs, valid, counts))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+    def signature(rows, names):  # the batch's own names
+        ids = tf.TensorSpec([rows, None], tf.int32)
+        per_article = tf.TensorSpec([rows, k], tf.float32)
+        return [{name: ids for name in names}, tf.TensorSpec([rows, k, None], tf.int32), per_article, per_article,
+                tf.TensorSpec([2], tf.float32)]
 
-    graphs = {}
-
-    def graph(rows, names):  # traced once per batch size, for any lengths (as make_train_step's)
-        if rows not in graphs:
-            ids = tf.TensorSpec([rows, None], tf.int32)
-            graphs[rows] = tf.function(distributed_step, input_signature=[
-                {name: ids for name in names}, tf.TensorSpec([rows, k, None], tf.int32),
-                tf.TensorSpec([rows, k], tf.float32), tf.TensorSpec([rows, k], tf.float32),
-                tf.TensorSpec([2], tf.float32)])
-        return graphs[rows]
+    graph = distributed_steps(model, optimizer, strategy, replica_loss, signature)
 
     def step(batch, seed):
         arrays = candidate_arrays(batch, decoder, train, seed)
         inputs, cands, costs, valid, counts = arrays
-        inputs = {name: tf.constant(a) for name, a in inputs.items()}  # the batch's own names
+        inputs = {name: tf.constant(a) for name, a in inputs.items()}
         return float(graph(len(batch["article"]), inputs)(inputs, *map(tf.constant, (cands, costs, valid, counts))))
 
     return step

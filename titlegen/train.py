@@ -25,7 +25,7 @@ from .faults import kill_point
 from .decoders import IncrementalDecoder, Titler
 from .metrics import VAL_READABILITY, corpus_scores, lcs_f, readability
 from .model import build_model, model_inputs, real_targets, summed_title_loss
-from .replicas import share
+from .replicas import distributed_steps, share
 from .runfolder import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, RunFolder
 from .sequence import make_sequence_step
 from .settings import MONITORS, resumed
@@ -134,42 +134,25 @@ def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothi
     Each replica sums the cross-entropy of its share of the batch and divides by the real targets
     of the whole batch; the optimizer sums the replicas' gradients. So the loss and the update are
     exactly those of one device on the whole batch (a coverage loss, a mean per replica, is
-    averaged over the replicas).
-
-    The step is traced once per batch size (the last batch may be smaller), for any article and
-    title length, so the graph that runs a batch depends on the batch alone, never on where the
-    process started: a resumed run is the uninterrupted one bit for bit. (Traced for the first
-    batch's exact shapes and then generally, as tf.function's reduce_retracing does, the two graphs
-    rounded differently and a resumed run parted by a float32 ulp that grew. A batch size left
-    unknown too costs about 30% of the speed on a CPU; a known one costs nothing: docs/speed.md.)
+    averaged over the replicas). The step is traced once per batch size, for any article and title
+    length, so a resumed run is the uninterrupted one bit for bit (docs/speed.md says why).
     jit_compile=True runs the step under XLA (bench/train.py measures it: far slower on a CPU).
     """
     replicas = strategy.num_replicas_in_sync
 
-    def replica_step(inputs, target, count):
+    def replica_loss(inputs, target, count):
         inputs, target = {name: share(a, replicas) for name, a in inputs.items()}, share(target, replicas)
-        with tf.GradientTape() as tape:
-            probs = model(inputs, training=True)
-            loss = summed_title_loss(target, probs, label_smoothing) / count
-            if model.losses:  # the coverage loss
-                loss += tf.cast(tf.add_n(model.losses), loss.dtype) / replicas
-            scaled = optimizer.scale_loss(loss)  # loss scaling under mixed precision; else itself
-        grads = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
+        probs = model(inputs, training=True)
+        loss = summed_title_loss(target, probs, label_smoothing) / count
+        if model.losses:  # the coverage loss
+            loss += tf.cast(tf.add_n(model.losses), loss.dtype) / replicas
         return loss
 
-    def distributed_step(inputs, target, count):
-        losses = strategy.run(replica_step, args=(inputs, target, count))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+    def signature(rows):  # batches of that many rows and any lengths
+        ids = tf.TensorSpec([rows, None], tf.int32)
+        return [{name: ids for name in model.input}, ids, tf.TensorSpec([], tf.float32)]
 
-    graphs = {}  # batch size -> the step for batches of that many rows and any lengths
-
-    def graph(rows):
-        if rows not in graphs:
-            ids = tf.TensorSpec([rows, None], tf.int32)
-            graphs[rows] = tf.function(distributed_step, jit_compile=jit_compile, input_signature=[
-                {name: ids for name in model.input}, ids, tf.TensorSpec([], tf.float32)])
-        return graphs[rows]
+    graph = distributed_steps(model, optimizer, strategy, replica_loss, signature, jit_compile)
 
     def train_step(batch):
         inputs, target = model_inputs(batch)
