@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import config  # noqa: E402
 from titlegen.errors import TitleError  # noqa: E402 (these three import no TensorFlow: quick)
-from titlegen.settings import FIELDS, choices, load, resumed  # noqa: E402
+from titlegen.settings import FIELDS, load, resumed, setting_flag  # noqa: E402
 from titlegen.text import check_article, parse_line  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -215,82 +215,62 @@ def add_settings_files(p, positional=True):
                        help="a file of config.py names that override it (e.g. configs/csl.py); may repeat")
 
 
-def add_decoding_args(p, export=False):
-    p.add_argument("--model", dest="output_dir", help="folder of a trained model (default: config.OUTPUT_DIR)")
-    p.add_argument("--topk", type=int, help="beam width; 1 is greedy (default: config.TOPK)")
-    if not export:
-        p.add_argument("--decoder", choices=choices("decoder"), help="default: config.DECODER")
-        p.add_argument("--batch-size", dest="generate_batch_size", type=int,
-                       help="articles decoded together (default: config.GENERATE_BATCH_SIZE)")
-    p.add_argument("--min-len", dest="min_title_len", type=int, help="no END before this many characters")
-    p.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size in a title")
-    p.add_argument("--no-new-double", action="store_const", const=True,
-                   help="a character never follows itself unless the article has it twice in a row")
-    p.add_argument("--max-len", dest="max_title_len", type=int, help="decoding steps at most")
-    p.add_argument("--length-penalty", type=float, help="length normalisation α (0 = off, the blog's search)")
+def add_settings_flags(p, flags):
+    """Flags that set a settings field: (flag, help[, field[, constant]]), the field the flag's name
+    unless given. Its type and choices are the field's; a True/False field's flag turns it on (or
+    sets `constant`); the help names config.py's default."""
+    for flag, help, *rest in flags:
+        name = rest[0] if rest else flag[2:].replace("-", "_")
+        kind, allowed, config_name = setting_flag(name)
+        help = f"{help} (default: config.{config_name})"
+        if kind is bool or len(rest) > 1:
+            const = rest[1] if len(rest) > 1 else True
+            p.add_argument(flag, dest=name, action="store_const", const=const, help=help)
+        else:
+            p.add_argument(flag, dest=name, type=kind, choices=allowed, help=help)
 
 
-def add_skip_bad(p):
-    p.add_argument("--skip-bad", dest="on_bad_record", action="store_const", const="skip",
-                   help="report and leave out bad records instead of stopping (default: config.ON_BAD_RECORD)")
-
-
-def add_train_args(p):
-    p.add_argument("--train", dest="train_path", help="training data: a JSON Lines or TSV file, or a THUCNews-style "
-                   "folder (default: config.TRAIN_PATH)")
-    p.add_argument("--dev", dest="dev_path", help="dev data, as --train (default: config.DEV_PATH)")
-    p.add_argument("--format", dest="data_format", choices=choices("data_format"),
-                   help="layout of --train and --dev (default: config.DATA_FORMAT)")
-    add_skip_bad(p)
-    p.add_argument("--tokenizer", choices=choices("tokenizer"), help="characters or jieba words (default: config.TOKENIZER)")
-    p.add_argument("--no-dev", action="store_true", help="no dev set; monitor the training loss (the blog)")
-    p.add_argument("--out", dest="output_dir", help="output folder (default: config.OUTPUT_DIR)")
-    p.add_argument("--epochs", type=int, help="number of epochs (default: config.EPOCHS)")
-    p.add_argument("--steps-per-epoch", type=int, help="at most this many batches per epoch")
-    p.add_argument("--batch-size", type=int, help="articles per batch (default: config.BATCH_SIZE)")
-    p.add_argument("--overwrite", action="store_true", help="replace a model already in the output folder")
-    p.add_argument("--resume", action="store_true", help="continue the run in the output folder from its checkpoint, "
-                   "with its own settings (config.py and CONFIG.py files only say where it is)")
-    p.add_argument("--checkpoint-steps", type=int, help="checkpoint every N batches too (default: config.CHECKPOINT_STEPS)")
-    p.add_argument("--shuffle", action="store_const", const=True, help="shuffle every epoch (default: config.SHUFFLE)")
-    p.add_argument("--bucket", action="store_const", const=True, help="batch articles of similar length (default: config.BUCKET)")
-    p.add_argument("--strategy", choices=choices("strategy"), help="default: config.STRATEGY")
-    p.add_argument("--mixed-precision", action="store_const", const=True, help="float16 compute (GPU; default: config.MIXED_PRECISION)")
-    p.add_argument("--tensorboard", action="store_const", const=True, help="also write OUT/tensorboard")
-    p.add_argument("--version", choices=choices("version"), help="model version (default: config.MODEL_VERSION)")
-    p.add_argument("--monitor", choices=choices("monitor"), help="default: config.MONITOR")
-    p.add_argument("--patience", type=int, help="stop after this many epochs without a better monitor")
-    p.add_argument("--time-limit", type=float, help="minutes: end before an epoch that would end past them "
-                   "(default: config.TIME_LIMIT)")
-    p.add_argument("--lr-patience", type=int, help="cut the learning rate by LR_FACTOR after this many epochs "
-                   "without a better monitor (default: config.LR_PATIENCE)")
-    p.add_argument("--lr-decay-epochs", type=int, help="the learning rate falls to 0 along half a cosine over "
-                   "this many epochs (default: config.LR_DECAY_EPOCHS)")
-    p.add_argument("--seq-epochs", type=int, help="epochs of the sequence-level stage after teacher forcing; with "
-                   "--resume, a finished run continues with it (default: config.SEQ_EPOCHS)")
-    p.add_argument("--seq-candidates", type=int, help="candidate titles per article in the stage (config.SEQ_CANDIDATES)")
-    p.add_argument("--seq-reward", choices=choices("seq_reward"), help="the stage's reward (config.SEQ_REWARD)")
-    p.add_argument("--seq-sample", dest="seq_beam", action="store_const", const=False,
-                   help="the stage's candidates all sampled, the beam-search title not among them (config.SEQ_BEAM)")
-    p.add_argument("--seq-reference", action="store_const", const=True,
-                   help="the reference is one of the stage's candidates (config.SEQ_REFERENCE)")
-    p.add_argument("--seq-sample-top", type=int, help="the stage draws each character from this many most likely "
-                   "(config.SEQ_SAMPLE_TOP)")
-    p.add_argument("--seq-sharpness", type=float, help="the stage's α (config.SEQ_SHARPNESS)")
-    p.add_argument("--seq-ce-weight", type=float, help="the stage's λ, the cross-entropy's weight (config.SEQ_CE_WEIGHT)")
-    p.add_argument("--seq-learning-rate", type=float, help="the stage's Adam rate (config.SEQ_LEARNING_RATE)")
-    p.add_argument("--copy", action="store_const", const=True, help="add the copy head (default: config.COPY)")
-    p.add_argument("--coverage", type=float, help="coverage loss weight; > 0 adds coverage (default: config.COVERAGE)")
-    p.add_argument("--dropout", type=float, help="dropout rate while training (default: config.DROPOUT)")
-    p.add_argument("--title-dropout", type=float, help="rate at which training reads a title character as <unk> "
-                   "(default: config.TITLE_DROPOUT)")
-    p.add_argument("--recurrent-dropout", type=float, help="dropout rate on every LSTM's state at each step while "
-                   "training (default: config.RECURRENT_DROPOUT)")
-    p.add_argument("--label-smoothing", type=float, help="label smoothing ε (default: config.LABEL_SMOOTHING)")
-    p.add_argument("--ema", type=float, help="keep an average of the weights with this momentum (default: config.EMA)")
-    p.add_argument("--seed", type=int, help="random seed (default: config.SEED)")
-    p.add_argument("--members", type=int, help="train an ensemble of this many models, side by side "
-                   "(default: config.MEMBERS)")
+SKIP_BAD = ("--skip-bad", "report and leave out bad records instead of stopping", "on_bad_record", "skip")
+FORMAT = ("--format", "layout of the data", "data_format")
+DECODING_FLAGS = (
+    ("--model", "folder of a trained model", "output_dir"), ("--topk", "beam width; 1 is greedy"),
+    ("--min-len", "no END before this many characters", "min_title_len"),
+    ("--no-repeat-ngram", "never repeat an n-gram of this size in a title"),
+    ("--no-new-double", "a character never follows itself unless the article has it twice in a row"),
+    ("--max-len", "decoding steps at most", "max_title_len"),
+    ("--length-penalty", "length normalisation α (0 = off, the blog's search)"))
+TITLING_FLAGS = (("--decoder", "naive (the blog's) or incremental"),
+                 ("--batch-size", "articles decoded together", "generate_batch_size"))
+TRAIN_FLAGS = (
+    ("--train", "training data: a JSON Lines or TSV file, or a THUCNews-style folder", "train_path"),
+    ("--dev", "dev data, as --train", "dev_path"), FORMAT, SKIP_BAD, ("--tokenizer", "characters or jieba words"),
+    ("--out", "output folder", "output_dir"), ("--epochs", "number of epochs"),
+    ("--steps-per-epoch", "at most this many batches per epoch"), ("--batch-size", "articles per batch"),
+    ("--checkpoint-steps", "checkpoint every N batches too"), ("--shuffle", "shuffle every epoch"),
+    ("--bucket", "batch articles of similar length"), ("--strategy", "devices to train on"),
+    ("--mixed-precision", "float16 compute (GPU)"), ("--tensorboard", "also write OUT/tensorboard"),
+    ("--version", "model version"), ("--monitor", "what the best epoch is chosen by"),
+    ("--patience", "stop after this many epochs without a better monitor"),
+    ("--time-limit", "minutes: end before an epoch that would end past them"),
+    ("--lr-patience", "cut the learning rate by LR_FACTOR after this many epochs without a better monitor"),
+    ("--lr-decay-epochs", "the learning rate falls to 0 along half a cosine over this many epochs"),
+    ("--seq-epochs", "epochs of the sequence-level stage after teacher forcing; with --resume, a finished run "
+     "continues with it"),
+    ("--seq-candidates", "candidate titles per article in the stage"), ("--seq-reward", "the stage's reward"),
+    ("--seq-sample", "the stage's candidates all sampled, the beam-search title not among them", "seq_beam", False),
+    ("--seq-reference", "the reference is one of the stage's candidates"),
+    ("--seq-sample-top", "the stage draws each character from this many most likely"),
+    ("--seq-sharpness", "the stage's α"), ("--seq-ce-weight", "the stage's λ, the cross-entropy's weight"),
+    ("--seq-learning-rate", "the stage's Adam rate"), ("--copy", "add the copy head"),
+    ("--coverage", "coverage loss weight; > 0 adds coverage"), ("--dropout", "dropout rate while training"),
+    ("--title-dropout", "rate at which training reads a title character as <unk>"),
+    ("--recurrent-dropout", "dropout rate on every LSTM's state at each step while training"),
+    ("--label-smoothing", "label smoothing ε"), ("--ema", "keep an average of the weights with this momentum"),
+    ("--seed", "random seed"), ("--members", "train an ensemble of this many models, side by side"))
+SERVE_FLAGS = (
+    ("--host", "address to listen on (loopback)", "serve_host"),
+    ("--port", "port; 0 takes a free one", "serve_port"),
+    ("--batch-wait", "ms a request waits for others to be decoded with it", "serve_batch_wait"))
 
 
 def parse_args(argv):
@@ -299,7 +279,11 @@ def parse_args(argv):
 
     p = sub.add_parser("train", help="train on TRAIN_PATH (config.py), save to OUTPUT_DIR")
     add_settings_files(p)
-    add_train_args(p)
+    add_settings_flags(p, TRAIN_FLAGS)
+    p.add_argument("--no-dev", action="store_true", help="no dev set; monitor the training loss (the blog)")
+    p.add_argument("--overwrite", action="store_true", help="replace a model already in the output folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in the output folder from its checkpoint, "
+                   "with its own settings (config.py and CONFIG.py files only say where it is)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("generate", help='print a title for an article: generate "文章内容"')
@@ -307,33 +291,26 @@ def parse_args(argv):
     p.add_argument("--file", help="articles, one per line (plain text, or JSON with a CONTENT_FIELD field)")
     p.add_argument("--jsonl", action="store_true", help='write {"line": N, "title": ...} per article')
     add_settings_files(p, positional=False)
-    add_decoding_args(p)
+    add_settings_flags(p, DECODING_FLAGS + TITLING_FLAGS)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("evaluate", help="title a titled set and score the titles (ROUGE, BLEU), beside LEAD")
     add_settings_files(p)
     p.add_argument("--data", help="titled articles: JSON Lines, TSV or a THUCNews-style folder (default: config.DEV_PATH)")
-    p.add_argument("--format", dest="data_format", choices=choices("data_format"),
-                   help="layout of --data (default: config.DATA_FORMAT)")
     p.add_argument("--out", dest="predictions", help="predictions file (default: MODEL/predictions_<folder>_<file>.jsonl)")
-    add_skip_bad(p)
-    add_decoding_args(p)
+    add_settings_flags(p, (FORMAT, SKIP_BAD) + DECODING_FLAGS + TITLING_FLAGS)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("serve", help="answer HTTP requests with titles (TF Serving's REST body) and a page at /")
     add_settings_files(p, positional=False)
-    add_decoding_args(p)
-    p.add_argument("--host", dest="serve_host", help="address to listen on (default: config.SERVE_HOST, loopback)")
-    p.add_argument("--port", dest="serve_port", type=int, help="port; 0 takes a free one (default: config.SERVE_PORT)")
-    p.add_argument("--batch-wait", dest="serve_batch_wait", type=float,
-                   help="ms a request waits for others to be decoded with it (default: config.SERVE_BATCH_WAIT)")
+    add_settings_flags(p, DECODING_FLAGS + TITLING_FLAGS + SERVE_FLAGS)
     p.add_argument("--name", help="the model's name in /v1/models/NAME (default: the model folder's name)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="write a TensorFlow SavedModel (TF Serving layout) that titles article strings")
     add_settings_files(p)
     p.add_argument("--out", dest="export_dir", help="folder for the numbered version folders (default: MODEL/export)")
-    add_decoding_args(p, export=True)
+    add_settings_flags(p, DECODING_FLAGS)
     p.set_defaults(func=cmd_export)
     return parser.parse_args(argv)
 

@@ -29,6 +29,29 @@ def test_every_config_name_is_one_field_and_back():
                          "seq_learning_rate")
 
 
+def test_flags_take_their_type_and_choices_from_the_settings(capsys):
+    import seq2seq_title
+
+    args = vars(seq2seq_title.parse_args(["train", "--time-limit", "2", "--epochs", "3", "--seq-sample", "--skip-bad",
+                                          "--version", "2019", "--copy", "--out", "runs/x"]))
+    given = {k: v for k, v in args.items() if k in FIELDS and v is not None}
+    assert given == {"time_limit": 2.0, "epochs": 3, "seq_beam": False, "on_bad_record": "skip", "version": "2019",
+                     "copy": True, "output_dir": "runs/x"}
+    assert type(given["time_limit"]) is float and type(given["epochs"]) is int
+    args = vars(seq2seq_title.parse_args(["serve", "--batch-size", "5", "--batch-wait", "0", "--no-new-double",
+                                          "--decoder", "naive"]))
+    assert {k: args[k] for k in ("generate_batch_size", "serve_batch_wait", "no_new_double", "decoder")} == \
+        {"generate_batch_size": 5, "serve_batch_wait": 0.0, "no_new_double": True, "decoder": "naive"}
+    for argv in (["train", "--version", "2020"], ["train", "--epochs", "2.5"], ["export", "--decoder", "naive"]):
+        with pytest.raises(SystemExit):
+            seq2seq_title.parse_args(argv)
+    err = capsys.readouterr().err
+    assert "invalid choice: '2020'" in err and "invalid int value: '2.5'" in err and "--decoder" in err
+    every = [flag for table in (seq2seq_title.TRAIN_FLAGS, seq2seq_title.DECODING_FLAGS, seq2seq_title.TITLING_FLAGS,
+                                seq2seq_title.SERVE_FLAGS) for flag in table]
+    assert all((row[2] if len(row) > 2 else row[0][2:].replace("-", "_")) in FIELDS for row in every)
+
+
 def test_a_settings_file_may_start_from_another(tmp_path):
     (tmp_path / "base.py").write_text('EPOCHS = 7\nOUTPUT_DIR = OUTPUT_DIR + "_base"\n', encoding="utf-8")
     (tmp_path / "more.py").write_text('include("base.py")\nEPOCHS = EPOCHS + 1\nSEQ_EPOCHS = 2\n', encoding="utf-8")

@@ -199,18 +199,22 @@ class Settings:
             if "sample_names" in values:
                 values["sample_names"] = tuple(values["sample_names"])
             for f in fields(group):
-                if not _is(f.type, values[f.name]):
-                    raise TitleError(f"{config_name(f) or f.name} must be {_describe(f.type)}, got {values[f.name]!r}")
-                bounds = f.metadata.get("bounds")
-                outside = bounds and values[f.name] is not None and _bounds_error(bounds, values[f.name])
-                if outside:
-                    raise TitleError(f"{config_name(f) or f.name} must be {outside}, got {values[f.name]!r}")
-                allowed = f.metadata.get("choices")
-                if allowed and values[f.name] not in allowed:
-                    raise TitleError(f"{config_name(f) or f.name} must be one of {', '.join(allowed)}, "
-                                     f"got {values[f.name]!r}")
+                wrong = _wrong(f, values[f.name])
+                if wrong:
+                    raise TitleError(f"{config_name(f) or f.name} must be {wrong}, got {values[f.name]!r}")
             made[name] = group(**values)
         return cls(**made)
+
+
+def _wrong(f, value):
+    """What a field's value must be when it is not (its type, one of its choices, within its
+    bounds), else None."""
+    if not _is(f.type, value):
+        return _describe(f.type)
+    allowed, bounds = f.metadata.get("choices"), f.metadata.get("bounds")
+    if allowed and value not in allowed:
+        return f"one of {', '.join(allowed)}"
+    return _bounds_error(bounds, value) if bounds and value is not None else None
 
 
 def _is(kind, value):
@@ -231,9 +235,11 @@ def _describe(kind):
             tuple: "a tuple"}.get(kind, kind.__name__)
 
 
-def choices(name):
-    """The values a setting may take (for the command line's choices)."""
-    return next(f.metadata["choices"] for group in GROUPS.values() for f in fields(group) if f.name == name)
+def setting_flag(name):
+    """How the command line reads a setting's flag: (its type, its choices or None, its config.py name)."""
+    f = next(f for group in GROUPS.values() for f in fields(group) if f.name == name)
+    kinds = [k for k in typing.get_args(f.type) if k is not type(None)] or [f.type]
+    return kinds[0], f.metadata.get("choices"), config_name(f)
 
 
 FIELDS = {f.name: name for name, group in GROUPS.items() for f in fields(group)}  # field -> its group
