@@ -33,6 +33,7 @@ import importlib.util
 import itertools
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -196,10 +197,19 @@ def lever_table(args, twin):
         if result.returncode:
             print(f"| {name} | failed: {(result.stderr.strip().splitlines() or ['no output'])[-1]} | |")
             continue
-        last = result.stdout.splitlines()[-1]
-        rates[name] = float(last.split(" articles/s")[0].split()[-1]) if name == TWIN else json.loads(last)["articles_per_s"]
+        rate = twin_rate(result.stdout) if name == TWIN else json.loads(result.stdout.splitlines()[-1])["articles_per_s"]
+        if rate is None:
+            print(f"| {name} | failed: no articles/s in its output | |")
+            continue
+        rates[name] = rate
         print(f"| {name} | {rates[name]:.1f} | {rates[name] / rates.get('as shipped', rates[name]):.2f}× |")
     return rates
+
+
+def twin_rate(output):
+    """The twin's articles/s: the last "N articles/s" it printed, on any line; None if none."""
+    found = re.findall(r"(\d+(?:\.\d+)?) articles/s", output)
+    return float(found[-1]) if found else None
 
 
 def twin_command(args, vocab_size, batches):
