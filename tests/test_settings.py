@@ -7,8 +7,8 @@ import pytest
 import config
 from conftest import ROOT, last_line, run_cli, tiny_settings, write_jsonl
 from titlegen.errors import TitleError
-from titlegen.runfolder import CONFIG_FILE, LEGACY, RunFolder, load_trained
-from titlegen.settings import CONFIG_NAMES, FIELDS, RESUMABLE, RUN, load
+from titlegen.runfolder import CONFIG_FILE, RunFolder, load_trained
+from titlegen.settings import CONFIG_NAMES, FIELDS, LEGACY, RESUMABLE, RUN, load
 
 
 def test_every_config_name_is_one_field_and_back():
@@ -23,6 +23,7 @@ def test_every_config_name_is_one_field_and_back():
         if field.endswith(("_path", "_dir")) and expected is not None:
             expected = os.path.join(ROOT, expected)
         assert value == (tuple(expected) if isinstance(expected, list) else expected), name
+    assert set(LEGACY) <= {name for name, group in FIELDS.items() if group in RUN}  # only what a run folder stores
     assert RESUMABLE == ("epochs", "checkpoint_steps", "strategy", "tensorboard", "patience", "time_limit",
                          "seq_epochs", "seq_candidates", "seq_reward", "seq_beam", "seq_reference", "seq_sample_top",
                          "seq_sharpness", "seq_ce_weight",

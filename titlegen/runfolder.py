@@ -31,24 +31,13 @@ from .data import Vocab
 from .files import replacing, write_json
 from .errors import TitleError
 from .faults import kill_point
-from .settings import FIELDS, RUN, Settings
+from .settings import FIELDS, LEGACY, RUN, Settings
 
 VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE = "vocab.json", "config.json", "model.weights.h5"
 CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE = "checkpoint.npz", "metrics.csv", "steps.csv"
 LOG_FILE = "train.log"  # an ensemble member's output
 FORMAT = 2  # config.json's layout: 2 = settings in groups; before it, one flat dict
 MEMBER_FOLDER = "member_{}"  # an ensemble's members, numbered from 1, each a run folder of its own
-
-# Older run folders lack settings added since: these are what those runs did before the setting
-# existed (not today's defaults, which are config.py's), so they load and resume as they ran.
-LEGACY = {"data_format": "auto", "title_field": "title", "content_field": "content", "on_bad_record": "stop",
-          "tokenizer": "char", "shuffle_buffer": 10000, "bucket": False, "bucket_window": 100, "checkpoint_steps": 0,
-          "strategy": "auto", "mixed_precision": False, "tensorboard": False, "version": "2018", "copy": False,
-          "coverage": 0.0, "length_penalty": 0.0, "no_new_double": False, "dropout": 0.0, "label_smoothing": 0.0,
-          "ema": 0.0, "lr_patience": None, "lr_factor": 0.5, "title_dropout": 0.0, "members": 1,
-          "recurrent_dropout": 0.0, "time_limit": None, "lr_decay_epochs": None,
-          "seq_epochs": 0, "seq_candidates": 4, "seq_reward": "rouge-l", "seq_beam": True, "seq_reference": False, "seq_sample_top": 0, "seq_sharpness": 1.0, "seq_ce_weight": 0.3,
-          "seq_learning_rate": 1e-4}
 
 
 class RunFolder:
@@ -200,7 +189,8 @@ def with_legacy(groups):
     """Settings groups as this version stores them (RUN): a field stored in another group moves to
     its own, one of no stored group is dropped (GENERATE_BATCH_SIZE and the SERVE_ settings were
     stored in "decode", and then in "serve", before the serving command alone owned them), and
-    those added since the run was written are filled in as LEGACY says it ran."""
+    those added since the run was written are filled in as it ran (settings.LEGACY: each such
+    field's `legacy` value)."""
     placed = [(FIELDS[k], k, v) for k, v in LEGACY.items()]
     placed += [(FIELDS.get(k, name), k, v) for name, group in groups.items() for k, v in group.items()]
     regrouped = {}

@@ -4,7 +4,8 @@ mechanically from config.py's UPPERCASE names, override files and command-line f
 Every field is the lower-case name of a config.py setting (`min_count` is MIN_COUNT; `version`,
 MODEL_VERSION, is the one renamed), so a default exists only in config.py. Fields hold no
 defaults of their own: a Settings is always made from config.py (or a run folder), then changed.
-`Model` is what `build_model` takes and what a run folder stores. This module imports neither
+`Model` is what `build_model` takes and what a run folder stores. A setting added after the first
+runs also says what those runs did (`legacy`), so their folders load as they ran. This module imports neither
 TensorFlow nor any other part of the project: the command line reads it before anything loads.
 """
 import dataclasses
@@ -53,6 +54,12 @@ def _path():
     return field(metadata={"path": True})
 
 
+def _added(legacy, **metadata):
+    """A setting added after the first runs: `legacy` is what runs written before it existed did
+    (the blog's, off), which their run folders are read with (LEGACY)."""
+    return field(metadata={"legacy": legacy, **metadata})
+
+
 def _resumable(*bounds, **within):
     """May change when a run is resumed: it alters neither the model, nor the data, nor their order.
     Bounds as `_within`'s."""
@@ -67,11 +74,11 @@ class Data:
     samples_path: str | None = _path()
     sample_names: tuple
     min_count: int
-    data_format: str = _one_of(("auto", *FORMATS))
-    title_field: str
-    content_field: str
-    on_bad_record: str = _one_of(ON_BAD)
-    tokenizer: str = _one_of(TOKENIZERS)
+    data_format: str = _one_of(("auto", *FORMATS), legacy="auto")
+    title_field: str = _added("title")
+    content_field: str = _added("content")
+    on_bad_record: str = _one_of(ON_BAD, legacy="stop")
+    tokenizer: str = _one_of(TOKENIZERS, legacy="char")
 
 
 @dataclass(frozen=True)
@@ -79,15 +86,15 @@ class Model:
     """The network: what `build_model` takes and the run folder stores. `vocab_size` comes from the
     vocabulary (no config.py name; None until the vocabulary is built); `maxlen` is the article
     length read, and with copying the most temporary ids an article can need."""
-    version: str = _one_of(VERSIONS, config="MODEL_VERSION")
+    version: str = _one_of(VERSIONS, config="MODEL_VERSION", legacy="2018")
     char_size: int = _within(2)  # the encoder's LSTMs have char_size // 2 units each way
     hidden_size: int = _within(1)
     mask_encoder: bool
-    copy: bool
-    coverage: float = _within(0)
-    dropout: float = _within(0, 1, below=True)
-    title_dropout: float = _within(0, 1)  # 1: every title character read as <unk>
-    recurrent_dropout: float = _within(0, 1, below=True)
+    copy: bool = _added(False)
+    coverage: float = _within(0, legacy=0.0)
+    dropout: float = _within(0, 1, below=True, legacy=0.0)
+    title_dropout: float = _within(0, 1, legacy=0.0)  # 1: every title character read as <unk>
+    recurrent_dropout: float = _within(0, 1, below=True, legacy=0.0)
     maxlen: int = _within(3)  # titles are cut to maxlen - 2
     vocab_size: int | None = field(metadata={"config": None})
 
@@ -98,52 +105,53 @@ class Train:
     output_dir: str = _path()
     batch_size: int = _within(1)
     learning_rate: float = _within(0, above=True)
-    label_smoothing: float = _within(0, 1, below=True)
-    ema: float = _within(0, 1, below=True)
+    label_smoothing: float = _within(0, 1, below=True, legacy=0.0)
+    ema: float = _within(0, 1, below=True, legacy=0.0)
     epochs: int = _resumable(1)
     steps_per_epoch: int | None = _within(1)
     shuffle: bool
-    shuffle_buffer: int = _within(1)
-    bucket: bool
-    bucket_window: int = _within(1)
-    checkpoint_steps: int = _resumable(0)
-    strategy: str = _one_of(STRATEGIES, resumable=True)  # a run may resume on other devices or machines
-    mixed_precision: bool
-    tensorboard: bool = _resumable()
+    shuffle_buffer: int = _within(1, legacy=10000)
+    bucket: bool = _added(False)
+    bucket_window: int = _within(1, legacy=100)
+    checkpoint_steps: int = _resumable(0, legacy=0)
+    strategy: str = _one_of(STRATEGIES, resumable=True, legacy="auto")  # may resume on other devices or machines
+    mixed_precision: bool = _added(False)
+    tensorboard: bool = _resumable(legacy=False)
     monitor: str = _one_of(MONITORS)
     val_rouge_samples: int = _within(0)
     patience: int | None = _resumable(1)
-    time_limit: float | None = _resumable(0, above=True)  # minutes
-    lr_patience: int | None = _within(1)
-    lr_factor: float = _within(0, 1, above=True)
-    lr_decay_epochs: int | None = _within(1)
+    time_limit: float | None = _resumable(0, above=True, legacy=None)  # minutes
+    lr_patience: int | None = _within(1, legacy=None)
+    lr_factor: float = _within(0, 1, above=True, legacy=0.5)
+    lr_decay_epochs: int | None = _within(1, legacy=None)
     seed: int
-    members: int = _within(1)  # > 1: an ensemble of that many models (seeds SEED, SEED + 1, ...), trained side by side
+    members: int = _within(1, legacy=1)  # > 1: an ensemble of that many models (seeds SEED, SEED + 1, ...)
     # > 0: the sequence-level stage (sequence.py) after teacher forcing; its settings may be given when a
     # finished run is resumed to continue with it
-    seq_epochs: int = _resumable(0)
-    seq_candidates: int = _resumable(2)  # the risk compares candidates
-    seq_reward: str = _one_of(REWARDS, resumable=True)
-    seq_beam: bool = _resumable()
-    seq_reference: bool = _resumable()
-    seq_sample_top: int = _resumable(0)
-    seq_sharpness: float = _resumable(0, above=True)
-    seq_ce_weight: float = _resumable(0, 1)
-    seq_learning_rate: float = _resumable(0, above=True)
+    seq_epochs: int = _resumable(0, legacy=0)
+    seq_candidates: int = _resumable(2, legacy=4)  # the risk compares candidates
+    seq_reward: str = _one_of(REWARDS, resumable=True, legacy="rouge-l")
+    seq_beam: bool = _resumable(legacy=True)
+    seq_reference: bool = _resumable(legacy=False)
+    seq_sample_top: int = _resumable(0, legacy=0)
+    seq_sharpness: float = _resumable(0, above=True, legacy=1.0)
+    seq_ce_weight: float = _resumable(0, 1, legacy=0.3)
+    seq_learning_rate: float = _resumable(0, above=True, legacy=1e-4)
 
 
 @dataclass(frozen=True)
 class Decode:
     """How titles are written from a trained model: the decoder and the beam search's options, one
     object from the command line to the search (`search.beam_search` reads it whole) and to the
-    scores file. A new decoding option is a field here, its config.py name, and its rule in search.py."""
+    scores file. A new decoding option is a field here (with the `legacy` value older runs decode with),
+    its config.py name, and its rule in search.py."""
     topk: int = _within(1)
     max_title_len: int | None = _within(1)
     decoder: str = _one_of(DECODERS)
     min_title_len: int = _within(0)
     no_repeat_ngram: int = _within(0)
-    no_new_double: bool
-    length_penalty: float
+    no_new_double: bool = _added(False)
+    length_penalty: float = _added(0.0)
 
 
 @dataclass(frozen=True)
@@ -243,6 +251,7 @@ def setting_flag(name):
 
 
 FIELDS = {f.name: name for name, group in GROUPS.items() for f in fields(group)}  # field -> its group
+LEGACY = {f.name: f.metadata["legacy"] for group in GROUPS.values() for f in fields(group) if "legacy" in f.metadata}
 RESUMABLE = tuple(f.name for f in fields(Train) if f.metadata.get("resumable"))
 
 
