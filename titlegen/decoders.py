@@ -21,7 +21,7 @@ from .data import END, TitleError, pad
 from .ensemble import parts_of
 from .model import max_title_len, named_inputs
 from .runfolder import load_trained
-from .search import beam_search, sample
+from .search import beam_search, sample, spelled
 from .settings import DECODERS
 from .text import check_article
 
@@ -57,7 +57,7 @@ class Decoder:
     def title_space(self, articles_ids, extended_ids=None):
         """The articles' ids as a title spells them (a copying model's extended ids), zero-padded:
         what the search's NO_NEW_DOUBLE reads."""
-        return tf.constant(pad(extended_ids if self.settings.copy else articles_ids))
+        return tf.constant(pad(spelled(articles_ids, extended_ids)))
 
 
 class NaiveDecoder(Decoder):
@@ -85,7 +85,7 @@ class NaiveDecoder(Decoder):
             return model(inputs, training=False)[:, -1], state
 
         memory = {"article": article} if extended is None else {"article": article, "extended": extended}
-        return self.beam_search(next_probs, memory, {}, article if extended is None else extended)
+        return self.beam_search(next_probs, memory, {}, spelled(article, extended))
 
 
 class IncrementalDecoder(Decoder):

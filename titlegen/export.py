@@ -20,6 +20,7 @@ import tensorflow as tf
 from .data import FIRST_CHAR, PAD, UNK, TitleError
 from .decoders import IncrementalDecoder
 from .ensemble import models_of
+from .search import spelled
 from .text import CONTROL_TO_SPACE
 
 SPACE = [c for c in range(0x110000) if chr(c).isspace()]  # what str.strip() removes
@@ -97,8 +98,7 @@ def export(titler, out_dir):
 
     def serve(articles):
         ids, extended, oov, n_oov, empty = text.encode(articles)
-        ids, lengths, scores = decoder.search_memory(decoder.parts.memory(ids, extended),
-                                                     ids if extended is None else extended)
+        ids, lengths, scores = decoder.search_memory(decoder.parts.memory(ids, extended), spelled(ids, extended))
         titles = text.decode(ids, lengths, oov, n_oov)
         return {"title": tf.where(empty, "", titles), "score": tf.where(empty, tf.zeros_like(scores), scores)}
 

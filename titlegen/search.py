@@ -191,6 +191,12 @@ def repeated_ngrams(yid, t, n, size):
     return counts > 0
 
 
+def spelled(ids, extended=None):
+    """The articles' ids as their titles spell them, what `beam_search` reads as `article`: a copying
+    model's extended ids (given), else the ids."""
+    return ids if extended is None else extended
+
+
 def doubled_ids(article):
     """(batch, L - 1): each article's ids that stand twice in a row in it (at the first of the two), 0
     elsewhere; ids below END (padding, <unk>) never count."""

@@ -5,8 +5,8 @@ Every field is the lower-case name of a config.py setting (`min_count` is MIN_CO
 MODEL_VERSION, is the one renamed), so a default exists only in config.py. Fields hold no
 defaults of their own: a Settings is always made from config.py (or a run folder), then changed.
 `Model` is what `build_model` takes and what a run folder stores. A setting added after the first
-runs also says what those runs did (`legacy`), so their folders load as they ran. This module imports neither
-TensorFlow nor any other part of the project: the command line reads it before anything loads.
+runs also says what those runs did (`legacy`), so their folders load as they ran. This module
+imports neither TensorFlow nor any other part of the project: the command line reads it first.
 """
 import dataclasses
 import os
@@ -245,13 +245,14 @@ def _describe(kind):
 
 def setting_flag(name):
     """How the command line reads a setting's flag: (its type, its choices or None, its config.py name)."""
-    f = next(f for group in GROUPS.values() for f in fields(group) if f.name == name)
+    f = SETTINGS[name]
     kinds = [k for k in typing.get_args(f.type) if k is not type(None)] or [f.type]
     return kinds[0], f.metadata.get("choices"), config_name(f)
 
 
+SETTINGS = {f.name: f for group in GROUPS.values() for f in fields(group)}  # every field, by name
 FIELDS = {f.name: name for name, group in GROUPS.items() for f in fields(group)}  # field -> its group
-LEGACY = {f.name: f.metadata["legacy"] for group in GROUPS.values() for f in fields(group) if "legacy" in f.metadata}
+LEGACY = {name: f.metadata["legacy"] for name, f in SETTINGS.items() if "legacy" in f.metadata}
 RESUMABLE = tuple(f.name for f in fields(Train) if f.metadata.get("resumable"))
 
 
@@ -260,7 +261,7 @@ def config_name(f):
     return f.metadata.get("config", f.name.upper())
 
 
-CONFIG_NAMES = {config_name(f): f.name for group in GROUPS.values() for f in fields(group) if config_name(f)}
+CONFIG_NAMES = {config_name(f): name for name, f in SETTINGS.items() if config_name(f)}
 
 
 def read_override_file(path, values):
@@ -325,7 +326,7 @@ def load(config, root, files=(), flags=None):
 
 
 def _path_fields():
-    return [f.name for group in GROUPS.values() for f in fields(group) if f.metadata.get("path")]
+    return [name for name, f in SETTINGS.items() if f.metadata.get("path")]
 
 
 def resumed(settings, changes):
