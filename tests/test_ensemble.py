@@ -21,7 +21,7 @@ from titlegen.ensemble import Ensemble, EnsembleParts, mean_probs, parts_of
 from titlegen.export import export
 from titlegen.train_ensemble import machine_cores, shares
 from titlegen.model import build_model, model_inputs
-from titlegen.runfolder import load_trained, read_state
+from titlegen.runfolder import RunFolder, load_trained
 from titlegen.search import beam_search
 
 MAXLEN, MAX_LEN = 24, 8
@@ -281,7 +281,7 @@ def test_sigterm_stops_every_member_at_a_checkpoint_and_resume_finishes(tmp_path
     assert last_line(stderr).startswith("interrupted: each member's checkpoint is saved")
     started = [i for i in (1, 2) if (out / f"member_{i}" / "checkpoint.npz").exists()]
     assert started == [1, 2]  # side by side, on one core too
-    states = {i: read_state(str(out / f"member_{i}" / "checkpoint.npz")) for i in started}
+    states = {i: RunFolder(str(out / f"member_{i}")).read_state() for i in started}
     assert all(3 <= s["step"] < 100 and s["epoch"] == 1 for s in states.values())  # stopped mid-epoch, saved
     assert [len(steps[i - 1].read_text().splitlines()) - 1 for i in started] == [s["step"] for s in states.values()]
 

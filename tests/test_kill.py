@@ -10,7 +10,7 @@ import pytest
 
 import config
 from conftest import ROOT, TINY_CONFIG, last_line, make_corpus, train_cli, write_jsonl
-from titlegen.runfolder import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, load_trained, read_state
+from titlegen.runfolder import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, RunFolder, load_trained
 from titlegen.settings import load
 from titlegen.train import train
 
@@ -35,7 +35,7 @@ def assert_whole(out):
         with open(os.path.join(out, CONFIG_FILE), encoding="utf-8") as f:
             json.load(f)
     if os.path.exists(os.path.join(out, CHECKPOINT_FILE)):
-        read_state(os.path.join(out, CHECKPOINT_FILE))
+        RunFolder(out).read_state()
     if os.path.exists(os.path.join(out, "model.weights.h5")):
         load_trained(out)
 
@@ -66,7 +66,7 @@ def test_kill_9_at_six_moments_and_resume_each_time(tmp_path):
         result = train_cli(args, kill_at=moment)
         assert result.returncode == -signal.SIGKILL, (moment, result.stderr[-2000:])
         assert_whole(out)
-        state = read_state(os.path.join(out, CHECKPOINT_FILE))
+        state = RunFolder(out).read_state()
         positions.append((state["epoch"], state["step"]))
     assert positions == [(1, 5), (1, 5), (1, 10), (1, 10), (2, 0)]
 

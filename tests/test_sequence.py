@@ -15,7 +15,7 @@ from conftest import (ROOT, TINY_CONFIG, make_corpus, model_settings, on_one_and
 from titlegen.data import END, START, TitleError, UNK
 from titlegen.metrics import example_scores, lcs_f, rouge_l
 from titlegen.model import ModelParts, build_model, named_inputs, title_log_probs
-from titlegen.runfolder import CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE, load_trained, read_state
+from titlegen.runfolder import METRICS_FILE, STEPS_FILE, RunFolder, load_trained
 from titlegen.search import sample
 from titlegen.sequence import candidate_arrays, costs_of, distinct, make_sequence_step, sequence_risk
 from titlegen.settings import load
@@ -173,7 +173,7 @@ def test_the_stage_follows_teacher_forcing_from_its_best_weights(tmp_path, corpu
     _, _, record = train(tiny_settings(*corpus, **STAGE, copy=True), out, log=lambda _: None)
     assert [(h["epoch"], h["stage"]) for h in record["history"]] == [
         (1, "teacher"), (2, "teacher"), (3, "sequence"), (4, "sequence")]
-    state = read_state(os.path.join(out, CHECKPOINT_FILE))
+    state = RunFolder(out).read_state()
     assert (state["stage"], state["seq_start"], state["epoch"], state["done"]) == ("sequence", 3, 5, "4 epochs")
     with open(os.path.join(out, METRICS_FILE), encoding="utf-8") as f:
         assert f.readline().startswith("epoch,stage,loss,val_loss,val_rouge_l,val_lcs_f,val_repeat")
@@ -232,7 +232,7 @@ def test_kill_9_in_the_stage_and_at_its_start_resumes_exactly(tmp_path):
             (resume, "step:7", (2, 5))]:  # the stage's 7th, after its checkpoint at step 5
         result = train_cli(args, kill_at=moment)
         assert result.returncode == -signal.SIGKILL, (moment, result.stderr[-2000:])
-        state = read_state(os.path.join(out, CHECKPOINT_FILE))
+        state = RunFolder(out).read_state()
         assert (state["epoch"], state["step"]) == position, moment
     result = train_cli(resume)
     assert result.returncode == 0, result.stderr[-2000:]

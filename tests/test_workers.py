@@ -13,7 +13,7 @@ import config
 from conftest import ROOT, TINY_CONFIG, make_corpus, write_jsonl
 from titlegen.cluster import local_tf_configs
 from titlegen.runfolder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE,
-                                load_trained, read_state)
+                                RunFolder, load_trained)
 from titlegen.settings import load
 from titlegen.train import train
 
@@ -99,7 +99,7 @@ def test_a_killed_worker_stops_the_other_and_resume_finishes(tmp_path, tiny, kil
     last = [line for line in stderr.splitlines() if line.strip()][-1]
     assert survivor.returncode == 2, stderr[-3000:]
     assert last.startswith("error: a training process stopped answering") and "train --resume" in last, last
-    state = read_state(os.path.join(out, CHECKPOINT_FILE))  # whole: the last checkpoint loads
+    state = RunFolder(out).read_state()  # whole: the last checkpoint loads
     assert state["epoch"] == 1 and state["step"] % 5 == 0 and not state["done"]
 
     workers = start_workers([tiny, "--out", out, "--resume"], str(tmp_path), local_tf_configs(2))

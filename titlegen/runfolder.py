@@ -15,8 +15,7 @@ with train.log, the member's output, beside its files.
 
 Every file but steps.csv (appended line by line) is written to a temporary name and renamed (the
 checkpoint also flushed to disk first), so a crash or `kill -9` at any moment leaves the previous
-version or the new one, whole. A config.json written before the settings
-were typed (a flat "settings" dict beside "model") is read as it was meant.
+version or the new one, whole. An older config.json is read as it was meant (`upgraded`, `with_legacy`).
 """
 import csv
 import io
@@ -50,13 +49,11 @@ class RunFolder:
     def file(self, name):
         return os.path.join(self.path, name)
 
-    def holds_run(self):
-        """Whether a model or a run to resume is already here (an ensemble's included)."""
-        return any(os.path.exists(self.file(n)) for n in (WEIGHTS_FILE, CHECKPOINT_FILE)) or self.holds_ensemble()
-
     def check_free(self, overwrite, resume):
-        """A fresh run (neither overwrite nor resume) may not replace the model or run already here."""
-        if not resume and not overwrite and self.write and self.holds_run():
+        """A fresh run (neither overwrite nor resume) may not replace the model or run already here
+        (an ensemble's included)."""
+        held = any(os.path.exists(self.file(n)) for n in (WEIGHTS_FILE, CHECKPOINT_FILE)) or self.holds_ensemble()
+        if not resume and not overwrite and self.write and held:
             raise TitleError(f"{self.path} already holds a trained model or a run; pass --resume to continue it, "
                              "--overwrite to replace it, or --out DIR to train into another folder")
 
@@ -81,20 +78,18 @@ class RunFolder:
                 "members": [os.path.basename(m.path) for m in self.members(settings.train.members)],
                 "vocab_fingerprint": vocab.fingerprint if vocab else None})
 
-    def start(self):
-        """Make the folder for a fresh run, removing a replaced run's files."""
+    def start(self, vocab=None):
+        """Make the folder for a fresh run, removing a replaced run's files; save its vocabulary."""
         if not self.write:
             return
         os.makedirs(self.path, exist_ok=True)
         for name in (WEIGHTS_FILE, CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE):
             if os.path.exists(self.file(name)):
                 os.remove(self.file(name))
+        if vocab is not None:
+            vocab.save(self.file(VOCAB_FILE))
 
     # -- vocabulary and settings
-
-    def save_vocab(self, vocab):
-        if self.write:
-            vocab.save(self.file(VOCAB_FILE))
 
     def load_vocab(self):
         return Vocab.load(self.file(VOCAB_FILE))
@@ -134,14 +129,58 @@ class RunFolder:
             model.save_weights(tmp)
 
     def save_checkpoint(self, model, optimizer, state):
-        if self.write:
-            save_checkpoint(self.file(CHECKPOINT_FILE), model, optimizer, state)
+        """checkpoint.npz: weights, optimizer state, random generators' states and where the run
+        stands (`state`, JSON), flushed to disk before it is renamed into place."""
+        if not self.write:
+            return
+        arrays = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
+        arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
+        arrays.update({f"random_{i}": np.asarray(v.numpy()) for i, v in enumerate(random_states(model))})
+        arrays["state"] = np.array(json.dumps(state, ensure_ascii=False))
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        data = buffer.getbuffer()
+        with replacing(self.file(CHECKPOINT_FILE)) as tmp, open(tmp, "wb") as f:
+            f.write(data[:len(data) // 2])
+            kill_point("checkpoint_write")  # the tests' kill -9 with half a checkpoint written
+            f.write(data[len(data) // 2:])
+            f.flush()
+            os.fsync(f.fileno())
+        folder = os.open(os.path.abspath(self.path), os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename itself reaches the disk
+        finally:
+            os.close(folder)
 
     def read_state(self):
-        return read_state(self.file(CHECKPOINT_FILE))
+        """The run's position and history, without touching any model."""
+        with self._checkpoint() as data:
+            return json.loads(str(data["state"]))
 
     def load_checkpoint(self, model, optimizer):
-        return load_checkpoint(self.file(CHECKPOINT_FILE), model, optimizer)
+        """Restore the model's weights and the optimizer's state (built beforehand); return the state."""
+        with self._checkpoint() as data:
+            weights = [data[f"weight_{i}"] for i in range(len(model.get_weights()))]
+            variables, randoms = optimizer.variables, random_states(model)
+            expected = len(weights) + len(variables) + len(randoms)
+            if f"weight_{len(weights)}" in data or len(data.files) != expected + 1:
+                raise TitleError(f"{self.file(CHECKPOINT_FILE)} does not fit this model and optimizer "
+                                 f"({len(data.files) - 1} arrays, expected {expected}); was it written by another run?")
+            model.set_weights(weights)
+            for i, v in enumerate(variables):
+                v.assign(data[f"optimizer_{i}"])
+            for i, v in enumerate(randoms):
+                v.assign(data[f"random_{i}"])
+            return json.loads(str(data["state"]))
+
+    def _checkpoint(self):
+        path = self.file(CHECKPOINT_FILE)
+        try:
+            return np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise TitleError(f"{path}: no checkpoint to resume from") from None
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise TitleError(f"{path}: not a readable checkpoint ({e}); start again with --overwrite") from None
 
     # -- metrics
 
@@ -153,12 +192,10 @@ class RunFolder:
         keys = list(dict.fromkeys(k for h in history for k in h))  # as the epochs logged them
         columns = ([c for c in ("epoch", "stage", "loss") if c in keys] + [c for c in keys if c.startswith("val_")]
                    + [c for c in ("learning_rate", "seconds", "articles_per_s") if c in keys])
-        out = io.StringIO()
-        writer = csv.DictWriter(out, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
         with replacing(self.file(METRICS_FILE)) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(out.getvalue())
+            writer = csv.DictWriter(f, columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(history)
 
     def open_steps(self, keep):
         """steps.csv, written line by line (a crash loses no finished batch), holding its header and
@@ -247,61 +284,6 @@ def load_ensemble(folder):
     return Ensemble([model for model, _, _ in loaded]), vocab, settings.replace(vocab_size=first.model.vocab_size)
 
 
-# -- the checkpoint: weights, optimizer state and where the run stands (JSON) in one .npz file
-
 def random_states(model):
     """The state of every random generator in the model (dropout's): what the next draw depends on."""
     return [layer.seed_generator.state for layer in model.layers if hasattr(layer, "seed_generator")]
-
-
-def save_checkpoint(path, model, optimizer, state):
-    arrays = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
-    arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
-    arrays.update({f"random_{i}": np.asarray(v.numpy()) for i, v in enumerate(random_states(model))})
-    arrays["state"] = np.array(json.dumps(state, ensure_ascii=False))
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    data = buffer.getbuffer()
-    with replacing(path) as tmp, open(tmp, "wb") as f:
-        f.write(data[:len(data) // 2])
-        kill_point("checkpoint_write")  # the tests' kill -9 with half a checkpoint written
-        f.write(data[len(data) // 2:])
-        f.flush()
-        os.fsync(f.fileno())
-    folder = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the rename itself reaches the disk
-    finally:
-        os.close(folder)
-
-
-def read_state(path):
-    """The run's position and history, without touching any model."""
-    with _open(path) as data:
-        return json.loads(str(data["state"]))
-
-
-def load_checkpoint(path, model, optimizer):
-    """Restore the model's weights and the optimizer's state (built beforehand); return the state."""
-    with _open(path) as data:
-        weights = [data[f"weight_{i}"] for i in range(len(model.get_weights()))]
-        variables, randoms = optimizer.variables, random_states(model)
-        expected = len(weights) + len(variables) + len(randoms)
-        if f"weight_{len(weights)}" in data or len(data.files) != expected + 1:
-            raise TitleError(f"{path} does not fit this model and optimizer ({len(data.files) - 1} arrays, "
-                             f"expected {expected}); was it written by another run?")
-        model.set_weights(weights)
-        for i, v in enumerate(variables):
-            v.assign(data[f"optimizer_{i}"])
-        for i, v in enumerate(randoms):
-            v.assign(data[f"random_{i}"])
-        return json.loads(str(data["state"]))
-
-
-def _open(path):
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise TitleError(f"{path}: no checkpoint to resume from") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise TitleError(f"{path}: not a readable checkpoint ({e}); start again with --overwrite") from None

@@ -143,18 +143,9 @@ def _thucnews(root):
 
 
 def read_all(path, fmt="auto", fields=("title", "content"), on_bad="stop", report=None):
-    """A small corpus (a dev set, the sample articles) as a list of {field: text} dicts. A bad
-    record is an error naming its file and line (on_bad "stop"), or with "skip" is passed to
-    `report` ("skipped FILE:LINE: why") and left out."""
-    rows = []
-    for record in read_records(path, fmt, fields):
-        if record.error and on_bad == "stop":
-            raise TitleError(f"{record.where}: {record.error}; mend it, or set ON_BAD_RECORD = 'skip' "
-                             "(--skip-bad) to leave such records out")
-        if record.error:
-            (report or print)(f"skipped {record.where}: {record.error}")
-            continue
-        rows.append(dict(zip(fields, (record.title, record.content))))
+    """A small corpus (a dev set, the sample articles) as a list of {field: text} dicts, bad records
+    handled as `Corpus.scan` handles them (with "skip", each passed to `report`)."""
+    rows = [dict(zip(fields, (r.title, r.content))) for r in Corpus(path, fmt, fields, on_bad).scan(None, report)]
     if not rows:
         raise TitleError(f"{path}: no articles in it")
     return rows
@@ -175,27 +166,27 @@ class Corpus:
         """The good records, in stored order (bad ones were reported by `scan`)."""
         return (r for r in read_records(self.path, self.format, self.fields) if r.error is None)
 
-    def scan(self, desc):
-        """One checking pass over every record, with a progress bar: yields the good ones.
+    def scan(self, desc=None, report=None):
+        """One checking pass over every record, with a progress bar named `desc` (None: no bar):
+        yields the good ones.
 
         A bad record stops everything with an error naming its file and line (on_bad "stop",
-        before anything is written) or is reported, counted in `skipped` and left out ("skip").
+        before anything is written) or is reported (to `report`, else above the bar), counted in
+        `skipped` and left out ("skip").
         """
         self.skipped = 0
-        with tqdm(read_records(self.path, self.format, self.fields), desc=desc, unit=" articles") as bar:
+        records = read_records(self.path, self.format, self.fields)
+        with tqdm(records, desc=desc, unit=" articles", disable=desc is None) as bar:
             for record in bar:
                 kill_point("scan")
                 if record.error is None:
                     yield record
                 elif self.on_bad == "stop":
-                    raise TitleError(f"{record.where}: {record.error}. Fix the record, or set ON_BAD_RECORD = "
-                                     "'skip' (train --skip-bad) to leave such records out")
+                    raise TitleError(f"{record.where}: {record.error}; mend it, or set ON_BAD_RECORD = 'skip' "
+                                     "(--skip-bad) to leave such records out")
                 else:
                     self.skipped += 1
-                    bar.write(f"skipped {record.where}: {record.error}")
-
-    def count(self, desc):
-        return sum(1 for _ in self.scan(desc))
+                    (report or bar.write)(f"skipped {record.where}: {record.error}")
 
 
 def epoch_batches(corpus, vocab, settings, epoch, order=True):

@@ -1,12 +1,9 @@
 """Training with teacher forcing, streamed from disk, resumable, on one device or several.
 
 `train(settings, out_dir)` runs in named stages: check the request, read the data (one checking
-pass builds the vocabulary), build the model and optimizer, start or resume the run's files, then
-for every epoch train on its batches and end it (dev loss, dev ROUGE-L, sample titles, the best
-weights, the files). The run folder's files are written through `runfolder.RunFolder`.
-
-The corpus is never held in memory: one pass checks every record (and builds the vocabulary),
-then each epoch reads it again through a bounded shuffle buffer and optional length buckets.
+pass builds the vocabulary; each epoch reads the corpus again, never holding it in memory), build
+the model and optimizer, start or resume the run's files (`runfolder.RunFolder`), then for every
+epoch train on its batches and end it (dev loss, dev ROUGE-L, sample titles, the best weights).
 """
 import importlib.util
 import itertools
@@ -32,10 +29,6 @@ from .settings import MONITORS, resumed
 from .sources import Corpus, epoch_batches, read_jsonl
 
 BETTER = {"loss": min, "val_loss": min, "val_rouge_l": max, "val_lcs_f": max}  # what "best" means for each monitor
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM) during training: the checkpoint is saved and the message says so."""
 
 
 def dev_loss(predict, batches):
@@ -67,10 +60,16 @@ def make_strategy(name):
 
 def workers(strategy):
     """How many processes train together (several only with "multiworker" and a TF_CONFIG)."""
+    cluster = tasks(strategy)
+    return sum(map(len, cluster[2].values())) if cluster else 1
+
+
+def tasks(strategy):
+    """With several processes: (this one's task type, its index, {task type: addresses}); else None."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
-        return 1
-    return sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values())
+        return None
+    return resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict()
 
 
 def local_predict(model, strategy):
@@ -84,12 +83,8 @@ def local_predict(model, strategy):
 
 def is_chief(strategy):
     """Whether this process writes the run's files (only one worker of several does)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker"
-                                             and resolver.task_id == 0)
+    task, index, cluster = tasks(strategy) or ("chief", 0, {})
+    return task == "chief" or (task == "worker" and index == 0 and "chief" not in cluster)
 
 
 def make_optimizer(learning_rate, mixed_precision, ema=0.0, decay_steps=None):
@@ -129,14 +124,12 @@ class AveragedWeights:
 
 
 def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothing=0.0):
-    """batch -> its loss, after one Adam step on it.
+    """batch -> its loss, after one Adam step on it (`replicas.distributed_steps`).
 
-    Each replica sums the cross-entropy of its share of the batch and divides by the real targets
-    of the whole batch; the optimizer sums the replicas' gradients. So the loss and the update are
-    exactly those of one device on the whole batch (a coverage loss, a mean per replica, is
-    averaged over the replicas). The step is traced once per batch size, for any article and title
-    length, so a resumed run is the uninterrupted one bit for bit (docs/speed.md says why).
-    jit_compile=True runs the step under XLA (bench/train.py measures it: far slower on a CPU).
+    Each replica divides the cross-entropy summed over its share by the whole batch's real targets,
+    so the loss and the update are one device's on the whole batch (a coverage loss, a mean per
+    replica, is averaged over them). Traced once per batch size: a resumed run is the
+    uninterrupted one bit for bit (docs/speed.md). jit_compile=True: under XLA (far slower on a CPU).
     """
     replicas = strategy.num_replicas_in_sync
 
@@ -288,7 +281,7 @@ def read_inputs(settings, folder, state):
     samples = read_samples(data)
     if state:
         vocab = folder.load_vocab()
-        n_train = corpus.count("checking the training data")
+        n_train = sum(1 for _ in corpus.scan("checking the training data"))
         if n_train != state["articles"]:
             raise TitleError(f"{data.train_path} now holds {n_train} usable articles, the run started with "
                              f"{state['articles']}; resume with the data it started with, or start again")
@@ -381,8 +374,7 @@ def start_files(settings, folder, inputs, model, optimizer, steps, state, log):
         state["done"] = None
         log(f"resuming {folder.path} at epoch {state['epoch']}, step {state['step']} of {steps}")
         return state, record
-    folder.start()
-    folder.save_vocab(inputs.vocab)
+    folder.start(inputs.vocab)
     skipped = {"train": inputs.corpus.skipped, "dev": inputs.dev.skipped if inputs.dev else 0}
     record = folder.write_record(settings, inputs.vocab, skipped=skipped)
     state = {"epoch": 1, "step": 0, "loss_sum": 0.0, "history": [], "best": None, "articles": inputs.n_train,
@@ -448,8 +440,8 @@ class Run:
         self.best_weights = None  # the best epoch's weights, once this process saw one (the stage starts from them)
         self.use_optimizer(optimizer)
         self.predict = local_predict(model, strategy)
-        tensorboard = os.path.join(folder.path, "tensorboard")
-        self.summaries = tf.summary.create_file_writer(tensorboard) if settings.train.tensorboard else None
+        self.summaries = (tf.summary.create_file_writer(os.path.join(folder.path, "tensorboard"))
+                          if settings.train.tensorboard else None)
 
     @property
     def stage(self):
@@ -549,7 +541,7 @@ class Run:
                     self.checkpoint(epoch=epoch, step=step, loss_sum=loss_sum)
                     if stop.requested:
                         bar.close()
-                        raise Interrupted(f"interrupted at epoch {epoch}, step {step}: checkpoint saved in "
+                        raise KeyboardInterrupt(f"interrupted at epoch {epoch}, step {step}: checkpoint saved in "
                                           f"{self.folder.file(CHECKPOINT_FILE)}; `train --resume` continues "
                                           "from there")
         return step, loss_sum
@@ -589,11 +581,10 @@ class Run:
                                                                  ("best", "history", "skipped")})
         self.folder.write_metrics(state["history"])
         self.cut_learning_rate(epoch)
-        since = state["best"]["epoch"]
         finished = None
-        if train.patience and epoch - since >= train.patience:
-            log(f"  stopping: no better {monitor} for {train.patience} epochs")
+        if train.patience and epoch - state["best"]["epoch"] >= train.patience:
             finished = f"no better {monitor} for {train.patience} epochs"
+            log(f"  stopping: {finished}")
         elif epoch >= last_epoch(train, state):
             finished = f"{epoch} epochs"
         if finished and train.seq_epochs and self.stage == "teacher":
