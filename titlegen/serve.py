@@ -77,19 +77,14 @@ class Batcher:
         return await asyncio.gather(*futures)
 
     async def _next_batch(self):
-        batch = [await self.queue.get()]
-        deadline = asyncio.get_running_loop().time() + self.wait
+        batch, loop = [await self.queue.get()], asyncio.get_running_loop()
+        deadline = loop.time() + self.wait
         while len(batch) < self.batch_size:
-            if self.queue.empty():  # only then wait: what is queued already goes at once
-                left = deadline - asyncio.get_running_loop().time()
-                if left <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), left))
-                except asyncio.TimeoutError:
-                    break
-            else:
-                batch.append(self.queue.get_nowait())
+            try:  # what is queued already goes at once; only an empty queue is waited on, until the deadline
+                batch.append(self.queue.get_nowait() if not self.queue.empty()
+                             else await asyncio.wait_for(self.queue.get(), deadline - loop.time()))
+            except asyncio.TimeoutError:
+                break
         return batch
 
     async def _run(self):
@@ -186,30 +181,18 @@ class App:
 
     async def route(self, scope, receive):
         method, path, model = scope["method"], scope["path"], f"/v1/models/{self.name}"
-        routes = {("GET", "/"): self.show_page, ("GET", "/healthz"): self.health,
-                  ("GET", model): self.status, ("GET", model + "/metadata"): self.model_metadata,
-                  ("POST", model + ":predict"): self.predict}
-        handler = routes.get((method, path))
-        if handler is None:
-            known = {p for _, p in routes}
-            if path in known:
-                raise BadRequest(405, f"{method} is not served at {path}")
-            raise BadRequest(404, f"no {path} here; POST {model}:predict with {{\"instances\": [\"文章内容\"]}}")
-        return await handler(receive)
-
-    async def show_page(self, receive):
-        return 200, "html", self.page
-
-    async def health(self, receive):
-        return 200, "json", {"status": "ok", "model": self.name, "titles": self.batcher.titles,
-                             "batches": self.batcher.batches}
-
-    async def status(self, receive):
-        return 200, "json", {"model_version_status": [{"version": "1", "state": "AVAILABLE",
-                                                       "status": {"error_code": "OK", "error_message": ""}}]}
-
-    async def model_metadata(self, receive):
-        return 200, "json", self.metadata
+        if (method, path) == ("POST", model + ":predict"):
+            return await self.predict(receive)
+        pages = {"/": ("html", self.page), model + "/metadata": ("json", self.metadata),
+                 "/healthz": ("json", {"status": "ok", "model": self.name, "titles": self.batcher.titles,
+                                       "batches": self.batcher.batches}),
+                 model: ("json", {"model_version_status": [{"version": "1", "state": "AVAILABLE",
+                                                             "status": {"error_code": "OK", "error_message": ""}}]})}
+        if method == "GET" and path in pages:
+            return 200, *pages[path]
+        if path in pages or path == model + ":predict":
+            raise BadRequest(405, f"{method} is not served at {path}")
+        raise BadRequest(404, f"no {path} here; POST {model}:predict with {{\"instances\": [\"文章内容\"]}}")
 
     async def predict(self, receive):
         articles = instances_of(await self.read_body(receive), self.content_field)
