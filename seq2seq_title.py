@@ -68,14 +68,6 @@ def cmd_train(args):
     print(f"trained model in {out_dir}; try: python seq2seq_title.py generate{model} \"文章内容\"")
 
 
-def read_articles(source, content_field):
-    """Articles from a file or standard input ("-"): (line number, text or None, error or None)."""
-    stream = sys.stdin.buffer if source == "-" else open(source, "rb")
-    with stream:
-        for lineno, raw in enumerate(stream, 1):
-            yield (lineno, *parse_line(raw, content_field))
-
-
 def arriving_lines(size):
     """Standard input as it arrives, in lists of at most `size` lines (bytes): a list waits for
     its first line only and holds the lines already there with it, so a line written alone is
@@ -102,10 +94,7 @@ def arriving_lines(size):
 def load_titler(settings):
     """The trained model in --model (or OUTPUT_DIR) with the decoding settings of config.py, the
     override files and the flags; the model's own settings (version, maxlen) come from its folder.
-
-    Its encoder runs without XLA: XLA compiled each padded batch shape anew (about a second each),
-    and a cold `generate --file` of the 1,000 LCSTS dev articles took 18-20 s with it, 8.5-9.5 s
-    without, the same titles (docs/speed.md)."""
+    Without XLA, which compiles each batch shape anew (decoders.py, docs/speed.md)."""
     from titlegen.decoders import load_titler as load  # never the training module
 
     return load(settings.train.output_dir, settings.decode, xla=False)
@@ -140,7 +129,8 @@ def cmd_generate(args):
         return 1 if bad else 0
     from titlegen.decoders import title_in_batches
 
-    rows = list(read_articles(source, field))
+    with sys.stdin.buffer if source == "-" else open(source, "rb") as stream:
+        rows = [(lineno, *parse_line(raw, field)) for lineno, raw in enumerate(stream, 1)]
     bad = write_titles(rows, name, args, lambda texts: title_in_batches(titler, texts, batch_size(titler, settings)))
     return 1 if bad else 0
 

@@ -14,7 +14,7 @@ def test_extended_ids_of_an_article_and_its_title():
     vocab = Vocab(list("天气好"), min_count=1)  # 天4 气5 好6; len 7
     ids, oovs = vocab.encode_extended("天晴气爽晴", 400)
     assert oovs == ["晴", "爽"] and ids == [4, 7, 5, 8, 7]
-    assert vocab.encode_title_extended("晴天雨", 400, oovs) == [START, 7, 4, UNK, END]  # 雨 is not in the article
+    assert vocab.encode_title("晴天雨", 400, oovs) == [START, 7, 4, UNK, END]  # 雨 is not in the article
     assert vocab.decode([START, 7, 4, 8, END], oovs) == "晴天爽"
     assert vocab.decode([4, 9], oovs) == "天"  # an id with no character behind it is dropped
 

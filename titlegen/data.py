@@ -1,9 +1,6 @@
-"""Text -> ids and back: the vocabulary (characters, or jieba words), and the stream of padded
-batches training reads.
-
-Data flows one way through this module: (title, content) records (from `sources`) -> ids ->
-batches, and ids -> text on the way out of the decoder. Batches are made from a stream with a
-bounded shuffle buffer and optional bucketing by length, so memory does not grow with the corpus.
+"""Text -> ids and back: the vocabulary (characters, or jieba words), and the padded batches
+training reads, made from a stream of records (`sources`) with a bounded shuffle buffer and
+optional bucketing by length, so memory does not grow with the corpus.
 """
 import hashlib
 import json
@@ -79,9 +76,11 @@ class Vocab:
         """Article -> ids: the first `maxlen` tokens, unknown ones as UNK."""
         return [self.char2id.get(c, UNK) for c in self.tokens(text, maxlen)]
 
-    def encode_title(self, title, maxlen):
-        """Title -> [START] + ids of the first `maxlen - 2` tokens + [END]."""
-        return [START] + self.encode(title, maxlen - 2) + [END]
+    def encode_title(self, title, maxlen, oovs=()):
+        """Title -> [START] + ids of the first `maxlen - 2` tokens + [END]; with copying, the
+        characters of the article's `oovs` as their temporary ids (`encode_extended`)."""
+        return [START] + [self.char2id.get(c, len(self) + oovs.index(c) if c in oovs else UNK)
+                          for c in self.tokens(title, maxlen - 2)] + [END]
 
     def decode(self, ids, oovs=()):
         """Ids -> text; the special ids 0-3 are dropped. With copying, id len(self) + i is the
@@ -107,11 +106,6 @@ class Vocab:
         """Extended ids -> the model's ids: every temporary id reads as UNK."""
         size = len(self)
         return [i if i < size else UNK for i in extended_ids]
-
-    def encode_title_extended(self, title, maxlen, oovs):
-        """Title -> [START] + ids + [END], characters of the article's oovs as their temporary ids."""
-        return [START] + [self.char2id.get(c, len(self) + oovs.index(c) if c in oovs else UNK)
-                          for c in self.tokens(title, maxlen - 2)] + [END]
 
     def save(self, path):
         write_json(path, {"min_count": self.min_count, "tokenizer": self.tokenizer, "source": self.source,
@@ -143,7 +137,7 @@ def encode_example(vocab, title, content, maxlen, copy=False):
     if not copy:
         return {"article": vocab.encode(content, maxlen), "title": vocab.encode_title(title, maxlen)}
     extended, oovs = vocab.encode_extended(content, maxlen)  # the article is tokenized once
-    return {"article": vocab.unextended(extended), "title": vocab.encode_title_extended(title, maxlen, oovs),
+    return {"article": vocab.unextended(extended), "title": vocab.encode_title(title, maxlen, oovs),
             "article_extended": extended}
 
 

@@ -7,8 +7,7 @@ incremental one encodes articles once and advances the model one step (`ModelPar
 shape: articles are padded to a multiple of ENCODE_BUCKET characters and batches to a power of two,
 padding the masked encoder does not see. Without XLA (the command line: generate, evaluate, serve)
 the encoder and the search are each traced once, for any batch size and article length, at the
-same speed in batches of 64 (docs/speed.md). Where a model is taken, an `ensemble.Ensemble` may
-stand: both decoders then read the mean of its members' probabilities.
+same speed in batches of 64 (docs/speed.md). An `ensemble.Ensemble` may stand for a model.
 """
 import dataclasses
 import sys
@@ -53,11 +52,6 @@ class Decoder:
 
     def beam_search(self, next_probs, memory, state, article):
         return beam_search(next_probs, memory, state, self.options, article, self.stop_at_end)
-
-    def title_space(self, articles_ids, extended_ids=None):
-        """The articles' ids as a title spells them (a copying model's extended ids), zero-padded:
-        what the search's NO_NEW_DOUBLE reads."""
-        return tf.constant(pad(spelled(articles_ids, extended_ids)))
 
 
 class NaiveDecoder(Decoder):
@@ -105,7 +99,8 @@ class IncrementalDecoder(Decoder):
             self._search = None
 
     def _run(self, articles_ids, extended_ids=None):
-        memory, article = self.encoded(articles_ids, extended_ids), self.title_space(articles_ids, extended_ids)
+        memory = self.encoded(articles_ids, extended_ids)
+        article = tf.constant(pad(spelled(articles_ids, extended_ids)))  # what NO_NEW_DOUBLE reads
         if self._search is None:
             self._search = traced_once(self.search_memory, memory, article)
         return self._search(memory, article)
@@ -149,7 +144,7 @@ class IncrementalDecoder(Decoder):
 
     def search_memory(self, memory, article):
         """The beam search over articles already encoded (`ModelParts.memory`; `article`: their ids
-        as `title_space` gives them): ids, lengths, scores."""
+        as titles spell them, zero-padded, `search.spelled`): ids, lengths, scores."""
         start = self.parts.start_state(memory, self.parts.batch(memory) * self.topk)
         return self.beam_search(self.next_probs, memory, start, article)
 
@@ -165,10 +160,8 @@ DECODER_CLASSES = dict(zip(DECODERS, (NaiveDecoder, IncrementalDecoder)))  # set
 
 
 class Titler:
-    """Articles -> titles with either decoder: `naive` (the blog's, one article at a time) or
-    `incremental` (encodes once, articles x beams in one compiled loop, the same titles), of a model
-    (or ensemble) of these settings (a `settings.Model`: MAXLEN characters of each article are read)
-    decoding as `decode` (a `settings.Decode`) says."""
+    """Article texts -> titles, by the decoder `decode` (a `settings.Decode`) names and as it says,
+    of a model (or ensemble) of these settings (a `settings.Model`: MAXLEN characters are read)."""
 
     def __init__(self, model, vocab, settings, decode, xla=True):
         self.vocab, self.settings = vocab, settings

@@ -1,11 +1,9 @@
 """Several trained models decoded as one: the ensemble's next-id probabilities are the mean of its
-members' (beyond the blog; `MEMBERS` in config.py, trained side by side by `train_ensemble.py`).
+members' (`mean_probs`; beyond the blog: `MEMBERS` in config.py, trained by `train_ensemble.py`).
 
-The mean is written once, in `mean_probs`. The naive decoder calls an `Ensemble` as it calls a
-model (the mean of the members' whole-model outputs), and the incremental decoder advances
-`EnsembleParts`, which offers `ModelParts`' decoding interface (memory, start_state, step) over
-the members' memories and states, one of each per member. The beam search, the decoders and
-`export` are the single model's: only where the probabilities come from changes.
+The naive decoder calls an `Ensemble` as it calls a model, and the incremental decoder advances
+`EnsembleParts` as it advances a `ModelParts`. The beam search, the decoders and `export` are the
+single model's: only where the probabilities come from changes.
 """
 from .errors import TitleError
 from .model import ModelParts
@@ -13,10 +11,7 @@ from .model import ModelParts
 
 def mean_probs(probs):
     """The members' next-id probabilities (each (rows, V')) averaged: the ensemble's."""
-    total = probs[0]
-    for p in probs[1:]:
-        total = total + p
-    return total / len(probs)
+    return sum(probs[1:], probs[0]) / len(probs)  # added in the members' order
 
 
 class Ensemble:

@@ -37,17 +37,24 @@ class PadMask(layers.Layer):
         return keras.KerasTensor(ids.shape, dtype="bool")
 
 
+class VocabLayer(layers.Layer):
+    """A layer that knows the vocabulary's size."""
+
+    def __init__(self, vocab_size, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size}
+
+
 @register
-class ArticleChars(layers.Layer):
+class ArticleChars(VocabLayer):
     """χ: 1 for every vocabulary id present among the article's non-pad ids, shape (batch, 1, V).
 
     The blog sums a one-hot of the masked ids over time and keeps > 0.5; counting the ids and
     zeroing the pad column gives the same vector without the (batch, time, V) one-hot.
     """
-
-    def __init__(self, vocab_size, **kwargs):
-        super().__init__(**kwargs)
-        self.vocab_size = vocab_size
 
     def call(self, ids):
         counts = ops.bincount(ops.cast(ids, "int32"), minlength=self.vocab_size)
@@ -57,9 +64,6 @@ class ArticleChars(layers.Layer):
 
     def compute_output_spec(self, ids):
         return keras.KerasTensor((ids.shape[0], 1, self.vocab_size), dtype=self.compute_dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size}
 
 
 @register
@@ -311,19 +315,12 @@ class MultiHeadAttention(Attention):
 
 
 @register
-class TitleIds(layers.Layer):
+class TitleIds(VocabLayer):
     """Extended ids (an article's out-of-vocabulary characters, >= vocab_size) read as UNK, so a
     title with copied characters can be fed back to the decoder."""
 
-    def __init__(self, vocab_size, **kwargs):
-        super().__init__(**kwargs)
-        self.vocab_size = vocab_size
-
     def call(self, ids):
         return ops.where(ops.greater_equal(ids, self.vocab_size), UNK, ids)
-
-    def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size}
 
 
 @register

@@ -42,24 +42,14 @@ def model_inputs(example):
 
 
 def build_model(settings):
-    """The blog's model as `settings` (a `settings.Model`) describe it.
+    """The blog's model as `settings` (a `settings.Model`; each field in docs/settings.md) describe it.
 
     version: "2018" or "2019" (`PARTS`). mask_encoder (2018): the encoder LSTMs skip the article's
-    padding in both directions, so a title does not depend on what shares its batch. False is the
-    2018 code, whose LSTMs read the padding. The 2019 code always masks; hidden_size is the 2018
-    head's and unused by 2019.
-    copy: beyond the blog, a pointer-generator head. The model then also reads the article's
-    extended ids ("article_extended") and gives probabilities over the vocabulary and `maxlen`
-    temporary ids (the most an article can need) for the article's out-of-vocabulary characters.
-    coverage > 0: beyond the blog, the attention also reads each key's coverage (its attention
-    summed over the steps before), and a coverage loss of that weight is added (See et al. 2017).
-    dropout > 0: beyond the blog, dropout of that rate on the embeddings (article and title), the
-    output of every LSTM, and the head's input and hidden layer; only while training.
-    title_dropout > 0: beyond the blog, while training each title character the decoder reads is
-    replaced by UNK with that probability (the targets stay whole).
-    recurrent_dropout > 0: beyond the blog, every LSTM's state h is dropped at that rate as it enters
-    each step (Keras's recurrent_dropout: a mask per gate, the same at every step); only while
-    training. Keras's cell then multiplies gate by gate, so outputs part at float rounding.
+    padding in both directions, so a title does not depend on what shares its batch (False, the
+    2018 code, reads it; the 2019 code always masks). copy: the model also reads the articles'
+    extended ids and gives probabilities over the vocabulary and `maxlen` temporary ids (the most
+    an article can need). coverage, dropout (at DROPOUT_AT), title_dropout, recurrent_dropout:
+    beyond the blog, as config.py says.
     """
     if settings.vocab_size is None:
         raise TitleError("the model's vocab_size is unset; it comes from the vocabulary")
@@ -319,9 +309,7 @@ def title_loss(y_true, y_pred):
 
 
 def summed_title_loss(y_true, y_pred, label_smoothing=0.0):
-    """The numerator of `title_loss`: the cross-entropy summed over the real targets. Training on
-    several devices divides each device's sum by the whole batch's count, so the loss and the
-    gradients are those of one device.
+    """The numerator of `title_loss`: the cross-entropy summed over the real targets.
 
     label_smoothing ε > 0 (beyond the blog): each target's cross-entropy is mixed with that of the
     uniform distribution over every output id, (1 - ε)·(-log p[y]) + ε·mean(-log p), with the

@@ -217,10 +217,10 @@ def new_doubles(yid, t, doubled, size):
 
 def sample(next_probs, memory, state, n, max_len, seed, top=0):
     """n titles per article drawn from the model, one character at a time (ids below END never
-    drawn; top > 0: from each step's `top` most likely ids alone, renormalised): ids (batch·n, max_len + 1), START first and zeros after END; lengths (batch·n,) counting
-    START and END. An article's titles are rows n·i … n·i + n - 1, as its beams are in
-    `beam_search`, and `next_probs` is the same function. `seed`: two int32s; the draws depend on it
-    and the step alone (tf.random's stateless draws), so a resumed run draws the very same titles."""
+    drawn; top > 0: from each step's `top` most likely ids alone, renormalised): ids (batch·n,
+    max_len + 1), START first and zeros after END; lengths (batch·n,) counting START and END. An
+    article's titles are rows n·i … n·i + n - 1, as its beams are in `beam_search`. `seed`: two
+    int32s; the draws depend on it and the step alone (stateless), so a resumed run draws the same."""
     rows = tf.shape(tf.nest.flatten(memory)[0])[0] * n
     width = max_len + 1
     yid = tf.concat([tf.fill([rows, 1], START), tf.zeros([rows, max_len], tf.int32)], axis=1)

@@ -16,8 +16,8 @@ under teacher forcing on it; the reward ROUGE-L F as Lin defines it, or evaluate
     loss = λ · cross-entropy + (1 - λ) · risk (averaged over the batch's articles).
 
 A repeat adds length and no match, so Lin's ROUGE-L F punishes a stuttering title, which the
-cross-entropy never sees (evaluate's does not: CLGE's package counts a title's distinct characters). The candidates are drawn with tf.random's stateless draws seeded by the
-run's seed and the batch's place in it, so a resumed run draws the very same ones.
+cross-entropy never sees (nor evaluate's: CLGE's package counts a title's distinct characters).
+The draws are seeded by the run's seed and the batch's place in it: a resumed run draws the same.
 """
 import numpy as np
 import tensorflow as tf
@@ -83,12 +83,10 @@ def candidates(decoder, articles, extended, references, train, seed):
 
 
 def make_sequence_step(model, optimizer, strategy, decoder, train):
-    """(batch, seed) -> its loss, after one Adam step on the stage's loss; `train` a settings.Train
-    (SEQ_CANDIDATES, SEQ_BEAM, SEQ_SHARPNESS, SEQ_CE_WEIGHT, LABEL_SMOOTHING), `decoder` an
-    IncrementalDecoder on the model. As make_train_step does, each replica takes a near-equal share
-    of the batch's articles (with their candidates) and divides by the whole batch's counts, so the
-    loss and the update are those of one device. The stage runs the model's parts without dropout:
-    the candidates' probabilities are those the decoder drew them from."""
+    """(batch, seed) -> its loss, after one Adam step on the stage's loss; `train` a settings.Train,
+    `decoder` an IncrementalDecoder on the model. Each replica divides by the whole batch's counts,
+    as in make_train_step. The model's parts run without dropout: the candidates' probabilities are
+    those the decoder drew them from."""
     parts, k, replicas = decoder.parts, train.seq_candidates, strategy.num_replicas_in_sync
     weight, sharpness = train.seq_ce_weight, train.seq_sharpness
 

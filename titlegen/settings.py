@@ -200,10 +200,9 @@ class Settings:
             values = dict(groups.get(name, {}))
             names = [f.name for f in fields(group)]
             missing, unknown = [n for n in names if n not in values], sorted(set(values) - set(names))
-            if missing or unknown:
-                raise TitleError(f"the {name} settings do not fit this version: "
-                                 + "; ".join(x for x in (f"missing {', '.join(missing)}" if missing else "",
-                                                         f"unknown {', '.join(unknown)}" if unknown else "") if x))
+            wrong = [f"{what} {', '.join(keys)}" for what, keys in (("missing", missing), ("unknown", unknown)) if keys]
+            if wrong:
+                raise TitleError(f"the {name} settings do not fit this version: " + "; ".join(wrong))
             if "sample_names" in values:
                 values["sample_names"] = tuple(values["sample_names"])
             for f in fields(group):
@@ -314,7 +313,7 @@ def load(config, root, files=(), flags=None):
     for path in files:
         values = read_override_file(path, values)
     by_field = {CONFIG_NAMES[name]: value for name, value in values.items()}
-    for f in _path_fields():
+    for f in (name for name, f in SETTINGS.items() if f.metadata.get("path")):
         if isinstance(by_field[f], str) and not os.path.isabs(by_field[f]):  # other types: an error below
             by_field[f] = os.path.join(root, by_field[f])
     by_field.update({k: v for k, v in (flags or {}).items() if v is not None})
@@ -323,10 +322,6 @@ def load(config, root, files=(), flags=None):
         groups[FIELDS[name]][name] = value
     groups["model"]["vocab_size"] = None
     return Settings.from_dict(groups)
-
-
-def _path_fields():
-    return [name for name, f in SETTINGS.items() if f.metadata.get("path")]
 
 
 def resumed(settings, changes):

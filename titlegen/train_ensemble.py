@@ -1,10 +1,8 @@
 """Training an ensemble (MEMBERS > 1, beyond the blog): its members are ordinary runs, each with its
-own seed (SEED, SEED + 1, ...) and folder (OUT/member_1, ...), all trained at once in processes
-of their own: with as many cores as members or more, each pinned to its share of the cores; with
-more members than cores, each with one TensorFlow thread on all of them, the system sharing the
-cores out (no member waits for another to finish). A member trains as `train --seed S --out
-OUT/member_i` would on one core or on its share. Its output goes to its folder's train.log, and its
-lines are shown here, prefixed with its name, as they come.
+own seed (SEED, SEED + 1, ...) and folder (OUT/member_1, ...), all trained at once in processes of
+their own, each on its share of the cores (`shares`), as `train --seed S --out OUT/member_i` would
+train there. Its output goes to its folder's train.log, and its lines are shown here, prefixed
+with its name, as they come.
 
 Ctrl-C (or SIGTERM) stops every member at its next batch with its checkpoint saved; `train
 --resume --out OUT` continues the members not finished and leaves the finished ones as they are.
@@ -24,12 +22,6 @@ POLL_SECONDS = 2  # how often the members' new output lines are shown
 TENSORFLOW_LOG = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl")  # kept in the log only
 
 
-def member_settings(settings, folder):
-    """Each member's settings: the ensemble's, with its own seed and folder, as one model."""
-    return [settings.replace(members=1, seed=settings.train.seed + i, output_dir=member.path)
-            for i, member in enumerate(folder.members(settings.train.members))]
-
-
 def shares(n, cores):
     """Where each of n members runs: (its cores, its TensorFlow threads). Up to one member per
     core: the cores split, in order, into n groups of near-equal size, the threads those of the
@@ -46,18 +38,14 @@ def machine_cores():
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
 
 
-def check(settings):
-    if settings.train.strategy == "multiworker":
-        raise TitleError("MEMBERS > 1 trains its members side by side on this machine; it does not combine with "
-                         "STRATEGY = 'multiworker' (train the members one by one with --seed instead)")
-
-
 def plan(settings, folder, resume, changes):
-    """(member name, settings, mode) for each member to train: mode "start" or "resume"; resuming,
-    finished members are left out (unless --epochs or --time-limit asks for more)."""
+    """(member name, settings, mode) for each member to train: its settings the ensemble's, with its
+    own seed and folder, as one model; mode "start" or "resume" (resuming, finished members are left
+    out unless --epochs or --time-limit asks for more)."""
     jobs = []
-    for member, own in zip(folder.members(settings.train.members), member_settings(settings, folder)):
-        name = os.path.basename(member.path)
+    for i, member in enumerate(folder.members(settings.train.members)):
+        name, own = os.path.basename(member.path), settings.replace(members=1, seed=settings.train.seed + i,
+                                                                     output_dir=member.path)
         if not resume or not os.path.exists(member.file(CHECKPOINT_FILE)):  # a member never started starts
             jobs.append((name, own, "start"))
         elif not member.read_state()["done"] or changes.get("epochs") or changes.get("time_limit"):
@@ -68,7 +56,9 @@ def plan(settings, folder, resume, changes):
 def train_members(settings, out_dir, overwrite=False, resume=False, changes=None, log=print):
     """Train the ensemble `settings` describe into out_dir (resume: continue it, with `changes` as
     `train --resume` takes them). Returns the folder's config.json record."""
-    check(settings)
+    if settings.train.strategy == "multiworker":
+        raise TitleError("MEMBERS > 1 trains its members side by side on this machine; it does not combine with "
+                         "STRATEGY = 'multiworker' (train the members one by one with --seed instead)")
     folder, changes = RunFolder(out_dir), changes or {}
     folder.check_free(overwrite, resume)
     jobs = plan(settings, folder, resume, changes)
@@ -102,7 +92,8 @@ def run_side_by_side(jobs, overwrite, changes, log):
             process.start()
             running[process.sentinel] = (process, name, tail)
             log(f"{name}: seed {settings.train.seed}, {'resumed' if mode == 'resume' else 'started'} on "
-                f"{where(cores, threads)}; its output is in {tail.path}")
+                f"CPU core{'s' * (len(cores) > 1)} {', '.join(map(str, cores))}{' with one thread' * bool(threads)}; "
+                f"its output is in {tail.path}")
         while running:
             done = wait(list(running), timeout=POLL_SECONDS)
             for process, name, tail in running.values():
@@ -122,12 +113,6 @@ def run_side_by_side(jobs, overwrite, changes, log):
     finally:
         signal.signal(signal.SIGTERM, previous)
     return failed
-
-
-def where(cores, threads):
-    """'CPU core 1', 'CPU cores 0, 1', 'CPU cores 0, 1 with one thread' (shares gives 1 or None)."""
-    named = f"CPU core{'s' if len(cores) > 1 else ''} {', '.join(map(str, cores))}"
-    return named + " with one thread" if threads else named
 
 
 def stop(running):
