@@ -1,8 +1,8 @@
 """Training an ensemble (MEMBERS > 1, beyond the blog): its members are ordinary runs, each with its
 own seed (SEED, SEED + 1, ...) and folder (OUT/member_1, ...), all trained at once in processes of
 their own, each on its share of the cores (`shares`), as `train --seed S --out OUT/member_i` would
-train there. Its output goes to its folder's train.log, and its lines are shown here, prefixed
-with its name, as they come.
+train there. A member's output goes to its folder's train.log, and its lines are shown here,
+prefixed with its name, as they come.
 
 Ctrl-C (or SIGTERM) stops every member at its next batch with its checkpoint saved; `train
 --resume --out OUT` continues the members not finished and leaves the finished ones as they are.
@@ -44,8 +44,8 @@ def plan(settings, folder, resume, changes):
     out unless --epochs or --time-limit asks for more)."""
     jobs = []
     for i, member in enumerate(folder.members(settings.train.members)):
-        name, own = os.path.basename(member.path), settings.replace(members=1, seed=settings.train.seed + i,
-                                                                     output_dir=member.path)
+        name = os.path.basename(member.path)
+        own = settings.replace(members=1, seed=settings.train.seed + i, output_dir=member.path)
         if not resume or not os.path.exists(member.file(CHECKPOINT_FILE)):  # a member never started starts
             jobs.append((name, own, "start"))
         elif not member.read_state()["done"] or changes.get("epochs") or changes.get("time_limit"):
