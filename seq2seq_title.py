@@ -10,6 +10,7 @@ A Keras 3 port of Su Jianlin's 《玩转Keras之seq2seq自动生成标题》 (ke
 bojone/seq2seq). Hyperparameters live in config.py.
 """
 import argparse
+import dataclasses
 import json
 import os
 import select
@@ -20,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import config  # noqa: E402
 from titlegen.errors import TitleError  # noqa: E402 (these three import no TensorFlow: quick)
-from titlegen.settings import FIELDS, load, resumed, setting_flag  # noqa: E402
+from titlegen.settings import FIELDS, FLAG, MODEL, load, load_traced, resumed, setting_flag  # noqa: E402
 from titlegen.text import check_article, parse_line  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,11 +34,16 @@ def flags_of(args):
 
 def settings_of(args):
     """config.py, then the override files given, then the flags given: a titlegen Settings."""
-    settings = load(config, HERE, args.configs, flags_of(args))
+    return traced_settings(args)[0]
+
+
+def traced_settings(args):
+    """settings_of's settings, and where each field's value came from (settings.load_traced)."""
+    settings, origins = load_traced(config, HERE, args.configs, flags_of(args))
     if getattr(args, "no_dev", False):
         monitor = settings.train.monitor
         settings = settings.replace(dev_path=None, monitor="loss" if monitor.startswith("val_") else monitor)
-    return settings
+    return settings, origins
 
 
 def cmd_train(args):
@@ -91,13 +97,37 @@ def arriving_lines(size):
             yield lines
 
 
-def load_titler(settings):
-    """The trained model in --model (or OUTPUT_DIR) with the decoding settings of config.py, the
-    override files and the flags; the model's own settings (version, maxlen) come from its folder.
-    Without XLA, which compiles each batch shape anew (decoders.py, docs/speed.md)."""
+def load_titler(args):
+    """(settings, the trained model in --model (or OUTPUT_DIR) as a Titler): the model's own settings and
+    decoding, from its folder, the decoding changed where the override files or flags given set it
+    (config.py's decoding is what `train` stores, and changes no trained model). The decoding in
+    effect goes to standard error, one line. Without XLA, which compiles each batch shape anew
+    (decoders.py, docs/speed.md)."""
     from titlegen.decoders import load_titler as load  # never the training module
 
-    return load(settings.train.output_dir, settings.decode, xla=False)
+    settings, origins = traced_settings(args)
+    titler = load(settings.train.output_dir, settings.decode, origins, xla=False)
+    print(decoding_line(titler), file=sys.stderr, flush=True)
+    return settings, titler
+
+
+def decoding_origins(titler):
+    """Where each of a titler's decoding settings came from, in words: {field: "the model", an
+    override file's path, or the flag that set it}."""
+    def said(name, origin):
+        return "the model" if origin == MODEL else FLAG_NAMES[name] if origin == FLAG else origin
+
+    return {name: said(name, titler.origins.get(name, MODEL)) for name in dataclasses.asdict(titler.options)}
+
+
+def decoding_line(titler):
+    """The decoding a titler writes with, each value beside where it came from: `decoding: topk 3,
+    ... (the model); no_repeat_ngram 2 (configs/x.py); topk 5 (--topk)`."""
+    grouped = {}
+    for (name, value), origin in zip(dataclasses.asdict(titler.options).items(), decoding_origins(titler).values()):
+        grouped.setdefault(origin, []).append(f"{name} {value}")
+    order = sorted(grouped, key=lambda origin: (origin != "the model", origin.startswith("--")))  # model, files, flags
+    return "decoding: " + "; ".join(f"{', '.join(grouped[origin])} ({origin})" for origin in order)
 
 
 def batch_size(titler, settings):
@@ -113,8 +143,7 @@ def cmd_generate(args):
         check_article(args.article)  # before loading anything
     elif source != "-" and not os.path.isfile(source):
         raise TitleError(f"{source}: no such file; expected one article per line")
-    settings = settings_of(args)
-    titler = load_titler(settings)
+    settings, titler = load_titler(args)
     if source is None:
         print(titler([args.article])[0])
         return 0
@@ -159,17 +188,16 @@ def cmd_evaluate(args):
     data = args.data or settings.data.dev_path
     if not data:
         raise TitleError("nothing to evaluate: pass --data PATH or set DEV_PATH in config.py")
-    titler = load_titler(settings)
+    settings, titler = load_titler(args)
     out = args.predictions or predictions_path(settings.train.output_dir, data)
-    result = evaluate(titler, batch_size(titler, settings), data, settings.data, out)
+    result = evaluate(titler, batch_size(titler, settings), data, settings.data, out, decoding_origins(titler))
     print("\n".join(report(result, out)))
 
 
 def cmd_export(args):
     from titlegen.export import export
 
-    settings = settings_of(args)
-    titler = load_titler(settings)
+    settings, titler = load_titler(args)
     path = export(titler, args.export_dir or os.path.join(settings.train.output_dir, "export"))
     print(f"SavedModel in {path} (endpoint serve: article strings -> title, score); in Python:\n"
           f"  titles = tf.saved_model.load({path!r}); titles.serve(tf.constant([\"文章内容\"]))")
@@ -186,12 +214,12 @@ def cmd_serve(args):
         why = os.strerror(e.errno) if e.errno else e.strerror or str(e)  # socket.gaierror: a host not found
         raise TitleError(f"cannot listen on {served.serve_host}:{served.serve_port} ({why}); "
                          "pass --port N (0: any free port) or --host ADDRESS") from None
-    titler = load_titler(settings)
+    settings, titler = load_titler(args)
     titler.warm_up()  # batches come in every size: traced for any shape before the first request
 
     name = args.name or os.path.basename(os.path.normpath(settings.train.output_dir))
     why = serve(titler, name, served, batch_size(titler, settings), settings.data.content_field, sock,
-                log=lambda line: print(line, flush=True))
+                log=lambda line: print(line, flush=True), origins=decoding_origins(titler))
     print(f"stopped ({why}); every request in flight was answered", flush=True)
     return 0
 
@@ -205,19 +233,34 @@ def add_settings_files(p, positional=True):
                        help="a file of config.py names that override it (e.g. configs/csl.py); may repeat")
 
 
-def add_settings_flags(p, flags):
+def add_settings_flags(p, flags, default="config.{}"):
     """Flags that set a settings field: (flag, help[, field[, constant]]), the field the flag's name
     unless given. Its type and choices are the field's; a True/False field's flag turns it on (or
-    sets `constant`); the help names config.py's default."""
+    sets `constant`), and its opposite (`opposite`) sets the other value; the help names the
+    default (`default`, given the config.py name)."""
     for flag, help, *rest in flags:
         name = rest[0] if rest else flag[2:].replace("-", "_")
         kind, allowed, config_name = setting_flag(name)
-        help = f"{help} (default: config.{config_name})"
-        if kind is bool or len(rest) > 1:
+        help = f"{help} (default: {default.format(config_name)})"
+        if kind is bool:
             const = rest[1] if len(rest) > 1 else True
             p.add_argument(flag, dest=name, action="store_const", const=const, help=help)
+            p.add_argument(opposite(flag), dest=name, action="store_const", const=not const,
+                           help=f"the opposite of {flag}")
+        elif len(rest) > 1:
+            p.add_argument(flag, dest=name, action="store_const", const=rest[1], help=help)
         else:
             p.add_argument(flag, dest=name, type=kind, choices=allowed, help=help)
+
+
+def opposite(flag):
+    """The flag that sets a True/False setting the other way: --copy / --no-copy, --no-new-double /
+    --allow-new-double, --seq-sample / --seq-beam."""
+    return OPPOSITES.get(flag, "--no-" + flag[2:])
+
+
+OPPOSITES = {"--no-new-double": "--allow-new-double", "--seq-sample": "--seq-beam"}
+MODEL_DEFAULT = "the model's own, which train stored from config.{}"  # generate, evaluate, serve, export: decoding
 
 
 SKIP_BAD = ("--skip-bad", "report and leave out bad records instead of stopping", "on_bad_record", "skip")
@@ -263,6 +306,19 @@ SERVE_FLAGS = (
     ("--batch-wait", "ms a request waits for others to be decoded with it", "serve_batch_wait"))
 
 
+FLAG_NAMES = {(row[2] if len(row) > 2 else row[0][2:].replace("-", "_")): row[0]
+              for row in DECODING_FLAGS + TITLING_FLAGS}  # a field's flag, to say where a value came from
+FLAG_NAMES["no_new_double"] += " / " + opposite("--no-new-double")
+
+
+def add_decoding_flags(p, more=()):
+    """The flags of a command that loads a trained model: `--model`, the decoding flags (their
+    default the model's own), then `more`."""
+    for row in DECODING_FLAGS + more:
+        field = row[2] if len(row) > 2 else row[0][2:].replace("-", "_")
+        add_settings_flags(p, [row], MODEL_DEFAULT if FIELDS[field] == "decode" else "config.{}")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="seq2seq_title.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -281,26 +337,27 @@ def parse_args(argv):
     p.add_argument("--file", help="articles, one per line (plain text, or JSON with a CONTENT_FIELD field)")
     p.add_argument("--jsonl", action="store_true", help='write {"line": N, "title": ...} per article')
     add_settings_files(p, positional=False)
-    add_settings_flags(p, DECODING_FLAGS + TITLING_FLAGS)
+    add_decoding_flags(p, TITLING_FLAGS)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("evaluate", help="title a titled set and score the titles (ROUGE, BLEU), beside LEAD")
     add_settings_files(p)
     p.add_argument("--data", help="titled articles: JSON Lines, TSV or a THUCNews-style folder (default: config.DEV_PATH)")
     p.add_argument("--out", dest="predictions", help="predictions file (default: MODEL/predictions_<folder>_<file>.jsonl)")
-    add_settings_flags(p, (FORMAT, SKIP_BAD) + DECODING_FLAGS + TITLING_FLAGS)
+    add_settings_flags(p, (FORMAT, SKIP_BAD))
+    add_decoding_flags(p, TITLING_FLAGS)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("serve", help="answer HTTP requests with titles (TF Serving's REST body) and a page at /")
     add_settings_files(p, positional=False)
-    add_settings_flags(p, DECODING_FLAGS + TITLING_FLAGS + SERVE_FLAGS)
+    add_decoding_flags(p, TITLING_FLAGS + SERVE_FLAGS)
     p.add_argument("--name", help="the model's name in /v1/models/NAME (default: the model folder's name)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="write a TensorFlow SavedModel (TF Serving layout) that titles article strings")
     add_settings_files(p)
     p.add_argument("--out", dest="export_dir", help="folder for the numbered version folders (default: MODEL/export)")
-    add_settings_flags(p, DECODING_FLAGS)
+    add_decoding_flags(p)
     p.set_defaults(func=cmd_export)
     return parser.parse_args(argv)
 

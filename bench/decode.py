@@ -20,9 +20,11 @@ dev set from a fresh process (start-up included) beside the same articles decode
 one. A benchmark, not a test: timings on a shared machine move 10-20% between runs.
 """
 import argparse
+import atexit
 import dataclasses
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEFORE_CORE = "9eaa27b"  # the last commit with two decoders written apart
-SETTINGS = None  # the measured model's settings, config.py's decoding (set by `load`)
+SETTINGS = None  # the measured model's settings, its own decoding (set by `load`)
 sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
 import titlegen  # noqa: E402,F401  (first: its oneDNN default is read when TensorFlow starts)
@@ -47,7 +49,8 @@ from titlegen.decoders import Titler, title_in_batches  # noqa: E402
 from titlegen.ensemble import Ensemble  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
 from titlegen.model import build_model, max_title_len  # noqa: E402
-from titlegen.runfolder import RunFolder, load_trained  # noqa: E402
+from titlegen.runfolder import RunFolder  # noqa: E402
+from titlegen.trained import load_trained  # noqa: E402
 from titlegen.settings import DECODERS, load as load_settings  # noqa: E402
 
 
@@ -101,8 +104,10 @@ def title_steps():
 
 
 def load(path):
-    """(model, vocab, what it is): the trained model (or ensemble) in `path`, else a fresh faithful
-    model of config.py's size; SETTINGS becomes its settings with config.py's decoding."""
+    """(model, vocab, what it is, its folder): the trained model (or ensemble) in `path`, else a fresh
+    faithful model of config.py's size, saved to a temporary run folder (so the cold `generate`
+    has a model to load); SETTINGS becomes its settings, its own decoding included, as `generate`
+    decodes it."""
     global SETTINGS
     if os.path.exists(os.path.join(path, "config.json")):
         model, vocab, settings = load_trained(path)
@@ -113,9 +118,16 @@ def load(path):
         rows = read_jsonl(os.path.join(ROOT, config.TRAIN_PATH))
         vocab = Vocab.build((t for r in rows for t in (r["content"], r["title"])), config.MIN_COUNT)
         settings = load_settings(config, ROOT).replace(vocab_size=len(vocab))
-        model, about = build_model(settings.model), f"freshly initialised, {len(vocab)} ids (no trained model in {path})"
-    SETTINGS = settings.replace(**dataclasses.asdict(load_settings(config, ROOT).decode))
-    return model, vocab, about
+        model = build_model(settings.model)
+        about = f"freshly initialised, {len(vocab)} ids (no trained model in {path}; saved to a temporary folder)"
+        path = tempfile.mkdtemp(prefix="bench_decode_")
+        atexit.register(shutil.rmtree, path, True)
+        folder = RunFolder(path)
+        folder.start(vocab)
+        folder.write_record(settings, vocab)
+        folder.save_weights(model)
+    SETTINGS = settings
+    return model, vocab, about, path
 
 
 def before_model(model, build_before):
@@ -134,7 +146,7 @@ def dev_articles():
 
 
 def titler(model, vocab, topk, decoder="incremental"):
-    """A Titler of the measured model as `generate` builds it (no XLA), decoding as config.py says
+    """A Titler of the measured model as `generate` builds it (no XLA), decoding as the model does
     but for topk and the decoder."""
     decode = dataclasses.replace(SETTINGS.decode, topk=topk, decoder=decoder)
     return Titler(model, vocab, SETTINGS.model, decode, xla=False)
@@ -193,7 +205,7 @@ def main():
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    model, vocab, about = load(args.model)
+    model, vocab, about, args.model = load(args.model)
     args.steps = args.steps or title_steps()
     print(f"machine: {describe()}; TensorFlow {tf.__version__}" + (f"; {args.threads} threads" if args.threads else ""))
     print(f"model: {about}\n")

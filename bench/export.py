@@ -26,9 +26,8 @@ import config  # noqa: E402
 from machine import describe  # noqa: E402
 from titlegen.export import export  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
-from titlegen.decoders import Titler  # noqa: E402
-from titlegen.runfolder import RunFolder, load_trained  # noqa: E402
-from titlegen.settings import load  # noqa: E402
+from titlegen.decoders import load_titler  # noqa: E402
+from titlegen.runfolder import RunFolder  # noqa: E402
 
 
 def rate(title, batches):
@@ -46,9 +45,7 @@ def main():
     parser.add_argument("--articles", type=int, default=128)
     args = parser.parse_args()
     print(f"machine: {describe()}; TensorFlow {tf.__version__}")
-    model, vocab, settings = load_trained(args.model)
-    decode = load(config, ROOT, flags={"decoder": "incremental"}).decode  # config.py's decoding, as generate's
-    titler = Titler(model, vocab, settings.model, decode)
+    titler = load_titler(args.model)  # the model's own decoding, as generate decodes it
     best = RunFolder(args.model).read_record()[1]["best"]
     print(f"model: {args.model} (best epoch {best['epoch']}); decoding: {titler.options}\n")
     articles = [r["content"] for r in read_jsonl(os.path.join(ROOT, config.DEV_PATH))[:args.articles]]

@@ -40,7 +40,6 @@ import config  # noqa: E402
 from machine import describe  # noqa: E402
 from titlegen.decoders import load_titler  # noqa: E402
 from titlegen.serve import serving_address  # noqa: E402
-from titlegen.settings import load  # noqa: E402
 from titlegen.sources import read_jsonl  # noqa: E402
 
 CLI = os.path.join(ROOT, "seq2seq_title.py")
@@ -49,7 +48,7 @@ CLI = os.path.join(ROOT, "seq2seq_title.py")
 def generate_rate(model, articles, size):
     """In-process titles/s of generate's decoder in batches of `size` (warmed), its titles, and
     the mean decode time of one full batch."""
-    titler = load_titler(model, load(config, ROOT).decode, xla=False)  # as generate decodes
+    titler = load_titler(model, xla=False)  # as generate decodes: the model's own decoding
     batches = [articles[i:i + size] for i in range(0, len(articles), size)]
     [titler(b) for b in batches]
     start = time.perf_counter()

@@ -8,7 +8,8 @@ import pytest
 from conftest import ALPHABET, ROOT, last_line, make_corpus, run_cli, tiny_settings, titler_of, write_jsonl
 from seq2seq_title import main
 from titlegen.data import TitleError, Vocab, tokenize
-from titlegen.runfolder import VOCAB_FILE, load_trained
+from titlegen.runfolder import VOCAB_FILE
+from titlegen.trained import load_trained
 from titlegen.train import train
 
 MILLION = "春夏秋冬" * 250_000

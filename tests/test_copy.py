@@ -6,7 +6,7 @@ from conftest import model_settings, slow_but, tiny_settings, titler_of, write_j
 from titlegen.data import END, START, UNK, Vocab
 from titlegen.layers import PointerGenerator, TitleIds
 from titlegen.model import build_model
-from titlegen.runfolder import load_trained
+from titlegen.trained import load_trained
 from titlegen.train import train
 
 

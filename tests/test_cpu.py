@@ -16,7 +16,7 @@ import json, sys
 sys.path[:0] = [{root!r}, {tests!r}]
 from conftest import make_corpus, tiny_settings, write_jsonl
 from titlegen.decoders import Titler
-from titlegen.runfolder import load_trained
+from titlegen.trained import load_trained
 from titlegen.train import train
 train_path = write_jsonl(sys.argv[1] + "/train.jsonl", make_corpus(96, seed=1))
 dev_path = write_jsonl(sys.argv[1] + "/dev.jsonl", make_corpus(8, seed=2))

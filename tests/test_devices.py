@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, on_one_and_two_replicas, tiny_settings
 from titlegen.data import TitleError
-from titlegen.runfolder import load_trained
+from titlegen.trained import load_trained
 from titlegen.train import train
 
 def test_two_replica_mirrored_strategy_gives_the_single_device_loss():

@@ -21,7 +21,8 @@ from titlegen.ensemble import Ensemble, EnsembleParts, mean_probs, parts_of
 from titlegen.export import export
 from titlegen.train_ensemble import machine_cores, shares
 from titlegen.model import build_model, model_inputs
-from titlegen.runfolder import RunFolder, load_trained
+from titlegen.runfolder import RunFolder
+from titlegen.trained import load_trained
 from titlegen.search import beam_search
 
 MAXLEN, MAX_LEN = 24, 8

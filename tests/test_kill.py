@@ -10,7 +10,8 @@ import pytest
 
 import config
 from conftest import ROOT, TINY_CONFIG, last_line, make_corpus, train_cli, write_jsonl
-from titlegen.runfolder import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, RunFolder, load_trained
+from titlegen.runfolder import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, RunFolder
+from titlegen.trained import load_trained
 from titlegen.settings import load
 from titlegen.train import train
 

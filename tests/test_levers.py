@@ -167,7 +167,7 @@ def test_levers_resume_exactly(tmp_path, corpus):
     whole, parted = trained_whole_and_resumed(tmp_path, corpus, levers, epochs=2, first=1)
 
     assert len(csv_rows(whole, STEPS_FILE)) == 6 and csv_rows(whole, STEPS_FILE) == csv_rows(parted, STEPS_FILE)
-    from titlegen.runfolder import load_trained
+    from titlegen.trained import load_trained
     for a, b in zip(load_trained(whole)[0].get_weights(), load_trained(parted)[0].get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 

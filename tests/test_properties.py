@@ -11,7 +11,7 @@ from seq2seq_title import main
 from titlegen.data import END, FIRST_CHAR, START, UNK, TitleError, Vocab
 from titlegen.sources import read_records
 from titlegen.text import check_article, clean, parse_line
-from titlegen.runfolder import load_trained
+from titlegen.trained import load_trained
 
 # any code point but lone surrogates (which no UTF-8 file or terminal can hold), mixed with the
 # model's own characters and control characters so that every branch is reached

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import ROOT, make_corpus, run_cli, tiny_settings, write_jsonl
 from titlegen.data import TitleError
-from titlegen.runfolder import CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE, RunFolder, load_trained
+from titlegen.runfolder import CHECKPOINT_FILE, METRICS_FILE, STEPS_FILE, RunFolder
+from titlegen.trained import load_trained
 from titlegen.train import resume_settings, train
 
 KILLED_RUN = """

@@ -15,7 +15,8 @@ from conftest import (ROOT, TINY_CONFIG, make_corpus, model_settings, on_one_and
 from titlegen.data import END, START, TitleError, UNK
 from titlegen.metrics import example_scores, lcs_f, rouge_l
 from titlegen.model import ModelParts, build_model, named_inputs, title_log_probs
-from titlegen.runfolder import METRICS_FILE, STEPS_FILE, RunFolder, load_trained
+from titlegen.runfolder import METRICS_FILE, STEPS_FILE, RunFolder
+from titlegen.trained import load_trained
 from titlegen.search import sample
 from titlegen.sequence import candidate_arrays, costs_of, distinct, make_sequence_step, sequence_risk
 from titlegen.settings import load

@@ -24,10 +24,11 @@ MAX_LEN = "8"
 class Server:
     """`python seq2seq_title.py serve ... --port 0` in a subprocess; its address read off its first line."""
 
-    def __init__(self, model, *flags):
+    def __init__(self, model, *flags, max_len=MAX_LEN):
         self.process = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "serve", "--model", model, "--port", "0",
-             "--max-len", MAX_LEN, *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+             *(["--max-len", max_len] if max_len else []), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         line = self.process.stdout.readline()
         address = serving_address(line)

@@ -7,7 +7,8 @@ import pytest
 import config
 from conftest import ROOT, last_line, run_cli, tiny_settings, write_jsonl
 from titlegen.errors import TitleError
-from titlegen.runfolder import CONFIG_FILE, RunFolder, load_trained
+from titlegen.runfolder import CONFIG_FILE, RunFolder
+from titlegen.trained import load_trained
 from titlegen.settings import CONFIG_NAMES, FIELDS, LEGACY, RESUMABLE, RUN, load
 
 

@@ -8,8 +8,8 @@ import pytest
 from conftest import last_line, run_cli, tiny_settings, titler_of
 from titlegen.data import TitleError, Vocab
 from titlegen.model import named_inputs
-from titlegen.runfolder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE,
-                                load_trained)
+from titlegen.runfolder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE)
+from titlegen.trained import load_trained
 from titlegen.train import train
 
 ARTICLES = ["春夏秋冬山水日月", "风雨花草春夏秋冬山水日月风雨花草", "日月"]

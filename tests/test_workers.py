@@ -13,7 +13,8 @@ import config
 from conftest import ROOT, TINY_CONFIG, make_corpus, write_jsonl
 from titlegen.cluster import local_tf_configs
 from titlegen.runfolder import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, STEPS_FILE, VOCAB_FILE, WEIGHTS_FILE,
-                                RunFolder, load_trained)
+                                RunFolder)
+from titlegen.trained import load_trained
 from titlegen.settings import load
 from titlegen.train import train
 

@@ -19,10 +19,10 @@ from tqdm import tqdm
 from .data import END, TitleError, pad
 from .ensemble import parts_of
 from .model import max_title_len, named_inputs
-from .runfolder import load_trained
 from .search import beam_search, sample, spelled
-from .settings import DECODERS
+from .settings import DECODERS, model_decoding
 from .text import check_article
+from .trained import load_trained
 
 ENCODE_BUCKET = 64  # articles are padded to a multiple of this many characters before encoding
 
@@ -161,13 +161,15 @@ DECODER_CLASSES = dict(zip(DECODERS, (NaiveDecoder, IncrementalDecoder)))  # set
 
 class Titler:
     """Article texts -> titles, by the decoder `decode` (a `settings.Decode`) names and as it says,
-    of a model (or ensemble) of these settings (a `settings.Model`: MAXLEN characters are read)."""
+    of a model (or ensemble) of these settings (a `settings.Model`: MAXLEN characters are read).
+    `origins`: where each decoding setting came from (`settings.model_decoding`), to be shown."""
 
-    def __init__(self, model, vocab, settings, decode, xla=True):
+    def __init__(self, model, vocab, settings, decode, xla=True, origins=None):
         self.vocab, self.settings = vocab, settings
         self.decoder = DECODER_CLASSES[decode.decoder](model, settings, decode,
                                                        **({"xla": xla} if decode.decoder == "incremental" else {}))
         self.options = self.decoder.options  # `decode` with its max_title_len: what evaluate records, export bakes in
+        self.origins = origins or {}
 
     def __call__(self, articles):
         """A list of article texts -> their titles, in order."""
@@ -195,10 +197,13 @@ class Titler:
         return [self.vocab.unextended(e) for e in extended], extended, [oovs for _, oovs in pairs]
 
 
-def load_titler(path, decode, xla=True):
-    """The trained model in the run folder `path`, decoding as `decode` (a settings.Decode) says."""
+def load_titler(path, given=None, origins=None, xla=True):
+    """The trained model in the folder `path`, decoding as its folder stores, but for the fields
+    override files or flags set (`given`, a settings.Decode, and `origins` as settings.load_traced
+    gives them; none: the model's own decoding throughout)."""
     model, vocab, settings = load_trained(path)
-    return Titler(model, vocab, settings.model, decode, xla)
+    decode, origins = model_decoding(settings.decode, given or settings.decode, origins or {})
+    return Titler(model, vocab, settings.model, decode, xla, origins)
 
 
 def title_in_batches(titler, articles, size):

@@ -18,9 +18,10 @@ def predictions_path(model_dir, data):
     return os.path.join(model_dir, f"predictions_{os.path.basename(os.path.dirname(data))}_{stem}.jsonl")
 
 
-def evaluate(titler, batch_size, data, data_settings, out):
+def evaluate(titler, batch_size, data, data_settings, out, origins=None):
     """Title every article of `data` with `titler`, `batch_size` at a time, write the predictions
-    to `out` and the scores beside it (.scores.json). Returns the scores file's contents."""
+    to `out` and the scores beside it (.scores.json), with the decoding and where each of its
+    settings came from (`origins`). Returns the scores file's contents."""
     skipped = []
     rows = read_all(data, data_settings.data_format, (data_settings.title_field, data_settings.content_field),
                     data_settings.on_bad_record, lambda line: (skipped.append(line), print(line, file=sys.stderr)))
@@ -34,7 +35,7 @@ def evaluate(titler, batch_size, data, data_settings, out):
                 "references": readability(references, contents)}
     shares = copy_shares(predictions, contents, set("".join(titler.vocab.chars)))  # words: their characters
     result = {"data": data, "articles": len(rows), "skipped": len(skipped), "scores": scores,
-              "decoding": dataclasses.asdict(titler.options),
+              "decoding": dataclasses.asdict(titler.options), "decoding_from": origins or {},
               "readability": readable, "title_characters": shares}
     write_json(os.path.splitext(out)[0] + ".scores.json", result)
     return result

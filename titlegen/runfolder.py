@@ -237,53 +237,6 @@ def with_legacy(groups):
     return regrouped
 
 
-def load_trained(path):
-    """Rebuild a trained model from its folder: (model, vocab, settings).
-
-    A vocabulary other than the one the model was trained with is an error, never a silent mismatch.
-    """
-    from .model import build_model  # TensorFlow: only when a model is loaded
-
-    folder = RunFolder(path)
-    if folder.holds_ensemble():
-        return load_ensemble(folder)
-    missing = [n for n in (VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE) if not os.path.exists(folder.file(n))]
-    if missing:
-        raise TitleError(f"no trained model in {path} ({', '.join(missing)} missing); run "
-                         "`python seq2seq_title.py train` first, or pass --model DIR")
-    settings, record = folder.read_record()
-    vocab = folder.load_vocab()
-    if vocab.fingerprint != record["vocab_fingerprint"] or len(vocab) != settings.model.vocab_size:
-        raise TitleError(f"{folder.file(VOCAB_FILE)} is not the vocabulary this model was trained with "
-                         f"(fingerprint {vocab.fingerprint}, {len(vocab)} ids; the model expects "
-                         f"{record['vocab_fingerprint']}, {settings.model.vocab_size} ids); restore the "
-                         "vocab.json saved with the weights, or retrain")
-    model = build_model(settings.model)
-    model.load_weights(folder.file(WEIGHTS_FILE))
-    return model, vocab, settings
-
-
-def load_ensemble(folder):
-    """An ensemble's members, each with its best weights so far: (ensemble.Ensemble, vocab, settings)."""
-    from .ensemble import Ensemble
-
-    settings, _ = folder.read_record()
-    members = folder.members(settings.train.members)
-    untrained = [os.path.basename(m.path) for m in members if not os.path.exists(m.file(WEIGHTS_FILE))]
-    if untrained:
-        raise TitleError(f"the ensemble in {folder.path} is not trained yet ({', '.join(untrained)} without "
-                         f"{WEIGHTS_FILE}); `train --resume --out {folder.path}` trains it")
-    loaded = [load_trained(m.path) for m in members]
-    _, vocab, first = loaded[0]
-    odd = [os.path.basename(m.path) for m, (_, v, s) in zip(members, loaded)
-           if v.fingerprint != vocab.fingerprint or s.model != first.model]
-    if odd:
-        raise TitleError(f"{', '.join(odd)} in {folder.path} has another vocabulary or model than "
-                         f"{os.path.basename(members[0].path)}; an ensemble's members are trained together, "
-                         "by one `train`")
-    return Ensemble([model for model, _, _ in loaded]), vocab, settings.replace(vocab_size=first.model.vocab_size)
-
-
 def random_states(model):
     """The state of every random generator in the model (dropout's): what the next draw depends on."""
     return [layer.seed_generator.state for layer in model.layers if hasattr(layer, "seed_generator")]

@@ -6,7 +6,8 @@ server and TF Serving with the exported SavedModel (`export`) unchanged:
     POST /v1/models/NAME:predict  {"instances": ["文章", ...]} or {"instances": [{"articles": ...}]}
                                   -> {"predictions": [{"title": ..., "score": ...}, ...]}
     GET  /v1/models/NAME          the model's status, as TF Serving gives it
-    GET  /v1/models/NAME/metadata the decoding settings
+    GET  /v1/models/NAME/metadata the decoding settings, and where each came from (the model's
+                                  folder, an override file, a flag)
     GET  /healthz                 {"status": "ok", ...} once the model is loaded, with titles and
                                   batches decoded so far
     GET  /                        a page to paste an article into and read its title
@@ -143,10 +144,11 @@ def _article(instance, index, content_field):
 class App:
     """The ASGI application: routes, the body limit, JSON in and out; the model behind `batcher`."""
 
-    def __init__(self, batcher, name, decoding, content_field="content", max_bytes=4 << 20):
+    def __init__(self, batcher, name, decoding, content_field="content", max_bytes=4 << 20, origins=None):
         self.batcher, self.name, self.content_field, self.max_bytes = batcher, name, content_field, max_bytes
         self.metadata = {"model_spec": {"name": name, "signature_name": "serving_default"},
-                         "metadata": {"decoding": decoding, "batch_size": batcher.batch_size,
+                         "metadata": {"decoding": decoding, "decoding_from": origins or {},
+                                      "batch_size": batcher.batch_size,
                                       "batch_wait_ms": batcher.wait * 1000}}
         with open(PAGE, encoding="utf-8") as f:
             self.page = f.read().replace("__MODEL__", json.dumps(name).replace("<", "\\u003c")).encode("utf-8")
@@ -246,14 +248,15 @@ def _stop(signum, frame):
     raise Stopped(signal.Signals(signum).name)
 
 
-def serve(titler, name, settings, batch_size, content_field, sock, log=print):
+def serve(titler, name, settings, batch_size, content_field, sock, log=print, origins=None):
     """Answer on the bound socket `sock` until SIGINT or SIGTERM, which finish the requests in
     flight first (uvicorn's graceful shutdown); returns the signal's name. At most `batch_size`
-    articles are decoded together; `settings` a settings.Serve (SERVE_BATCH_WAIT, SERVE_MAX_BYTES)."""
+    articles are decoded together; `settings` a settings.Serve (SERVE_BATCH_WAIT, SERVE_MAX_BYTES);
+    `origins`: where each decoding setting came from, in words (the metadata and the page show it)."""
     import uvicorn
 
     batcher = Batcher(titler.titles_and_scores, batch_size, settings.serve_batch_wait)
-    app = App(batcher, name, dataclasses.asdict(titler.options), content_field, settings.serve_max_bytes)
+    app = App(batcher, name, dataclasses.asdict(titler.options), content_field, settings.serve_max_bytes, origins)
     config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=60,
                             access_log=False)
     host, port = sock.getsockname()[:2]

@@ -8,6 +8,7 @@ defaults of their own: a Settings is always made from config.py (or a run folder
 runs also says what those runs did (`legacy`), so their folders load as they ran. This module
 imports neither TensorFlow nor any other part of the project: the command line reads it first.
 """
+import ast
 import dataclasses
 import os
 import types
@@ -267,22 +268,24 @@ def read_override_file(path, values):
     """`values` (config.py's names so far) as an override file leaves them: nanoGPT's convention,
     a Python file of assignments (e.g. configs/csl.py) run with the names so far in scope, so
     `OUTPUT_DIR = OUTPUT_DIR + "_copy"` works, and `include("recipe.py")` starts from another file.
-    Any other UPPERCASE name is a one-line error."""
+    Any other UPPERCASE name is a one-line error. Returns (the values, the names the file assigns,
+    itself or through the files it includes)."""
     if not os.path.isfile(path):
         raise TitleError(f"{path}: no such settings file; expected a .py file of config.py names, "
                          "e.g. configs/csl.py")
-    scope = dict(values)
-    run_settings_file(path, scope, [])
+    scope, assigned = dict(values), set()
+    run_settings_file(path, scope, [], assigned)
     unknown = sorted(k for k in scope if k.isupper() and k not in CONFIG_NAMES)
     if unknown:
         raise TitleError(f"{path}: {', '.join(unknown)} is not a config.py setting; "
                          f"the settings are: {', '.join(CONFIG_NAMES)}")
-    return {k: scope[k] for k in CONFIG_NAMES}
+    return {k: scope[k] for k in CONFIG_NAMES}, assigned & set(CONFIG_NAMES)
 
 
-def run_settings_file(path, scope, including):
-    """Run one settings file in `scope`. It may start from another with `include("recipe.py")`
-    (a path relative to the file), whose assignments then run first, in the same scope."""
+def run_settings_file(path, scope, including, assigned):
+    """Run one settings file in `scope`, adding the names it assigns to `assigned`. It may start
+    from another with `include("recipe.py")` (a path relative to the file), whose assignments then
+    run first, in the same scope."""
     if path in including:
         raise TitleError(f"{path}: includes itself (through {' -> '.join(including)})")
     if not os.path.isfile(path):
@@ -291,7 +294,7 @@ def run_settings_file(path, scope, including):
         source = f.read()
 
     def include(name):
-        run_settings_file(os.path.join(os.path.dirname(path), name), scope, [*including, path])
+        run_settings_file(os.path.join(os.path.dirname(path), name), scope, [*including, path], assigned)
 
     scope["include"] = include
     try:
@@ -300,28 +303,70 @@ def run_settings_file(path, scope, including):
         raise
     except Exception as e:  # a typo in the user's file: say where, without a traceback
         raise TitleError(f"{path}: {type(e).__name__}: {e}") from None
+    assigned.update(assigned_names(source))
+
+
+def assigned_names(source):
+    """The names a settings file assigns (`TOPK = 5`, `EPOCHS += 1`)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        for target in targets:
+            names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+CONFIG = "config.py"  # where a value comes from when no file or flag sets it
+FLAG = "flag"  # where a value given on the command line comes from
 
 
 def load(config, root, files=(), flags=None):
     """Settings from a config module (config.py), then each override file in turn, then flags
     ({field name: value}; None means not given). Paths from config.py and the files are relative
     to `root`, the project folder; paths given as flags to the working folder, as usual."""
+    return load_traced(config, root, files, flags)[0]
+
+
+def load_traced(config, root, files=(), flags=None):
+    """`load`'s settings, and where each field's value came from: {field: CONFIG, the override
+    file's path as given (the last file that assigns it), or FLAG}."""
     values = {name: getattr(config, name) for name in CONFIG_NAMES if hasattr(config, name)}
     missing = sorted(set(CONFIG_NAMES) - set(values))
     if missing:
         raise TitleError(f"config.py lacks {', '.join(missing)}; restore them from the repository's config.py")
+    origins = {name: CONFIG for name in SETTINGS}
     for path in files:
-        values = read_override_file(path, values)
+        values, assigned = read_override_file(path, values)
+        origins.update({CONFIG_NAMES[name]: path for name in assigned})
     by_field = {CONFIG_NAMES[name]: value for name, value in values.items()}
     for f in (name for name, f in SETTINGS.items() if f.metadata.get("path")):
         if isinstance(by_field[f], str) and not os.path.isabs(by_field[f]):  # other types: an error below
             by_field[f] = os.path.join(root, by_field[f])
-    by_field.update({k: v for k, v in (flags or {}).items() if v is not None})
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    by_field.update(given)
+    origins.update({name: FLAG for name in given})
     groups = {name: {} for name in GROUPS}
     for name, value in by_field.items():
         groups[FIELDS[name]][name] = value
     groups["model"]["vocab_size"] = None
-    return Settings.from_dict(groups)
+    return Settings.from_dict(groups), origins
+
+
+MODEL = "model"  # a trained model's decoding setting, as its run folder stores it
+
+
+def model_decoding(stored, given, origins):
+    """How a trained model writes its titles: the decoding its folder stores (`stored`, a Decode,
+    what `train` had from config.py, its files and flags), with each field an override file or a
+    flag set taken from `given` (the command's Decode; `origins` as `load_traced` gives them);
+    config.py's own values do not change a trained model's. Returns (the Decode, {field: MODEL, a
+    file's path or FLAG})."""
+    names = [f.name for f in fields(Decode)]
+    chosen = {name: origins.get(name, CONFIG) for name in names}
+    chosen = {name: MODEL if origin == CONFIG else origin for name, origin in chosen.items()}
+    changes = {name: getattr(given, name) for name, origin in chosen.items() if origin != MODEL}
+    return dataclasses.replace(stored, **changes), chosen
 
 
 def resumed(settings, changes):
