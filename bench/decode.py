@@ -37,10 +37,14 @@ SETTINGS = None  # the measured model's settings, its own decoding (set by `load
 sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
 import titlegen  # noqa: E402,F401  (first: its oneDNN default is read when TensorFlow starts)
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from keras import tree  # noqa: E402
 
-tf.get_logger().setLevel("ERROR")  # each Titler traces its own functions: no retracing warnings
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # each Titler traces its own functions: no retracing warnings
 
 import config  # noqa: E402
 from machine import describe  # noqa: E402
@@ -60,8 +64,8 @@ def make_decoders(package, model, topk, max_len, **options):
     if package == "titlegen":
         from titlegen.decoders import IncrementalDecoder, NaiveDecoder
         decode = SETTINGS.replace(topk=topk, max_title_len=max_len).decode
-        return (NaiveDecoder(model, SETTINGS.model, decode, **options),
-                IncrementalDecoder(model, SETTINGS.model, decode, **options))
+        ours = NaiveDecoder(model, decode, **options), IncrementalDecoder(model, decode, **options)
+        return tuple(lambda articles, d=d: d({"article": articles}) for d in ours)
     from titlegen_before.decode import beam_search, naive_next_probs  # a numpy beam search, a separate decoder
     from titlegen_before.incremental import IncrementalDecoder
 
@@ -149,7 +153,7 @@ def titler(model, vocab, topk, decoder="incremental"):
     """A Titler of the measured model as `generate` builds it (no XLA), decoding as the model does
     but for topk and the decoder."""
     decode = dataclasses.replace(SETTINGS.decode, topk=topk, decoder=decoder)
-    return Titler(model, vocab, SETTINGS.model, decode, xla=False)
+    return Titler(model, vocab, decode, xla=False)
 
 
 def compare(args, vocab, models, rounds=5):
@@ -207,7 +211,8 @@ def main():
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     model, vocab, about, args.model = load(args.model)
     args.steps = args.steps or title_steps()
-    print(f"machine: {describe()}; TensorFlow {tf.__version__}" + (f"; {args.threads} threads" if args.threads else ""))
+    print(f"machine: {describe()}; Keras {keras.__version__} on {keras.backend.backend()}"
+          + (f"; {args.threads} threads" if args.threads else ""))
     print(f"model: {about}\n")
     faithful = not SETTINGS.model.copy and not isinstance(model, Ensemble)
     if args.against != "none" and faithful:
@@ -235,10 +240,10 @@ def details(model, vocab):
     for size in (1, 16, 64):
         batches = [dev[i:i + size] for i in range(0, n, size)]
         seconds = timed(lambda: [titles(b) for b in batches], repeat=1)
-        inputs = [titles.encode(b) for b in batches]
-        steps = np.mean([max(len(t) for t in titles.decoder(ids, extended)) - 1 for ids, extended, _ in inputs])
-        encoder = timed(lambda: [[t.numpy() for t in tf.nest.flatten(titles.decoder.encoded(ids, extended))]
-                                 for ids, extended, _ in inputs], repeat=1) / len(batches)
+        inputs = [titles.encode(b)[0] for b in batches]
+        steps = np.mean([max(len(t) for t in titles.decoder(x)) - 1 for x in inputs])
+        encoder = timed(lambda: [[np.asarray(t) for t in tree.flatten(titles.decoder.encoded(x)[0])]
+                                 for x in inputs], repeat=1) / len(batches)
         per_batch = seconds / len(batches)
         print(f"| {size} | {n / seconds:.1f} | {per_batch * 1000:.1f} | {encoder * 1000:.1f} | {steps:.1f} "
               f"| {(per_batch - encoder) / steps * 1000:.2f} | {peak_mb():.0f} |")

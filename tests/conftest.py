@@ -94,13 +94,12 @@ def decoding(**changes):
     return project_settings().replace(**changes).decode
 
 
-def titler_of(model, vocab, settings, decoder="incremental", topk=3, max_title_len=10, xla=True, **options):
-    """A Titler on a model of these settings (a settings.Model), decoding as config.py says but for
-    the decoder, topk, max_title_len and `options` (settings.Decode's names)."""
+def titler_of(model, vocab, decoder="incremental", topk=3, max_title_len=10, xla=True, **options):
+    """A Titler on a model, decoding as config.py says but for the decoder, topk, max_title_len and
+    `options` (settings.Decode's names)."""
     from titlegen.decoders import Titler
 
-    return Titler(model, vocab, settings, decoding(decoder=decoder, topk=topk, max_title_len=max_title_len, **options),
-                  xla)
+    return Titler(model, vocab, decoding(decoder=decoder, topk=topk, max_title_len=max_title_len, **options), xla)
 
 
 def compile_model(model, learning_rate=1e-3):
@@ -151,16 +150,15 @@ def stub_search(next_probs, topk=3, max_title_len=50, article=(0,), **options):
     """The one beam search (titlegen.search) over next-id probabilities set by hand, run eagerly:
     next_probs(yid) -> (beams, V) for the prefix rows yid (beams, t + 1), START first; `article` the
     one article's ids (NO_NEW_DOUBLE reads them). Returns the title ids, START first."""
-    import tensorflow as tf
-    from titlegen.search import beam_search
+    from keras import ops
+    from titlegen.search import BeamSearch
 
-    def next_(yid, t, state, memory):
-        return tf.constant(np.asarray(next_probs(yid.numpy()[:, :int(t) + 1]), dtype="float64")), state
+    def next_(yid, t, cache, memory):
+        return ops.convert_to_tensor(np.asarray(next_probs(ops.convert_to_numpy(yid)[:, :int(t) + 1]), "float64")), cache
 
-    ids, lengths, _ = beam_search(next_, {"article": tf.zeros([1, 1])}, {},
-                                  decoding(topk=topk, max_title_len=max_title_len, **options),
-                                  tf.constant([article], tf.int32))
-    return ids.numpy()[0, :int(lengths[0])]
+    search = BeamSearch(next_, decoding(topk=topk, max_title_len=max_title_len, **options))
+    ids, lengths, _ = search({"article": np.zeros([1, 1], "int32")}, {}, np.array([article], "int32"))
+    return ids[0, :int(lengths[0])]
 
 
 def train_cli(args, kill_at=None):

@@ -135,7 +135,7 @@ def test_word_tokenizer_travels_with_the_model(tmp_path, capsys):
     assert saved.encode("北京天安门深圳", 400) == [saved.char2id["北京"], saved.char2id["天安门"], 1]  # 深圳: unknown
     model, loaded, settings = load_trained(out)
     assert settings.data.tokenizer == "word"
-    title = titler_of(model, loaded, settings.model, "naive", 3, 6)(["上海东方明珠北京"])[0]
+    title = titler_of(model, loaded, "naive", 3, 6)(["上海东方明珠北京"])[0]
     capsys.readouterr()
     assert main(["generate", "上海东方明珠北京", "--model", out, "--decoder", "naive", "--max-len", "6"]) == 0
     assert capsys.readouterr().out.strip() == title

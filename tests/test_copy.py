@@ -25,9 +25,10 @@ def test_titler_encodes_text_as_the_decoder_reads_it():
     vocab = Vocab(list("天气好"), min_count=1)  # 天4 气5 好6; len 7
     for copy in (False, True):
         settings = model_settings(vocab_size=len(vocab), char_size=8, hidden_size=16, copy=copy)
-        ids, extended, oovs = titler_of(build_model(settings), vocab, settings).encode(["天晴气爽晴", "好"])
-        assert ids == [[4, UNK, 5, UNK, UNK], [6]]
-        assert (extended, oovs) == (([[4, 7, 5, 8, 7], [6]], [["晴", "爽"], []]) if copy else (None, [(), ()]))
+        inputs, oovs = titler_of(build_model(settings), vocab).encode(["天晴气爽晴", "好"])
+        assert inputs["article"] == [[4, UNK, 5, UNK, UNK], [6]]
+        assert (inputs.get("article_extended"), oovs) == (([[4, 7, 5, 8, 7], [6]], [["晴", "爽"], []]) if copy
+                                                          else (None, [(), ()]))
 
 
 def test_title_ids_read_extended_ids_as_unk():
@@ -71,12 +72,12 @@ def test_copy_model_learns_to_copy_an_out_of_vocabulary_character(tmp_path, vers
     assert settings.copy and "copy_gate" in {layer.name for layer in model.layers}
     articles = ["亮春夏秋冬山水日月", "晶风雨花草山水日月"]  # 亮 and 晶 were never seen in training
     assert not any(c in vocab.char2id for c in "亮晶")
-    naive = titler_of(model, vocab, settings, "naive", 3, 6)(articles)
+    naive = titler_of(model, vocab, "naive", 3, 6)(articles)
     assert [t[0] for t in naive] == ["亮", "晶"]  # copied, and written back as the real characters
-    assert titler_of(model, vocab, settings, "incremental", 3, 6)(articles) == naive
+    assert titler_of(model, vocab, "incremental", 3, 6)(articles) == naive
 
     loaded, loaded_vocab, _ = load_trained(str(tmp_path / "model"))
-    assert titler_of(loaded, loaded_vocab, settings, "incremental", 3, 6)(articles) == naive
+    assert titler_of(loaded, loaded_vocab, "incremental", 3, 6)(articles) == naive
 
 
 def test_copy_off_is_the_blogs_model():
@@ -117,11 +118,11 @@ def test_coverage_decoders_agree_and_reload(tmp_path, version, copy):
     vocab = Vocab([chr(0x4e00 + i) for i in range(36)], 1)
     rng = np.random.default_rng(0)
     articles = ["".join(chr(0x4e00 + i) for i in rng.integers(0, 36, n)) + "亮" for n in (5, 30, 12)]
-    naive = titler_of(model, vocab, settings, "naive", 3, 10)(articles)
-    assert titler_of(model, vocab, settings, "incremental", 3, 10)(articles) == naive
+    naive = titler_of(model, vocab, "naive", 3, 10)(articles)
+    assert titler_of(model, vocab, "incremental", 3, 10)(articles) == naive
     options = {"min_title_len": 2, "no_repeat_ngram": 2, "length_penalty": 0.8}  # every option at once, 5 beams
-    assert (titler_of(model, vocab, settings, "incremental", 5, 10, **options)(articles)
-            == titler_of(model, vocab, settings, "naive", 5, 10, **options)(articles))
+    assert (titler_of(model, vocab, "incremental", 5, 10, **options)(articles)
+            == titler_of(model, vocab, "naive", 5, 10, **options)(articles))
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
-    assert titler_of(loaded, vocab, settings, "incremental", 3, 10)(articles) == naive
+    assert titler_of(loaded, vocab, "incremental", 3, 10)(articles) == naive

@@ -24,7 +24,7 @@ settings = tiny_settings(train_path, dev_path, epochs=8, steps_per_epoch=None, b
                          hidden_size=32, decoder="incremental")
 model, vocab, config = train(settings, sys.argv[1] + "/model", log=lambda _: None)
 model, vocab, stored = load_trained(sys.argv[1] + "/model")
-titles = Titler(model, vocab, stored.model, settings.decode)([r["content"] for r in make_corpus(12, seed=5)])
+titles = Titler(model, vocab, settings.decode)([r["content"] for r in make_corpus(12, seed=5)])
 print(json.dumps({{"losses": [h["loss"] for h in config["history"]], "val": [h["val_loss"] for h in config["history"]],
                   "titles": titles}}))
 """

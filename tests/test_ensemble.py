@@ -11,19 +11,19 @@ import time
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
 from conftest import (ROOT, TINY_CONFIG, compile_model, decoding, last_line, make_corpus, model_settings, run_cli,
                       slow_but, titler_of, write_jsonl)
 from titlegen.data import END, START, TitleError, Vocab, encode_example, pad, padded
 from titlegen.decoders import IncrementalDecoder, NaiveDecoder
-from titlegen.ensemble import Ensemble, EnsembleParts, mean_probs, parts_of
+from titlegen.ensemble import Ensemble, mean_probs
 from titlegen.export import export
 from titlegen.train_ensemble import machine_cores, shares
 from titlegen.model import build_model, model_inputs
 from titlegen.runfolder import RunFolder
 from titlegen.trained import load_trained
-from titlegen.search import beam_search
+from titlegen.search import BeamSearch
 
 MAXLEN, MAX_LEN = 24, 8
 ARTICLES = ["春夏秋冬山水日月", "风雨花草" * 5, "山", "草花雨风月日水山冬秋夏春", "亮春夏晶秋冬亮山水"]
@@ -52,88 +52,88 @@ def pair(request):
 
 
 def test_mean_probs_by_hand():
-    got = mean_probs([tf.constant([[0.6, 0.4], [1.0, 0.0]]), tf.constant([[0.2, 0.8], [0.0, 1.0]]),
-                      tf.constant([[0.1, 0.9], [0.5, 0.5]])])
-    np.testing.assert_allclose(got.numpy(), [[0.3, 0.7], [0.5, 0.5]], rtol=1e-6)
+    got = mean_probs([ops.convert_to_tensor([[0.6, 0.4], [1.0, 0.0]]), ops.convert_to_tensor([[0.2, 0.8], [0.0, 1.0]]),
+                      ops.convert_to_tensor([[0.1, 0.9], [0.5, 0.5]])])
+    np.testing.assert_allclose(ops.convert_to_numpy(got), [[0.3, 0.7], [0.5, 0.5]], rtol=1e-6)
 
 
-class SetParts:
-    """A member whose next-id probabilities are set by hand, step by step (one article, one row per beam)."""
+class SetModel:
+    """A member whose next-id probabilities are set by hand, step by step (one article, one row per
+    beam), with a model's decoding interface."""
+    settings, max_title_len = None, 5
 
     def __init__(self, steps):
         self.steps = np.array(steps, "float32")  # (steps, V)
-        self.vocab_size = self.steps.shape[1]
 
-    def batch(self, memory):
-        return 1
+    def encode(self, inputs):
+        return {"rows": ops.zeros((1, 1))}
 
-    def start_state(self, memory, rows):
-        return {"t": tf.zeros([rows], tf.int32)}
+    def start_cache(self, memory, rows):
+        return {"t": ops.zeros((rows,), "int32")}
 
-    def step(self, last, state, memory):
-        return tf.gather(self.steps, state["t"]), {"t": state["t"] + 1}
+    def call_with_cache(self, last, cache, memory):
+        return ops.take(self.steps, cache["t"], axis=0), {"t": cache["t"] + 1}
 
 
 def test_beam_search_follows_the_mean_not_either_member():
     """Ids 4 (a) and 5 (b). Member A: a 0.6, b 0.4; member B: a 0, b 1; both then END. Greedy
     search takes a with A alone, b with the ensemble (mean: a 0.3, b 0.7), scored log 0.7 + log 1."""
     first_a, first_b, then_end = [0, 0, 0, 0, 0.6, 0.4], [0, 0, 0, 0, 0.0, 1.0], [0, 0, 0, 1.0, 0, 0]
-    a, b = SetParts([first_a, then_end, then_end]), SetParts([first_b, then_end, then_end])
+    a, b = SetModel([first_a, then_end, then_end]), SetModel([first_b, then_end, then_end])
 
-    def search(parts, memory):  # one article
-        def next_probs(yid, t, state, memory):
-            return parts.step(yid[:, t], state, memory)
-        ids, lengths, scores = beam_search(next_probs, memory, parts.start_state(memory, 1),
-                                           decoding(topk=1, max_title_len=5), tf.zeros([1, 1], tf.int32))
-        return list(ids.numpy()[0][:lengths.numpy()[0]]), float(scores.numpy()[0])
+    def search(model):  # one article
+        def next_probs(yid, t, cache, memory):
+            return model.call_with_cache(yid[:, t], cache, memory)
 
-    article = {"article": tf.zeros([1, 1])}
-    assert search(a, article)[0] == [START, 4, END]
-    ids, score = search(EnsembleParts([a, b]), [article, article])
+        memory = model.encode({"article": np.zeros((1, 1), "int32")})
+        ids, lengths, scores = BeamSearch(next_probs, decoding(topk=1, max_title_len=5))(
+            memory, model.start_cache(memory, 1), np.zeros((1, 1), "int32"))
+        return list(ids[0][:lengths[0]]), float(scores[0])
+
+    assert search(a)[0] == [START, 4, END]
+    ids, score = search(Ensemble([a, b]))
     assert ids == [START, 5, END]
     np.testing.assert_allclose(score, np.log(0.7 + 1e-6) + np.log(1.0 + 1e-6), rtol=1e-6)
 
 
 def test_a_step_is_the_mean_of_the_members_steps(pair):
     a, b, vocab, settings = pair
-    ensemble = parts_of(Ensemble([a, b]), settings)
-    members = [parts_of(a, settings), parts_of(b, settings)]
-    x = tf.constant(pad([vocab.encode(t, MAXLEN) for t in ARTICLES[:2]]))
-    extended = x if settings.copy else None
-    k, last = 2, tf.constant([START] * 4)
-    probs, state = ensemble.step(last, ensemble.start_state(ensemble.memory(x, extended), 4),
-                                 ensemble.memory(x, extended))
-    alone = [p.step(last, p.start_state(p.memory(x, extended), 4), p.memory(x, extended))[0] for p in members]
-    np.testing.assert_allclose(probs.numpy(), (alone[0].numpy() + alone[1].numpy()) / 2, rtol=1e-5, atol=1e-7)
-    assert not np.allclose(alone[0].numpy(), alone[1].numpy(), atol=1e-3)  # the members differ: a real mean
-    assert len(state) == 2 and k * 2 == probs.shape[0]
+    ensemble = Ensemble([a, b])
+    x = pad([vocab.encode(t, MAXLEN) for t in ARTICLES[:2]])
+    inputs = {"article": x, **({"article_extended": x} if settings.copy else {})}
+    k, last = 2, ops.convert_to_tensor([START] * 4)
+    memory = ensemble.encode(inputs)
+    probs, cache = ensemble.call_with_cache(last, ensemble.start_cache(memory, 4), memory)
+    alone = [ops.convert_to_numpy(m.call_with_cache(last, m.start_cache(m.encode(inputs), 4), m.encode(inputs))[0])
+             for m in (a, b)]
+    np.testing.assert_allclose(ops.convert_to_numpy(probs), (alone[0] + alone[1]) / 2, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(alone[0], alone[1], atol=1e-3)  # the members differ: a real mean
+    assert len(cache) == 2 and k * 2 == probs.shape[0]
 
 
 def test_both_decoders_give_the_ensembles_titles(pair):
     """The naive decoder (the members' whole models, averaged) and the incremental one (their steps,
     averaged): the same titles and scores. And an ensemble of one model is that model."""
-    a, b, vocab, settings = pair
-    both, copy = Ensemble([a, b]), settings.copy
-    naive = titler_of(both, vocab, settings, "naive", 3, MAX_LEN)
-    incremental = titler_of(both, vocab, settings, "incremental", 3, MAX_LEN)
+    a, b, vocab, _ = pair
+    both = Ensemble([a, b])
+    naive = titler_of(both, vocab, "naive", 3, MAX_LEN)
+    incremental = titler_of(both, vocab, "incremental", 3, MAX_LEN)
     titles = incremental(ARTICLES)
     assert naive(ARTICLES) == titles
-    assert titler_of(Ensemble([a]), vocab, settings, "incremental", 3, MAX_LEN)(ARTICLES) == \
-        titler_of(a, vocab, settings, "incremental", 3, MAX_LEN)(ARTICLES)
-    ids = [vocab.encode(t, MAXLEN) for t in ARTICLES]
-    ext = [vocab.encode_extended(t, MAXLEN)[0] for t in ARTICLES] if copy else None
-    ids = [vocab.unextended(e) for e in ext] if copy else ids
+    assert titler_of(Ensemble([a]), vocab, "incremental", 3, MAX_LEN)(ARTICLES) == \
+        titler_of(a, vocab, "incremental", 3, MAX_LEN)(ARTICLES)
+    inputs = incremental.encode(ARTICLES)[0]
     options = decoding(topk=3, max_title_len=MAX_LEN)
-    np.testing.assert_allclose(NaiveDecoder(both, settings, options).search(ids, ext)[1],
-                               IncrementalDecoder(both, settings, options).search(ids, ext)[1], rtol=1e-5)
+    np.testing.assert_allclose(NaiveDecoder(both, options).search(inputs)[1],
+                               IncrementalDecoder(both, options).search(inputs)[1], rtol=1e-5)
 
 
 @pytest.mark.slow
 def test_exported_ensemble_writes_its_titles(tmp_path):
     from test_export import served
 
-    (a, vocab, settings), (b, _, _) = trained(1, "2018", True), trained(2, "2018", True)
-    titler = titler_of(Ensemble([a, b]), vocab, settings, "incremental", 3, MAX_LEN)
+    (a, vocab, _), (b, _, _) = trained(1, "2018", True), trained(2, "2018", True)
+    titler = titler_of(Ensemble([a, b]), vocab, "incremental", 3, MAX_LEN)
     path = export(titler, str(tmp_path / "exported"))
     assert served(path, ARTICLES, tmp_path)["title"] == titler(ARTICLES)
 
@@ -213,7 +213,7 @@ def test_generate_and_evaluate_read_the_ensemble(ensemble_run):
     ens = str(folder / "ens")
     model, vocab, settings = load_trained(ens)
     assert isinstance(model, Ensemble) and len(model.models) == 2 and settings.train.members == 2
-    expected = titler_of(model, vocab, settings.model, "incremental", 3, 10)(["春夏秋冬山水日月"])[0]
+    expected = titler_of(model, vocab, "incremental", 3, 10)(["春夏秋冬山水日月"])[0]
     result = run_cli("generate", "春夏秋冬山水日月", "--model", ens, "--config", str(folder / "tiny.py"))
     assert result.returncode == 0, result.stderr
     assert result.stdout == expected + "\n"

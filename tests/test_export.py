@@ -9,8 +9,6 @@ import pytest
 
 from conftest import ALPHABET, compile_model, decoding, make_corpus, model_settings, run_cli, slow_but, titler_of
 from titlegen.data import TitleError, Vocab, encode_example, padded
-from titlegen.decoders import IncrementalDecoder
-from titlegen.text import check_article
 from titlegen.export import export
 from titlegen.model import build_model, model_inputs
 
@@ -50,12 +48,8 @@ def trained(version, copy):
 
 def generate_scores(model, vocab, settings, options):
     """The scores of generate's decoder for ARTICLES."""
-    decoder = IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN, **options))
-    cleaned = [check_article(a) for a in ARTICLES]
-    if not settings.copy:
-        return decoder.search([vocab.encode(a, MAXLEN) for a in cleaned])[1]
-    extended = [vocab.encode_extended(a, MAXLEN)[0] for a in cleaned]
-    return decoder.search([vocab.unextended(e) for e in extended], extended)[1]
+    titler = titler_of(model, vocab, "incremental", 3, MAX_LEN, **options)
+    return titler.decoder.search(titler.encode(ARTICLES)[0])[1]
 
 
 def served(path, articles, tmp_path):
@@ -73,7 +67,7 @@ def served(path, articles, tmp_path):
 def test_exported_model_gives_generates_titles_without_the_project(tmp_path, version, copy):
     model, vocab, settings = trained(version, copy)
     options = {"min_title_len": 1, "no_repeat_ngram": 2, "no_new_double": True} if version == "2019" else {}
-    titler = titler_of(model, vocab, settings, "incremental", 3, MAX_LEN, **options)
+    titler = titler_of(model, vocab, "incremental", 3, MAX_LEN, **options)
     expected = titler(ARTICLES)
     path = export(titler, str(tmp_path / "exported"))
     assert path == str(tmp_path / "exported" / "1")  # TF Serving's numbered version folder
@@ -100,4 +94,4 @@ def test_word_models_are_refused():
     vocab = Vocab(list(ALPHABET), 1, tokenizer="word")
     with pytest.raises(TitleError, match="jieba cannot run inside a TensorFlow graph"):
         settings = model_settings(len(vocab), char_size=8, hidden_size=16, maxlen=MAXLEN)
-        export(titler_of(build_model(settings), vocab, settings, "incremental", 3, MAX_LEN), "unused")
+        export(titler_of(build_model(settings), vocab, "incremental", 3, MAX_LEN), "unused")

@@ -32,41 +32,42 @@ def trained():
 @pytest.mark.parametrize("topk", slow_but(3, 1, 3, 5))
 def test_incremental_gives_the_naive_titles(trained, topk):
     model, _, dev, settings = trained
-    incremental = IncrementalDecoder(model, settings, decoding(topk=topk, max_title_len=MAX_LEN))(dev)
-    naive = NaiveDecoder(model, settings, decoding(topk=topk, max_title_len=MAX_LEN))(dev)
+    incremental = IncrementalDecoder(model, decoding(topk=topk, max_title_len=MAX_LEN))({"article": dev})
+    naive = NaiveDecoder(model, decoding(topk=topk, max_title_len=MAX_LEN))({"article": dev})
     assert [t.tolist() for t in incremental] == [t.tolist() for t in naive]
     assert len({tuple(t) for t in naive}) > 5  # the titles differ from article to article
 
 
 def test_incremental_without_xla_gives_the_same_titles(trained):
     model, _, dev, settings = trained
-    assert ([t.tolist() for t in IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN), xla=False)(dev[:20])]
-            == [t.tolist() for t in IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN))(dev[:20])])
+    assert ([t.tolist() for t in IncrementalDecoder(model, decoding(topk=3, max_title_len=MAX_LEN), xla=False)({"article": dev[:20]})]
+            == [t.tolist() for t in IncrementalDecoder(model, decoding(topk=3, max_title_len=MAX_LEN))({"article": dev[:20]})])
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's tracing (JAX compiles each shape)")
 def test_without_xla_the_decoder_is_traced_once_for_every_batch(trained):
     """Titler.warm_up (serve's start) titles one article; then batches of other sizes and article
     lengths are titled without another trace of the encoder or the search (generate, evaluate and
     serve decode so; XLA compiled each padded shape anew)."""
     model, vocab, dev, settings = trained
-    titler = titler_of(model, vocab, settings, "incremental", 3, MAX_LEN, xla=False)
+    titler = titler_of(model, vocab, "incremental", 3, MAX_LEN, xla=False)
     titler.warm_up()
     decoder = titler.decoder
-    traced = decoder._encode.experimental_get_tracing_count(), decoder._search.experimental_get_tracing_count()
+    traced = decoder.encode.tracing_count(), decoder.beams.segment.tracing_count()
     assert traced == (1, 1)
     for n in (1, 3, 7, 16, 50):
-        decoder(dev[:n])
-    decoder([dev[0][:5], dev[1]])
-    assert (decoder._encode.experimental_get_tracing_count(), decoder._search.experimental_get_tracing_count()) == traced
+        decoder({"article": dev[:n]})
+    decoder({"article": [dev[0][:5], dev[1]]})
+    assert (decoder.encode.tracing_count(), decoder.beams.segment.tracing_count()) == traced
 
 
 def test_a_title_does_not_depend_on_its_batch(trained):
     model, _, dev, settings = trained
-    decoder = IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN))
+    decoder = IncrementalDecoder(model, decoding(topk=3, max_title_len=MAX_LEN))
     short = min(dev, key=len)
     longer = sorted(dev, key=len)[-5:]
-    alone = decoder([short])[0]
-    in_batch = decoder(longer[:2] + [short] + longer[2:])[2]
+    alone = decoder({"article": [short]})[0]
+    in_batch = decoder({"article": longer[:2] + [short] + longer[2:]})[2]
     assert len(short) < min(len(a) for a in longer)
     assert alone.tolist() == in_batch.tolist()
 
@@ -87,23 +88,23 @@ def test_beam_states_follow_their_beams_when_the_order_changes(trained):
     model, _, dev, settings = trained
     article = next((a for a in dev[:20] if reorders(model, a, 3)), None)
     assert article is not None, "no article of the sample reorders its beams"
-    assert (IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN))([article])[0].tolist()
-            == NaiveDecoder(model, settings, decoding(topk=3, max_title_len=MAX_LEN))([article])[0].tolist())
+    assert (IncrementalDecoder(model, decoding(topk=3, max_title_len=MAX_LEN))({"article": [article]})[0].tolist()
+            == NaiveDecoder(model, decoding(topk=3, max_title_len=MAX_LEN))({"article": [article]})[0].tolist())
 
 
 def test_forced_length_runs_every_step(trained):
     model, _, dev, settings = trained
-    ids = IncrementalDecoder(model, settings, decoding(topk=2, max_title_len=7), stop_at_end=False)([dev[0]])[0]
+    ids = IncrementalDecoder(model, decoding(topk=2, max_title_len=7), stop_at_end=False)({"article": [dev[0]]})[0]
     assert len(ids) == 8 and ids[0] == START
-    assert ids.tolist() == NaiveDecoder(model, settings, decoding(topk=2, max_title_len=7), stop_at_end=False)([dev[0]])[0].tolist()
+    assert ids.tolist() == NaiveDecoder(model, decoding(topk=2, max_title_len=7), stop_at_end=False)({"article": [dev[0]]})[0].tolist()
 
 
 def test_scores_are_the_titles_log_probabilities(trained):
     """The score each decoder reports is the sum of log(p + 1e-6) of the title's ids under the model."""
     model, _, dev, settings = trained
     options = decoding(topk=3, max_title_len=MAX_LEN)
-    for decoder in (NaiveDecoder(model, settings, options), IncrementalDecoder(model, settings, options)):
-        titles, scores = decoder.search(dev[:3])
+    for decoder in (NaiveDecoder(model, options), IncrementalDecoder(model, options)):
+        titles, scores = decoder.search({"article": dev[:3]})
         for article, title, score in zip(dev[:3], titles, scores):
             probs = model.predict_on_batch(named_inputs(np.array([article]), title[None, :-1]))[0]
             expected = np.sum(np.log(probs[np.arange(len(title) - 1), title[1:]].astype("float64") + 1e-6))
@@ -113,8 +114,8 @@ def test_scores_are_the_titles_log_probabilities(trained):
 def test_titler_gives_the_same_text_with_both_decoders(trained):
     model, vocab, _, settings = trained
     texts = [r["content"] for r in read_jsonl(os.path.join(ROOT, "data/lcsts/dev.jsonl"))[50:60]]
-    assert (titler_of(model, vocab, settings, "incremental", 3, MAX_LEN)(texts)
-            == titler_of(model, vocab, settings, "naive", 3, MAX_LEN)(texts))
+    assert (titler_of(model, vocab, "incremental", 3, MAX_LEN)(texts)
+            == titler_of(model, vocab, "naive", 3, MAX_LEN)(texts))
 
 
 def test_cli_file_and_stdin(tmp_path, cli_model):

@@ -44,10 +44,9 @@ def test_dropout_acts_only_while_training(version):
     from titlegen.data import Vocab
     vocab = Vocab(vocab_chars, 1)
     articles = ["abcdefgh", "hgfedcba" * 3]
-    titles = titler_of(plain, vocab, settings, "naive", 3, 8)(articles)
-    dropped_settings = dataclasses.replace(settings, dropout=0.5)
-    assert titler_of(dropped, vocab, dropped_settings, "naive", 3, 8)(articles) == titles
-    assert titler_of(dropped, vocab, dropped_settings, "incremental", 3, 8)(articles) == titles
+    titles = titler_of(plain, vocab, "naive", 3, 8)(articles)
+    assert titler_of(dropped, vocab, "naive", 3, 8)(articles) == titles
+    assert titler_of(dropped, vocab, "incremental", 3, 8)(articles) == titles
 
 
 def test_title_dropout_by_hand():

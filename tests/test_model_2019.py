@@ -61,12 +61,12 @@ def test_2019_model_is_padding_invariant_and_reloads(tmp_path):
 
 def test_each_version_is_one_class_in_the_table():
     """settings.VERSIONS (the choices MODEL_VERSION is checked against) are PARTS' keys, and the
-    model a version's settings build is decoded by that version's class."""
-    from titlegen.model import ModelParts
+    model a version's settings build holds that version's parts, made with it."""
     from titlegen.settings import VERSIONS
 
     assert tuple(PARTS) == VERSIONS
     for version in VERSIONS:
         settings = model_settings(12, char_size=16, hidden_size=16, version=version)
-        parts = ModelParts.of(build_model(settings), settings)
-        assert type(parts) is PARTS[version] and parts.settings == settings
+        model = build_model(settings)
+        assert type(model.parts) is PARTS[version] and model.parts.settings == model.settings == settings
+        assert model.max_title_len == PARTS[version].max_title_len

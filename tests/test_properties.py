@@ -91,7 +91,7 @@ def test_a_generate_line_is_an_article_or_its_own_error(text, as_json):
 @pytest.fixture(scope="module")
 def titler(cli_model):
     model, vocab, settings = load_trained(cli_model[0])
-    return titler_of(model, vocab, settings.model, "naive", 2, 8)
+    return titler_of(model, vocab, "naive", 2, 8)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -172,8 +172,8 @@ def test_incremental_gives_the_naive_titles_with_options(version, topk, options)
     rng = np.random.default_rng(0)
     articles = [rng.integers(4, 40, size=n).tolist() for n in (5, 30, 12, 21)] + [[7, 7, 9, 9, 30, 30, 30, 5]]
     options = decoding(topk=topk, **{"max_title_len": 12, **options})
-    naive = NaiveDecoder(model, settings, options)(articles)
-    assert [t.tolist() for t in IncrementalDecoder(model, settings, options)(articles)] == [t.tolist() for t in naive]
+    naive = NaiveDecoder(model, options)({"article": articles})
+    assert [t.tolist() for t in IncrementalDecoder(model, options)({"article": articles})] == [t.tolist() for t in naive]
     if options.no_repeat_ngram == 1:
         assert all(len(set(t[1:].tolist())) == len(t) - 1 for t in naive)
     if options.no_new_double:  # a character twice in a row only where its article has it so
@@ -219,7 +219,7 @@ def test_both_decoders_on_a_model_set_by_hand(version, decoder):
     np.testing.assert_allclose(probs[:, END:], [[0.3, 0.4, 0.2, 0.05, 0.05]] * 2, rtol=1e-5)
 
     def title(**options):
-        return decoder(model, settings, decoding(topk=3, max_title_len=4, **options))(article)[0].tolist()
+        return decoder(model, decoding(topk=3, max_title_len=4, **options))({"article": article})[0].tolist()
 
     assert title() == [START, 4, 4, 4, 4]  # 4ⁿ stays the best beam and never ends
     # 4 may not repeat: [4 END] .4·.3 and [END 4] .3·.4 tie, the first beam's candidate first: it ends
@@ -229,7 +229,7 @@ def test_both_decoders_on_a_model_set_by_hand(version, decoder):
     assert title(length_penalty=1.0) == [START, END]
     assert title(min_title_len=1, length_penalty=1.0) == [START, 4, END]  # END barred at step 0
     greedy = decoding(topk=1, max_title_len=4, no_repeat_ngram=1)
-    assert decoder(model, settings, greedy)(article)[0].tolist() == [START, 4, END]
+    assert decoder(model, greedy)({"article": article})[0].tolist() == [START, 4, END]
 
 
 def test_length_normalisation_works_with_either_decoder():
@@ -238,5 +238,5 @@ def test_length_normalisation_works_with_either_decoder():
     settings = model_settings(12, char_size=8, hidden_size=16)
     model, vocab = build_model(settings), Vocab(list("abcdefgh"), 1)
     articles = ["abcdefgh", "hgfe", "aabbccdd"]
-    naive = titler_of(model, vocab, settings, "naive", 3, 8, length_penalty=1.0)(articles)
-    assert titler_of(model, vocab, settings, "incremental", 3, 8, length_penalty=1.0)(articles) == naive
+    naive = titler_of(model, vocab, "naive", 3, 8, length_penalty=1.0)(articles)
+    assert titler_of(model, vocab, "incremental", 3, 8, length_penalty=1.0)(articles) == naive

@@ -14,7 +14,7 @@ from conftest import (ROOT, TINY_CONFIG, make_corpus, model_settings, on_one_and
                       train_cli, write_jsonl)
 from titlegen.data import END, START, TitleError, UNK
 from titlegen.metrics import example_scores, lcs_f, rouge_l
-from titlegen.model import ModelParts, build_model, named_inputs, title_log_probs
+from titlegen.model import build_model, named_inputs, title_log_probs
 from titlegen.runfolder import METRICS_FILE, STEPS_FILE, RunFolder
 from titlegen.trained import load_trained
 from titlegen.search import sample
@@ -104,32 +104,31 @@ def test_candidates_are_the_reference_the_beam_title_then_draws():
 
 
 class FixedCandidates:
-    """A decoder whose candidates are set: search gives each article's first, sample the rest; its
-    parts (what the stage's step runs) are the model's."""
+    """A decoder whose candidates are set: search gives each article's first, sample the rest."""
 
-    def __init__(self, titles, parts=None):
-        self.titles, self.parts = titles, parts
+    def __init__(self, titles):
+        self.titles = titles
 
-    def search(self, articles, extended=None):
+    def search(self, inputs):
         return [t[0] for t in self.titles], None
 
-    def sample(self, articles, extended, n, seed, top=0):
+    def sample(self, inputs, n, seed, top=0):
         return [t[1:1 + n] for t in self.titles]
 
 
 def tiny_model(vocab_size=10, **changes):
-    """A tiny model, its Adam, and its parts."""
+    """A tiny model and its Adam."""
     keras.utils.set_random_seed(5)
     settings = model_settings(vocab_size, char_size=8, hidden_size=16, **changes)
     model = build_model(settings)
     optimizer = make_optimizer(1e-3, False)
     optimizer.build(model.trainable_variables)
-    return model, optimizer, ModelParts.of(model, settings)
+    return model, optimizer
 
 
 @pytest.mark.parametrize("copy", slow_but(True, False, True))  # the copy model runs every part
 def test_one_step_raises_the_candidate_with_the_higher_reward(copy):
-    model, optimizer, parts = tiny_model(copy=copy)
+    model, optimizer = tiny_model(copy=copy)
     x = np.array([[4, 5, 6, 7, 8], [9, 8, 7, 0, 0]], np.int32)
     y = np.array([[START, 4, 5, 6, END], [START, 9, 8, END, 0]], np.int32)
     good = [[START, 4, 5, 6, END], [START, 9, 8, END]]  # the references: ROUGE-L F 1
@@ -138,7 +137,7 @@ def test_one_step_raises_the_candidate_with_the_higher_reward(copy):
     train = tiny_settings("t", "d", seq_candidates=2, seq_beam=True, seq_ce_weight=0.0, seq_sharpness=1.0,
                           label_smoothing=0.0).train
     step = make_sequence_step(model, optimizer, tf.distribute.get_strategy(),
-                              FixedCandidates([[g, b] for g, b in zip(good, bad)], parts), train)
+                              FixedCandidates([[g, b] for g, b in zip(good, bad)]), train)
 
     def log_p(titles):
         t = np.zeros((2, 6), np.int32)
@@ -157,7 +156,7 @@ def test_the_stage_on_two_replicas_gives_the_single_device_loss():
     out = on_one_and_two_replicas(
         "from titlegen.decoders import IncrementalDecoder\nfrom titlegen.sequence import make_sequence_step\n"
         "train = tiny_settings('t', 'd', seq_candidates=3, seq_beam=True, seq_ce_weight=0.3, seq_sharpness=1.0).train",
-        "make_sequence_step(model, optimizer, strategy, IncrementalDecoder(model, settings, decoding(topk=3, max_title_len=8)), "
+        "make_sequence_step(model, optimizer, strategy, IncrementalDecoder(model, decoding(topk=3, max_title_len=8)), "
         "train)", "step(batch, [7, i])")
     assert out["two"]["replicas"] == 2
     np.testing.assert_allclose(out["two"]["losses"], out["one"]["losses"], rtol=1e-5)

@@ -27,9 +27,9 @@ def test_train_writes_artifacts_and_reload_gives_identical_titles(tmp_path, corp
     x, y = np.array([vocab.encode(ARTICLES[1], 400)]), np.array([[2, 4, 5]])
     np.testing.assert_array_equal(np.asarray(model(named_inputs(x, y))), np.asarray(loaded(named_inputs(x, y))))
     for topk in (1, 3):
-        titles = titler_of(model, vocab, stored.model, "naive", topk, 10)(ARTICLES)
-        assert titler_of(loaded, loaded_vocab, stored.model, "naive", topk, 10)(ARTICLES) == titles
-        assert titler_of(loaded, loaded_vocab, stored.model, "incremental", topk, 10)(ARTICLES) == titles
+        titles = titler_of(model, vocab, "naive", topk, 10)(ARTICLES)
+        assert titler_of(loaded, loaded_vocab, "naive", topk, 10)(ARTICLES) == titles
+        assert titler_of(loaded, loaded_vocab, "incremental", topk, 10)(ARTICLES) == titles
 
 
 def test_training_lowers_the_loss(tmp_path, corpus):

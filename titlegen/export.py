@@ -20,7 +20,7 @@ import tensorflow as tf
 from .data import FIRST_CHAR, PAD, UNK, TitleError
 from .decoders import IncrementalDecoder
 from .ensemble import models_of
-from .search import spelled
+from .search import BeamSearch, spelled
 from .text import CONTROL_TO_SPACE
 
 SPACE = [c for c in range(0x110000) if chr(c).isspace()]  # what str.strip() removes
@@ -40,9 +40,10 @@ class TextIds:
         self.size, self.maxlen, self.copy = len(vocab), maxlen, copy
 
     def encode(self, articles):
-        """Article strings -> (ids (batch, tx), padded with PAD; the model's ids with copying's
-        extended ids, or None; the articles' out-of-vocabulary code points in order of first
-        appearance (batch, tx) and their count; which articles are empty)."""
+        """Article strings -> the model's inputs by name ("article", padded with PAD; with copying
+        "article_extended", the model's ids with copying's extended ids), and the articles' text
+        beside them by name ("oov": their out-of-vocabulary code points in order of first appearance
+        (batch, tx) and "oov_count" their count, with copying; "empty": which articles are empty)."""
         points = tf.strings.unicode_decode(articles, "UTF-8", errors="replace")
         control = np.array(sorted(CONTROL_TO_SPACE), dtype="int32")
         points = tf.ragged.map_flat_values(lambda p: tf.where(tf.reduce_any(p[:, None] == control, -1), 32, p), points)
@@ -56,12 +57,14 @@ class TextIds:
         ids = tf.where(known, tf.reshape(tf.gather(self.values, at), tf.shape(points)), UNK)
         ids = tf.where(real, ids, PAD)
         if not self.copy:
-            return ids, None, None, None, empty
-        return (ids, *self.extended(ids, points, tf.logical_and(real, tf.logical_not(known))), empty)
+            return {"article": ids}, {"empty": empty}
+        extended, oov, count = self.extended(ids, points, tf.logical_and(real, tf.logical_not(known)))
+        return {"article": ids, "article_extended": extended}, {"oov": oov, "oov_count": count, "empty": empty}
 
     def extended(self, ids, points, unknown):
-        """Copying: each unknown character's temporary id len(vocab) + i, i its place among the
-        article's unknown characters in order of first appearance (as Vocab.encode_extended)."""
+        """Copying: (the extended ids: each unknown character's temporary id len(vocab) + i, i its
+        place among the article's unknown characters in order of first appearance, as
+        Vocab.encode_extended; the unknown code points in that order; their count)."""
         width = tf.shape(points)[1]
         same = tf.logical_and(points[:, :, None] == points[:, None, :], unknown[:, None, :])
         first = tf.reduce_min(tf.where(same, tf.range(width)[None, None], width), axis=2)  # its first appearance
@@ -74,18 +77,18 @@ class TextIds:
                             tf.gather_nd(points, where), tf.shape(points, out_type=tf.int64))
         return extended, oov, tf.reduce_sum(tf.cast(is_first, tf.int32), axis=1)
 
-    def decode(self, ids, lengths, oov=None, n_oov=None):
+    def decode(self, ids, lengths, text):
         """Title ids (batch, L) -> strings, as Vocab.decode: special ids dropped, a copied id as the
-        article's own character."""
+        article's own character (`text`: `encode`'s second part)."""
         keep = tf.logical_and(tf.range(tf.shape(ids)[1])[None] < lengths[:, None], ids >= FIRST_CHAR)
         points = tf.gather(self.points, tf.clip_by_value(ids - FIRST_CHAR, 0, len(self.points) - 1))
-        if oov is None:
+        if "oov" not in text:
             keep = tf.logical_and(keep, ids < self.size)
         else:
             copied = ids - self.size
-            keep = tf.logical_and(keep, copied < n_oov[:, None])
-            at = tf.clip_by_value(copied, 0, tf.shape(oov)[1] - 1)
-            points = tf.where(copied >= 0, tf.gather(oov, at, batch_dims=1), points)
+            keep = tf.logical_and(keep, copied < text["oov_count"][:, None])
+            at = tf.clip_by_value(copied, 0, tf.shape(text["oov"])[1] - 1)
+            points = tf.where(copied >= 0, tf.gather(text["oov"], at, batch_dims=1), points)
         return tf.strings.unicode_encode(tf.ragged.boolean_mask(points, keep), "UTF-8")
 
 
@@ -93,13 +96,17 @@ def export(titler, out_dir):
     """Write the SavedModel of a Titler (its model or ensemble, vocabulary, MAXLEN and decoding options: what
     `generate` would use) into out_dir/N, N one more than the highest version there; returns its path."""
     model = titler.decoder.model
-    decoder = IncrementalDecoder(model, titler.settings, titler.options, xla=False)
+    decoder = IncrementalDecoder(model, titler.options, xla=False)
+    search = BeamSearch(decoder.next_probs, decoder.options, leave=False)  # in the graph: one loop, nobody leaves
     text = TextIds(titler.vocab, titler.settings.maxlen, titler.settings.copy)
 
     def serve(articles):
-        ids, extended, oov, n_oov, empty = text.encode(articles)
-        ids, lengths, scores = decoder.search_memory(decoder.parts.memory(ids, extended), spelled(ids, extended))
-        titles = text.decode(ids, lengths, oov, n_oov)
+        inputs, about = text.encode(articles)
+        memory = model.encode(inputs)
+        cache = model.start_cache(memory, tf.shape(inputs["article"])[0] * decoder.options.topk)
+        ids, lengths, scores = search.whole(memory, cache, spelled(inputs))
+        titles = text.decode(ids, lengths, about)
+        empty = about["empty"]
         return {"title": tf.where(empty, "", titles), "score": tf.where(empty, tf.zeros_like(scores), scores)}
 
     versions = [int(n) for n in os.listdir(out_dir) if n.isdigit()] if os.path.isdir(out_dir) else []

@@ -52,12 +52,17 @@ class VocabLayer(layers.Layer):
 class ArticleChars(VocabLayer):
     """χ: 1 for every vocabulary id present among the article's non-pad ids, shape (batch, 1, V).
 
-    The blog sums a one-hot of the masked ids over time and keeps > 0.5; counting the ids and
-    zeroing the pad column gives the same vector without the (batch, time, V) one-hot.
+    The blog sums a one-hot of the masked ids over time and keeps > 0.5; counting the ids (a scatter
+    that adds, of fixed shape on every backend) and zeroing the pad column gives the same vector
+    without the (batch, time, V) one-hot.
     """
 
     def call(self, ids):
-        counts = ops.bincount(ops.cast(ids, "int32"), minlength=self.vocab_size)
+        ids = ops.cast(ids, "int32")
+        shape = ops.shape(ids)
+        rows = ops.broadcast_to(ops.arange(shape[0], dtype="int32")[:, None], shape)
+        counts = ops.scatter(ops.reshape(ops.stack([rows, ids], axis=-1), (-1, 2)),
+                             ops.ones_like(ops.reshape(ids, (-1,))), (shape[0], self.vocab_size))
         present = ops.cast(ops.greater(counts, 0), self.compute_dtype)
         not_pad = ops.cast(ops.not_equal(ops.arange(self.vocab_size), PAD), self.compute_dtype)
         return ops.expand_dims(present * not_pad, 1)

@@ -1,22 +1,26 @@
-"""The blog's seq2seq as one Keras 3 functional model: the 2018 version (bojone/seq2seq f6f7bb7,
-the code the post was published with) and the author's 2019 version (24ff08f).
+"""The blog's seq2seq as one Keras 3 model object, `TitleModel`: the 2018 version (bojone/seq2seq
+f6f7bb7, the code the post was published with) and the author's 2019 version (24ff08f).
 
-inputs (named, a dict): the article's ids "article" (batch, tx), the title so far "title_in" (batch,
-ty) starting with START, and with copying the article's extended ids "article_extended"; output:
-the probability of every next id, (batch, ty, V). Teacher forcing lives in the data:
-title_in = y[:, :-1], target = y[:, 1:] (`model_inputs`).
+It trains through `call`: inputs by name (a dict): the article's ids "article" (batch, tx), the
+title so far "title_in" (batch, ty) starting with START, and with copying the article's extended ids
+"article_extended"; output: the probability of every next id, (batch, ty, V). Teacher forcing lives
+in the data: title_in = y[:, :-1], target = y[:, 1:] (`model_inputs`). It decodes as keras-hub's
+causal LMs do: `encode` the articles once (the memory every step reads), `start_cache`, then
+`call_with_cache` advances every beam by one character.
 
-`ModelParts` holds the layer objects and writes each stage of the model once: `build_model` calls
-it on symbolic inputs (the training graph, a whole title at a time), and the decoders call it on
-tensors: `memory` encodes articles once, `step` advances every beam by one character. What a model
-version changes (its encoder, the norms around its decoder, its attention's inputs, its features and
-head) is a small subclass, `Parts2018` or `Parts2019`, chosen from the model's settings by `PARTS`.
+`ModelParts` holds the layer objects and writes each stage of the model once: the model's graph
+calls it on symbolic inputs (a whole title at a time), and decoding on tensors (one step). What a
+model version changes (its encoder, the norms around its decoder, its attention's inputs, its
+features and head) is a small subclass, `Parts2018` or `Parts2019`, chosen by `PARTS`.
 """
+import dataclasses
+
 import keras
-from keras import layers, ops
+from keras import layers, ops, tree
 
 from .data import PAD
 from .errors import TitleError
+from .settings import Model as ModelSettings
 from .layers import (ArticleChars, CopyGate, Interact, MaskedMaxPool, MultiHeadAttention, PadMask,
                      PointerGenerator, PriorAverage, ScaleShift, SelfModulatedLayerNorm, TitleDropout, TitleIds)
 
@@ -41,8 +45,16 @@ def model_inputs(example):
     return named_inputs(example["article"], title[..., :-1], example.get("article_extended")), title[..., 1:]
 
 
-def build_model(settings):
-    """The blog's model as `settings` (a `settings.Model`; each field in docs/settings.md) describe it.
+def article_inputs(inputs):
+    """The inputs that encoding reads, by name: the articles' ids, and with copying their extended ids."""
+    return {name: value for name, value in inputs.items() if name in ("article", "article_extended")}
+
+
+@keras.saving.register_keras_serializable(package="seq2seq_title")
+class TitleModel(keras.Model):
+    """The blog's model as `settings` (a `settings.Model`; each field in docs/settings.md) describe it:
+    one object that trains (`call`, a functional graph over whole titles) and decodes (`encode`,
+    `start_cache`, `call_with_cache`), both through the same layers (`parts`, the version's ModelParts).
 
     version: "2018" or "2019" (`PARTS`). mask_encoder (2018): the encoder LSTMs skip the article's
     padding in both directions, so a title does not depend on what shares its batch (False, the
@@ -51,13 +63,53 @@ def build_model(settings):
     an article can need). coverage, dropout (at DROPOUT_AT), title_dropout, recurrent_dropout:
     beyond the blog, as config.py says.
     """
-    if settings.vocab_size is None:
-        raise TitleError("the model's vocab_size is unset; it comes from the vocabulary")
-    parts = ModelParts.new(settings)
-    names = named_inputs("article", "title_in", "article_extended" if settings.copy else None)
-    inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in names}
-    probs = parts.title_probs(parts.encode(inputs["article"]), inputs["title_in"], inputs.get("article_extended"))
-    return keras.Model(inputs, probs, name=f"seq2seq_title_{settings.version}")
+
+    def __init__(self, settings, **kwargs):
+        if settings.vocab_size is None:
+            raise TitleError("the model's vocab_size is unset; it comes from the vocabulary")
+        parts = ModelParts.new(settings)
+        names = named_inputs("article", "title_in", "article_extended" if settings.copy else None)
+        inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in names}
+        probs = parts.title_probs(parts.encode(inputs["article"]), inputs["title_in"], inputs.get("article_extended"))
+        super().__init__(inputs, probs, name=f"seq2seq_title_{settings.version}", **kwargs)
+        self.settings, self.parts = settings, parts  # plain objects: Keras tracks no layer twice
+
+    def get_config(self):
+        """The settings it is built from (a `.keras` file rebuilds it from them)."""
+        return {"settings": dataclasses.asdict(self.settings)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(ModelSettings(**config["settings"]))
+
+    def encode(self, inputs):
+        """Decoding: what every step reads of a batch of articles (`inputs`: "article" and with
+        copying "article_extended", (batch, tx) each), computed once (`ModelParts.memory`)."""
+        return self.parts.memory(inputs["article"], inputs.get("article_extended"))
+
+    def start_cache(self, memory, rows):
+        """Every beam's cache before the first step, `rows` beams in all (`ModelParts.start_state`)."""
+        return self.parts.start_state(memory, rows)
+
+    def call_with_cache(self, last, cache, memory):
+        """One decoding step for every beam: each one's last id (rows,), its cache, the articles'
+        memory -> (the next-id probabilities (rows, V'), the new cache) (`ModelParts.step`)."""
+        return self.parts.step(last, cache, memory)
+
+    @property
+    def max_title_len(self):
+        """The most characters a title of this version has (MAX_TITLE_LEN None)."""
+        return self.parts.max_title_len
+
+
+def build_model(settings):
+    """The blog's model as `settings` (a `settings.Model`) describe it: a `TitleModel`."""
+    return TitleModel(settings)
+
+
+def memory_rows(memory):
+    """How many articles a memory (`TitleModel.encode`'s, or an ensemble's list of them) holds."""
+    return ops.shape(tree.flatten(memory)[0])[0]
 
 
 def built(layer, *shapes):
@@ -94,11 +146,6 @@ class ModelParts:
         self.layers, self.settings = layers, settings
         self.attention = layers[self.attention_name]
         self.decoders = [layers["decoder_1"], layers["decoder_2"]]
-
-    @staticmethod
-    def of(model, settings):
-        """The parts of a built (or loaded) model of these settings (a `settings.Model`): its own layers."""
-        return PARTS[settings.version]({layer.name: layer for layer in model.layers}, settings)
 
     @staticmethod
     def new(settings):
@@ -193,11 +240,7 @@ class ModelParts:
         keys = self.attention_inputs(None, encoded["encoded"], encoded["mask"])[1:]  # all but the query
         memory = {key: value for key, value in encoded.items() if key not in ("encoded", "mask")}
         memory["attention"] = self.attention.memory(*keys)
-        return memory if extended is None else self.with_extended(memory, extended)
-
-    def with_extended(self, memory, extended):
-        """The memory with a copying model's extended ids added (padded like the encoder's input)."""
-        return {**memory, "extended": extended}
+        return memory if extended is None else {**memory, "extended": extended}
 
     @staticmethod
     def batch(memory):

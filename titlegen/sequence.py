@@ -70,15 +70,16 @@ def sequence_risk(log_probs, costs, valid, sharpness):
     return tf.reduce_sum(tf.nn.softmax(scores, axis=1) * costs, axis=1)
 
 
-def candidates(decoder, articles, extended, references, train, seed):
-    """SEQ_CANDIDATES titles (id arrays, START first) per article: with SEQ_REFERENCE its reference,
-    with SEQ_BEAM the decoder's beam-search title, then draws (SEQ_SAMPLE_TOP)."""
+def candidates(decoder, inputs, references, train, seed):
+    """SEQ_CANDIDATES titles (id arrays, START first) per article (`inputs`: the articles by the model's
+    input names): with SEQ_REFERENCE its reference, with SEQ_BEAM the decoder's beam-search title,
+    then draws (SEQ_SAMPLE_TOP)."""
     given = [[r] if train.seq_reference else [] for r in references]
     if train.seq_beam:
-        titles, _ = decoder.search(articles, extended)
+        titles, _ = decoder.search(inputs)
         given = [g + [t] for g, t in zip(given, titles)]
     n = train.seq_candidates - len(given[0])
-    drawn = decoder.sample(articles, extended, n, seed, train.seq_sample_top) if n > 0 else [[]] * len(articles)
+    drawn = decoder.sample(inputs, n, seed, train.seq_sample_top) if n > 0 else [[]] * len(references)
     return [g + d for g, d in zip(given, drawn)]
 
 
@@ -87,7 +88,7 @@ def make_sequence_step(model, optimizer, strategy, decoder, train):
     `decoder` an IncrementalDecoder on the model. Each replica divides by the whole batch's counts,
     as in make_train_step. The model's parts run without dropout: the candidates' probabilities are
     those the decoder drew them from."""
-    parts, k, replicas = decoder.parts, train.seq_candidates, strategy.num_replicas_in_sync
+    parts, k, replicas = model.parts, train.seq_candidates, strategy.num_replicas_in_sync
     weight, sharpness = train.seq_ce_weight, train.seq_sharpness
 
     def replica_loss(inputs, cands, costs, valid, counts):
@@ -128,11 +129,11 @@ def candidate_arrays(batch, decoder, train, seed):
     their costs and distinctness (batch, k), and the counts (real target characters, articles) it
     divides by."""
     x, y = batch["article"], batch["title"]
-    articles = [row[row != PAD] for row in x]
-    extended = [row[:len(a)] for row, a in zip(batch["article_extended"], articles)] \
-        if "article_extended" in batch else None
+    inputs = {"article": [row[row != PAD] for row in x]}
+    if "article_extended" in batch:
+        inputs["article_extended"] = [row[:len(a)] for row, a in zip(batch["article_extended"], inputs["article"])]
     references = [np.asarray([START, *title_body(row), END], np.int32) for row in y]
-    cands = candidates(decoder, articles, extended, references, train, seed)
+    cands = candidates(decoder, inputs, references, train, seed)
     k = train.seq_candidates
     flat = pad([c for per_article in cands for c in per_article])
     costs = [costs_of(c, ref, train.seq_reward) for c, ref in zip(cands, y)]

@@ -436,7 +436,7 @@ class Run:
     def __init__(self, settings, folder, inputs, model, optimizer, strategy, steps, state, record, log):
         self.settings, self.folder, self.inputs, self.model, self.optimizer = settings, folder, inputs, model, optimizer
         self.steps, self.state, self.record, self.log, self.strategy = steps, state, record, log, strategy
-        self.titler = Titler(model, inputs.vocab, settings.model, settings.decode)
+        self.titler = Titler(model, inputs.vocab, settings.decode)
         self.best_weights = None  # the best epoch's weights, once this process saw one (the stage starts from them)
         self.use_optimizer(optimizer)
         self.predict = local_predict(model, strategy)
@@ -451,7 +451,7 @@ class Run:
         """Train with `optimizer` from now on: the stage's step and, with EMA, its averaged weights."""
         self.optimizer, train = optimizer, self.settings.train
         if self.stage == "sequence":
-            decoder = IncrementalDecoder(self.model, self.settings.model, self.settings.decode)
+            decoder = IncrementalDecoder(self.model, self.settings.decode)
             step = make_sequence_step(self.model, optimizer, self.strategy, decoder, train)
             self.train_step = lambda batch, at: step(batch, [train.seed, at])  # draws seeded by the batch's place
         else:
