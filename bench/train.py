@@ -25,7 +25,7 @@ what each speed lever gives, where a step's time goes, and bucketing on the ship
 6. With --recipes (and then alone): each recipe as a user runs it, `train CONFIG` then `evaluate
    CONFIG`, one after the other: the minutes to the saved model, ROUGE-L and readability.
 
-Every step is the training step `train` runs (titlegen.train.make_train_step). A benchmark, not a
+Every step is the training step `train` runs (titlegen.devices.make_train_step). A benchmark, not a
 test: timings on a shared machine move 10-20% between runs, so compare within one run.
 """
 import argparse
@@ -55,7 +55,7 @@ from titlegen.layers import Interact, MultiHeadAttention  # noqa: E402
 from titlegen.model import build_model, model_inputs, named_inputs  # noqa: E402
 from titlegen.settings import load  # noqa: E402
 from titlegen.sources import Corpus, epoch_batches, read_jsonl  # noqa: E402
-from titlegen.train import make_optimizer, make_train_step  # noqa: E402
+from titlegen.devices import make_optimizer, make_train_step  # noqa: E402
 
 SETTINGS = load(config, ROOT)  # config.py's, as `train` reads them
 

@@ -161,12 +161,15 @@ def stub_search(next_probs, topk=3, max_title_len=50, article=(0,), **options):
     return ids[0, :int(lengths[0])]
 
 
-def train_cli(args, kill_at=None):
+def train_cli(args, kill_at=None, backend=None):
     """`python seq2seq_title.py train ARGS` in a subprocess, killed with -9 at `kill_at` when given
-    (titlegen/faults.py: a point's name and the how-manieth time it is reached, "step:7")."""
+    (titlegen/faults.py: a point's name and the how-manieth time it is reached, "step:7"), on Keras's
+    `backend` when given."""
     from titlegen.faults import VARIABLE
     env = {k: v for k, v in os.environ.items() if k != VARIABLE}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if backend:
+        env["KERAS_BACKEND"] = backend
     if kill_at:
         env[VARIABLE] = kill_at
     return subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), "train", *args],
@@ -184,7 +187,7 @@ import keras
 from conftest import decoding, model_settings, tiny_settings
 from titlegen.data import pad
 from titlegen.model import build_model
-from titlegen.train import make_optimizer
+from titlegen.devices import make_optimizer
 {setup}
 rng = np.random.default_rng(0)
 # five articles (an odd batch: the replicas get 3 and 2) of different lengths, titles of different lengths

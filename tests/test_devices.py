@@ -13,7 +13,7 @@ from titlegen.trained import load_trained
 from titlegen.train import train
 
 def test_two_replica_mirrored_strategy_gives_the_single_device_loss():
-    out = on_one_and_two_replicas("from titlegen.train import make_train_step",
+    out = on_one_and_two_replicas("from titlegen.devices import make_train_step",
                                   "make_train_step(model, optimizer, strategy)", "step(batch)")
     assert out["one"]["replicas"] == 1 and out["two"]["replicas"] == 2
     # the loss of the first batch, and after one Adam step on it the second

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ALPHABET, compile_model, decoding, make_corpus, model_settings, run_cli, slow_but, titler_of
+from conftest import ALPHABET, compile_model, make_corpus, model_settings, run_cli, slow_but, titler_of
 from titlegen.data import TitleError, Vocab, encode_example, padded
 from titlegen.export import export
 from titlegen.model import build_model, model_inputs

@@ -53,12 +53,12 @@ def test_without_xla_the_decoder_is_traced_once_for_every_batch(trained):
     titler = titler_of(model, vocab, "incremental", 3, MAX_LEN, xla=False)
     titler.warm_up()
     decoder = titler.decoder
-    traced = decoder.encode.tracing_count(), decoder.beams.segment.tracing_count()
+    traced = decoder.encode.tracing_count(), decoder.beams.run.tracing_count()
     assert traced == (1, 1)
     for n in (1, 3, 7, 16, 50):
         decoder({"article": dev[:n]})
     decoder({"article": [dev[0][:5], dev[1]]})
-    assert (decoder.encode.tracing_count(), decoder.beams.segment.tracing_count()) == traced
+    assert (decoder.encode.tracing_count(), decoder.beams.run.tracing_count()) == traced
 
 
 def test_a_title_does_not_depend_on_its_batch(trained):

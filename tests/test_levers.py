@@ -14,7 +14,8 @@ from titlegen.data import END, PAD, START, UNK, pad
 from titlegen.errors import TitleError
 from titlegen.model import build_model, named_inputs, summed_title_loss
 from titlegen.runfolder import STEPS_FILE
-from titlegen.train import AveragedWeights, make_optimizer, make_train_step, resume_settings, train
+from titlegen.devices import make_optimizer, make_train_step
+from titlegen.train import AveragedWeights, resume_settings, train
 
 
 def test_label_smoothing_by_hand():

@@ -18,9 +18,10 @@ from titlegen.model import build_model, named_inputs, title_log_probs
 from titlegen.runfolder import METRICS_FILE, STEPS_FILE, RunFolder
 from titlegen.trained import load_trained
 from titlegen.search import sample
-from titlegen.sequence import candidate_arrays, costs_of, distinct, make_sequence_step, sequence_risk
+from titlegen.devices import make_optimizer, make_sequence_step
+from titlegen.sequence import candidate_arrays, costs_of, distinct, sequence_risk
 from titlegen.settings import load
-from titlegen.train import make_optimizer, train
+from titlegen.train import train
 
 
 def test_risk_of_two_articles_by_hand():
@@ -154,7 +155,7 @@ def test_one_step_raises_the_candidate_with_the_higher_reward(copy):
 
 def test_the_stage_on_two_replicas_gives_the_single_device_loss():
     out = on_one_and_two_replicas(
-        "from titlegen.decoders import IncrementalDecoder\nfrom titlegen.sequence import make_sequence_step\n"
+        "from titlegen.decoders import IncrementalDecoder\nfrom titlegen.devices import make_sequence_step\n"
         "train = tiny_settings('t', 'd', seq_candidates=3, seq_beam=True, seq_ce_weight=0.3, seq_sharpness=1.0).train",
         "make_sequence_step(model, optimizer, strategy, IncrementalDecoder(model, decoding(topk=3, max_title_len=8)), "
         "train)", "step(batch, [7, i])")

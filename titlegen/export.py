@@ -97,14 +97,14 @@ def export(titler, out_dir):
     `generate` would use) into out_dir/N, N one more than the highest version there; returns its path."""
     model = titler.decoder.model
     decoder = IncrementalDecoder(model, titler.options, xla=False)
-    search = BeamSearch(decoder.next_probs, decoder.options, leave=False)  # in the graph: one loop, nobody leaves
+    search = BeamSearch(decoder.next_probs, decoder.options)  # inside the exported graph
     text = TextIds(titler.vocab, titler.settings.maxlen, titler.settings.copy)
 
     def serve(articles):
         inputs, about = text.encode(articles)
         memory = model.encode(inputs)
         cache = model.start_cache(memory, tf.shape(inputs["article"])[0] * decoder.options.topk)
-        ids, lengths, scores = search.whole(memory, cache, spelled(inputs))
+        ids, lengths, scores = search.search(memory, cache, spelled(inputs))
         titles = text.decode(ids, lengths, about)
         empty = about["empty"]
         return {"title": tf.where(empty, "", titles), "score": tf.where(empty, tf.zeros_like(scores), scores)}

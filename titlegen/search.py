@@ -19,10 +19,9 @@ it twice in a row: `article`, the articles' ids as titles spell them), length_pe
 (Wu et al. 2016: an ending beam leaves as a finished title scored log p / ((5 + n) / 6) ** α, n its
 ids after START; done when topk titles are finished or no beam is left; the best finished wins).
 
-The steps run in one compiled loop of fixed shapes (`backend.compiled`), and a loop on the host
-around it lets done articles leave: once a quarter of the articles in the loop are done, the loop
-returns, and they leave it (their beams, cache and memory gathered away), so later steps cost what
-the remaining articles cost. On JAX, whose compiled functions take fixed shapes, nobody leaves.
+The search runs in one compiled loop (`backend.compiled`). Once a quarter of the articles in it are
+done they leave it (their beams, cache and memory gathered away), so later steps cost what the
+remaining articles cost; on JAX, whose compiled loops keep their shapes, nobody leaves.
 """
 import numpy as np
 from keras import ops, tree
@@ -36,41 +35,46 @@ NEG_INF = -np.inf
 class BeamSearch:
     """The search of one decoder: `next_probs` and `options` (a settings.Decode, its max_title_len
     set), compiled for the model's `variables` (None: run eagerly, as the tests' hand-set
-    probabilities are)."""
+    probabilities are, or inside a graph being built, as the export's)."""
 
     def __init__(self, next_probs, options, stop_at_end=True, variables=None, leave=backend.DYNAMIC):
         self.next_probs, self.options, self.stop_at_end, self.leave = next_probs, options, stop_at_end, leave
         self.k, self.max_len = options.topk, options.max_title_len
-        self.segment = self.steps if variables is None else backend.compiled(self.steps, variables)
+        self.run = self.search if variables is None else backend.compiled(self.search, variables)
 
     def __call__(self, memory, cache, article):
-        """Titles for a batch of articles; `article` (batch, L): their ids as a title spells them (a
-        copying model's extended ids), zeros after. Returns NumPy arrays: (ids (batch, max_len + 1),
+        """Titles for a batch of articles as NumPy arrays; `article` (batch, L): their ids as a title
+        spells them (a copying model's extended ids), zeros after. Returns (ids (batch, max_len + 1),
         START first and zeros after the title; lengths (batch,); scores (batch,), the title's summed
         log(p + 1e-6))."""
         with backend.x64():
-            loop = self.start(memory, cache, article)
-            rows = np.arange(int(ops.shape(loop["done"])[0]))  # the article each row of the loop holds
-            found = {"ids": np.zeros((len(rows), self.max_len + 1), "int32"), "lengths": np.zeros(len(rows), "int32"),
-                     "scores": np.zeros(len(rows), "float64")}
-            t = np.int32(0)
-            while True:
-                t, loop = self.segment(t, loop)
-                done = ops.convert_to_numpy(loop["done"])
-                if int(t) >= self.max_len or done.all():
-                    for key, value in self.finish(loop).items():
-                        found[key][rows] = ops.convert_to_numpy(value)
-                    return found["ids"], found["lengths"], found["scores"]
-                for key, value in loop["title"].items():  # the titles of the articles that leave
-                    found[key][rows[done]] = ops.convert_to_numpy(value)[done]
-                keep = np.flatnonzero(~done)
-                loop, rows = leave(loop, keep, self.k), rows[keep]
+            return tuple(ops.convert_to_numpy(x) for x in self.run(memory, cache, ops.convert_to_tensor(article)))
 
-    def whole(self, memory, cache, article):
-        """The search as tensors, in one loop (nobody leaves): what the exported graph runs."""
-        _, loop = self.steps(0, self.start(memory, cache, article))
-        titles = self.finish(loop)
-        return titles["ids"], titles["lengths"], titles["scores"]
+    def search(self, memory, cache, article):
+        """The search as tensors: (ids, lengths, scores), as `__call__` gives them."""
+        loop = self.start(memory, cache, article)
+        batch = ops.shape(loop["done"])[0]
+        found = {"ids": ops.zeros((batch, self.max_len + 1), "int32"), "lengths": ops.zeros((batch,), "int32"),
+                 "scores": ops.zeros((batch,), "float64")}  # each article's title, once it has one
+
+        def cond(t, loop, found):
+            return ops.logical_and(t < self.max_len, ops.logical_not(ops.all(loop["done"])))
+
+        def body(t, loop, found):
+            t, loop, ended, title = self.step(t, loop)
+            found = record(found, loop["article"], ended, title)
+            if self.leave:  # once a quarter of the articles in the loop are done, they leave it
+                done = ops.sum(ops.cast(loop["done"], "int32"))
+                loop = ops.cond(4 * done >= ops.shape(loop["done"])[0], lambda: leave(loop, self.k), lambda: loop)
+            return t, loop, found
+
+        t, loop, found = ops.while_loop(cond, body, (ops.convert_to_tensor(0, "int32"), loop, found))
+        # the articles still searched: the best finished title if there is one, else the best beam
+        last = best_beam(loop, t + 1)
+        if self.options.length_penalty:
+            last = pick(loop["finished"] > 0, loop["best"], last)
+        found = record(found, loop["article"], ops.logical_not(loop["done"]), last)
+        return found["ids"], found["lengths"], found["scores"]
 
     def start(self, memory, cache, article):
         """The loop before the first step: one beam per article expands START (the others at -inf)."""
@@ -78,31 +82,21 @@ class BeamSearch:
         batch = ops.shape(tree.flatten(memory)[0])[0]
         yid = ops.concatenate([ops.full((batch, k, 1), START, "int32"), ops.zeros((batch, k, width - 1), "int32")],
                               axis=2)
-        title = {"ids": ops.zeros((batch, width), "int32"), "lengths": ops.zeros((batch,), "int32"),
-                 "scores": ops.zeros((batch,), "float64")}
         first = ops.convert_to_tensor(np.array([[0.0] + [NEG_INF] * (k - 1)]), "float64")
-        loop = {"yid": yid, "scores": ops.tile(first, (batch, 1)), "done": ops.zeros((batch,), "bool"),
-                "title": title, "cache": cache, "memory": memory}
+        loop = {"yid": yid, "scores": ops.broadcast_to(first, (batch, k)), "done": ops.zeros((batch,), "bool"),
+                "article": ops.arange(batch, dtype="int32"), "cache": cache, "memory": memory}
         if self.options.no_new_double:
             loop["doubled"] = doubled_ids(ops.convert_to_tensor(article, "int32"))
         if self.options.length_penalty:  # the best finished title, and how many have finished
-            loop.update(best={**title, "normalised": ops.full((batch,), NEG_INF, "float64")},
+            loop.update(best={"ids": ops.zeros((batch, width), "int32"), "lengths": ops.zeros((batch,), "int32"),
+                              "scores": ops.zeros((batch,), "float64"),
+                              "normalised": ops.full((batch,), NEG_INF, "float64")},
                         finished=ops.zeros((batch,), "int32"))
         return loop
 
-    def steps(self, t, loop):
-        """Steps from t until max_len, every article done, or (leaving) a quarter of them done: (t, loop)."""
-        def cond(t, loop):
-            b = ops.shape(loop["done"])[0]
-            done = ops.sum(ops.cast(loop["done"], "int32"))
-            go = ops.logical_and(t < self.max_len, done < b)
-            return ops.logical_and(go, 4 * done < b) if self.leave else go
-
-        return ops.while_loop(cond, self.step, (ops.convert_to_tensor(t, "int32"), loop))
-
     def step(self, t, loop):
-        """One step: every beam's k best next ids, the best k of the k × k the new beams; the titles of
-        the articles that end."""
+        """One step: every beam's k best next ids, the best k of the k × k the new beams. Returns
+        (t + 1, the loop, the articles that end at this step, their titles)."""
         options, k = self.options, self.k
         b = ops.shape(loop["done"])[0]
         yid = ops.reshape(loop["yid"], (b * k, self.max_len + 1))
@@ -119,22 +113,26 @@ class BeamSearch:
             ended = ops.equal(loop["yid"][:, 0, t + 1], END) if self.stop_at_end else ops.zeros((b,), "bool")
             title = best_beam(loop, t + 2)
         ended = ops.logical_and(ended, ops.logical_not(loop["done"]))
-        loop["title"] = pick(ended, title, loop["title"])
         loop["done"] = ops.logical_or(loop["done"], ended)
-        return t + 1, loop
-
-    def finish(self, loop):
-        """Every article's title: the one it ended with, else (still searched after max_len steps) the
-        best finished title if there is one, else its best beam."""
-        last = best_beam(loop, self.max_len + 1)
-        if self.options.length_penalty:
-            last = pick(loop["finished"] > 0, loop["best"], last)
-        return pick(loop["done"], loop["title"], last)
+        return t + 1, loop, ended, title
 
 
-def leave(loop, keep, k):
-    """The loop with only the articles `keep` (their rows; NumPy): their beams, cache and memory."""
-    keep_rows = (keep[:, None] * k + np.arange(k)[None]).reshape(-1)
+def record(found, articles, ended, title):
+    """`found` (a title per article of the batch) with the titles of the loop's rows that ended
+    written at their articles' places (`articles`: the article each row holds)."""
+    out = {}
+    for key, value in found.items():
+        rows = ops.where(ops.reshape(ended, (-1,) + (1,) * (len(value.shape) - 1)), title[key],
+                         ops.take(value, articles, axis=0))
+        out[key] = ops.scatter_update(value, articles[:, None], rows)
+    return out
+
+
+def leave(loop, k):
+    """The loop without its done articles: their beams, cache and memory gathered away (shapes change:
+    TensorFlow's graphs and PyTorch take it, JAX's compiled loops do not)."""
+    keep = ops.cast(ops.nonzero(ops.logical_not(loop["done"]))[0], "int32")
+    keep_rows = ops.reshape(keep[:, None] * k + ops.arange(k, dtype="int32")[None], (-1,))
     per_article = {key: tree.map_structure(lambda x: ops.take(x, keep, axis=0), value)
                    for key, value in loop.items() if key != "cache"}
     return {**per_article, "cache": tree.map_structure(lambda s: ops.take(s, keep_rows, axis=0), loop["cache"])}

@@ -20,12 +20,11 @@ cross-entropy never sees (nor evaluate's: CLGE's package counts a title's distin
 The draws are seeded by the run's seed and the batch's place in it: a resumed run draws the same.
 """
 import numpy as np
-import tensorflow as tf
+from keras import ops, tree
 
 from .data import END, PAD, START, UNK, pad
 from .metrics import lcs_f, rouge_l
 from .model import summed_title_loss, title_log_probs
-from .replicas import distributed_steps, share
 
 TOKEN_BASE = 0xF0000  # ids become characters of a private-use plane, so ROUGE-L runs on them as on text
 UNKNOWN = {"reference": chr(0x10FFFC), "candidate": chr(0x10FFFD)}  # an unknown never matches an unknown
@@ -65,9 +64,27 @@ def sequence_risk(log_probs, costs, valid, sharpness):
     """Each article's risk (batch,): its candidates' costs weighted by their probabilities renormalised
     over its distinct candidates, Q = softmax(α · log p) where valid, 0 elsewhere.
     log_probs, costs, valid: (batch, k)."""
-    scores = sharpness * tf.cast(log_probs, tf.float32)
-    scores = tf.where(valid > 0, scores, tf.fill(tf.shape(scores), -np.inf))
-    return tf.reduce_sum(tf.nn.softmax(scores, axis=1) * costs, axis=1)
+    scores = sharpness * ops.cast(log_probs, "float32")
+    scores = ops.where(valid > 0, scores, ops.full(ops.shape(scores), -np.inf))
+    return ops.sum(ops.softmax(scores, axis=1) * costs, axis=1)
+
+
+def stage_loss(model, inputs, cands, costs, valid, counts, train):
+    """The stage's loss on a batch (or a replica's share of it): λ · the references' cross-entropy + (1 - λ)
+    · the risk, each divided by the whole batch's counts (real target characters, articles). inputs:
+    the batch by name ("article", "title", and with copying "article_extended"); cands (batch, k, L);
+    costs, valid (batch, k); `train` a settings.Train."""
+    parts, k = model.parts, train.seq_candidates
+    x, y, extended = inputs["article"], inputs["title"], inputs.get("article_extended")
+    flat = ops.reshape(cands, (-1, ops.shape(cands)[2]))
+    encoded = parts.encode(x)
+    probs = parts.title_probs(encoded, y[:, :-1], extended)
+    cross_entropy = summed_title_loss(y[:, 1:], probs, train.label_smoothing) / counts[0]
+    repeated = tree.map_structure(lambda a: ops.repeat(a, k, axis=0), encoded)
+    c_probs = parts.title_probs(repeated, flat[:, :-1], None if extended is None else ops.repeat(extended, k, axis=0))
+    log_probs = ops.reshape(title_log_probs(flat[:, 1:], c_probs), (-1, k))
+    risk = ops.sum(sequence_risk(log_probs, costs, valid, train.seq_sharpness)) / counts[1]
+    return train.seq_ce_weight * cross_entropy + (1.0 - train.seq_ce_weight) * risk
 
 
 def candidates(decoder, inputs, references, train, seed):
@@ -81,46 +98,6 @@ def candidates(decoder, inputs, references, train, seed):
     n = train.seq_candidates - len(given[0])
     drawn = decoder.sample(inputs, n, seed, train.seq_sample_top) if n > 0 else [[]] * len(references)
     return [g + d for g, d in zip(given, drawn)]
-
-
-def make_sequence_step(model, optimizer, strategy, decoder, train):
-    """(batch, seed) -> its loss, after one Adam step on the stage's loss; `train` a settings.Train,
-    `decoder` an IncrementalDecoder on the model. Each replica divides by the whole batch's counts,
-    as in make_train_step. The model's parts run without dropout: the candidates' probabilities are
-    those the decoder drew them from."""
-    parts, k, replicas = model.parts, train.seq_candidates, strategy.num_replicas_in_sync
-    weight, sharpness = train.seq_ce_weight, train.seq_sharpness
-
-    def replica_loss(inputs, cands, costs, valid, counts):
-        inputs = {name: share(a, replicas) for name, a in inputs.items()}
-        cands, costs, valid = (share(a, replicas) for a in (cands, costs, valid))
-        x, y, extended = inputs["article"], inputs["title"], inputs.get("article_extended")
-        flat = tf.reshape(cands, [-1, tf.shape(cands)[2]])
-        encoded = parts.encode(x)
-        probs = parts.title_probs(encoded, y[:, :-1], extended)
-        cross_entropy = summed_title_loss(y[:, 1:], probs, train.label_smoothing) / counts[0]
-        repeated = tf.nest.map_structure(lambda a: tf.repeat(a, k, axis=0), encoded)
-        c_probs = parts.title_probs(repeated, flat[:, :-1],
-                                    None if extended is None else tf.repeat(extended, k, axis=0))
-        log_probs = tf.reshape(title_log_probs(flat[:, 1:], c_probs), [-1, k])
-        risk = tf.reduce_sum(sequence_risk(log_probs, costs, valid, sharpness)) / counts[1]
-        return weight * cross_entropy + (1.0 - weight) * risk
-
-    def signature(rows, names):  # the batch's own names
-        ids = tf.TensorSpec([rows, None], tf.int32)
-        per_article = tf.TensorSpec([rows, k], tf.float32)
-        return [{name: ids for name in names}, tf.TensorSpec([rows, k, None], tf.int32), per_article, per_article,
-                tf.TensorSpec([2], tf.float32)]
-
-    graph = distributed_steps(model, optimizer, strategy, replica_loss, signature)
-
-    def step(batch, seed):
-        arrays = candidate_arrays(batch, decoder, train, seed)
-        inputs, cands, costs, valid, counts = arrays
-        inputs = {name: tf.constant(a) for name, a in inputs.items()}
-        return float(graph(len(batch["article"]), inputs)(inputs, *map(tf.constant, (cands, costs, valid, counts))))
-
-    return step
 
 
 def candidate_arrays(batch, decoder, train, seed):

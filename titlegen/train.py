@@ -13,7 +13,6 @@ import time
 from typing import NamedTuple
 
 import keras
-import tensorflow as tf
 from tqdm import tqdm
 
 from .data import TitleError, Vocab, count_batches
@@ -21,10 +20,10 @@ from .files import file_sha256
 from .faults import kill_point
 from .decoders import IncrementalDecoder, Titler
 from .metrics import VAL_READABILITY, corpus_scores, lcs_f, readability
-from .model import build_model, model_inputs, real_targets, summed_title_loss
-from .replicas import distributed_steps, share
+from . import backend
+from .devices import make_devices, make_optimizer
+from .model import build_model, real_targets, summed_title_loss
 from .runfolder import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, RunFolder
-from .sequence import make_sequence_step
 from .settings import MONITORS, resumed
 from .sources import Corpus, epoch_batches, read_jsonl
 
@@ -33,68 +32,15 @@ BETTER = {"loss": min, "val_loss": min, "val_rouge_l": max, "val_lcs_f": max}  #
 
 def dev_loss(predict, batches):
     """The blog's loss over a whole set: summed cross-entropy of every real target character
-    divided by their number (so it does not depend on how the set is batched). predict: inputs ->
-    probabilities (`local_predict`)."""
+    divided by their number (so it does not depend on how the set is batched). predict: batch ->
+    (probabilities, target) (`Devices.predict`)."""
     total, count = 0.0, 0.0
     for batch in batches:
-        inputs, target = model_inputs(batch)
-        probs = predict(inputs)
+        probs, target = predict(batch)
         total += float(summed_title_loss(target, probs))
         count += float(real_targets(target))
         kill_point("dev")
     return total / count
-
-
-# -- devices --------------------------------------------------------------------------------
-
-def make_strategy(name):
-    """The tf.distribute strategy: "auto" mirrors over every GPU when there are several and is
-    the default (one device) otherwise; "mirrored" mirrors over the local GPUs (or the CPU);
-    "multiworker" spans the machines TF_CONFIG names (`name` one of settings.STRATEGIES)."""
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "mirrored" or len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def workers(strategy):
-    """How many processes train together (several only with "multiworker" and a TF_CONFIG)."""
-    cluster = tasks(strategy)
-    return sum(map(len, cluster[2].values())) if cluster else 1
-
-
-def tasks(strategy):
-    """With several processes: (this one's task type, its index, {task type: addresses}); else None."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return None
-    return resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict()
-
-
-def local_predict(model, strategy):
-    """inputs -> the model's probabilities, computed by this process alone. Keras's predict_on_batch
-    would treat the inputs as this worker's share and gather every worker's, so with several
-    workers each computes the whole dev pass itself (it is small); else predict_on_batch."""
-    if workers(strategy) == 1:
-        return model.predict_on_batch
-    return tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
-
-
-def is_chief(strategy):
-    """Whether this process writes the run's files (only one worker of several does)."""
-    task, index, cluster = tasks(strategy) or ("chief", 0, {})
-    return task == "chief" or (task == "worker" and index == 0 and "chief" not in cluster)
-
-
-def make_optimizer(learning_rate, mixed_precision, ema=0.0, decay_steps=None):
-    """Adam; ema > 0 also keeps an exponential moving average of the weights (Keras's use_ema);
-    decay_steps: the rate falls to 0 along half a cosine over that many batches (Keras's
-    CosineDecay, driven by the optimizer's step count, which the checkpoint keeps)."""
-    if decay_steps:
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
-    optimizer = keras.optimizers.Adam(learning_rate, **({"use_ema": True, "ema_momentum": ema} if ema else {}))
-    return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
 
 
 def inner(optimizer):
@@ -121,38 +67,6 @@ class AveragedWeights:
         if self.averages:
             for v, value in zip(self.variables, self.saved):
                 v.assign(value)
-
-
-def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothing=0.0):
-    """batch -> its loss, after one Adam step on it (`replicas.distributed_steps`).
-
-    Each replica divides the cross-entropy summed over its share by the whole batch's real targets,
-    so the loss and the update are one device's on the whole batch (a coverage loss, a mean per
-    replica, is averaged over them). Traced once per batch size: a resumed run is the
-    uninterrupted one bit for bit (docs/speed.md). jit_compile=True: under XLA (far slower on a CPU).
-    """
-    replicas = strategy.num_replicas_in_sync
-
-    def replica_loss(inputs, target, count):
-        inputs, target = {name: share(a, replicas) for name, a in inputs.items()}, share(target, replicas)
-        probs = model(inputs, training=True)
-        loss = summed_title_loss(target, probs, label_smoothing) / count
-        if model.losses:  # the coverage loss
-            loss += tf.cast(tf.add_n(model.losses), loss.dtype) / replicas
-        return loss
-
-    def signature(rows):  # batches of that many rows and any lengths
-        ids = tf.TensorSpec([rows, None], tf.int32)
-        return [{name: ids for name in model.input}, ids, tf.TensorSpec([], tf.float32)]
-
-    graph = distributed_steps(model, optimizer, strategy, replica_loss, signature, jit_compile)
-
-    def train_step(batch):
-        inputs, target = model_inputs(batch)
-        return float(graph(len(target))({name: tf.constant(a, tf.int32) for name, a in inputs.items()},
-                                        tf.constant(target, tf.int32), real_targets(target)))
-
-    return train_step
 
 
 # -- the run, stage by stage ----------------------------------------------------------------
@@ -216,6 +130,9 @@ def check_request(settings, folder, overwrite, resume):
                          "monitor 'val_loss'")
     check_sequence_stage(train, settings.model.coverage)
     folder.check_free(overwrite, resume)
+    if train.tensorboard and backend.NAME != "tensorflow":
+        raise TitleError("TENSORBOARD writes through tf.summary, on TensorFlow's backend only; set TENSORBOARD = "
+                         "False (metrics.csv and steps.csv hold the same numbers)")
     if train.tensorboard and importlib.util.find_spec("tensorboard") is None:  # tf.summary writes through it
         raise TitleError("TENSORBOARD = True needs the tensorboard package: pip install tensorboard")
     state = folder.read_state() if resume else None
@@ -331,16 +248,16 @@ def read_samples(data):
     return [(n, by_name[n]) for n in data.sample_names]
 
 
-def build(settings, strategy, log, steps, stage="teacher"):
-    """The model and its optimizer (built, so a checkpoint can be loaded into it), on the strategy;
+def build(settings, devices, log, steps, stage="teacher"):
+    """The model and its optimizer (built, so a checkpoint can be loaded into it), on the devices;
     `steps`: batches per epoch (for LR_DECAY_EPOCHS); `stage`: the checkpoint's ("sequence": the
     stage's own Adam)."""
     if settings.train.mixed_precision:
-        if not tf.config.list_logical_devices("GPU"):
+        if not devices.gpus():
             log("MIXED_PRECISION without a GPU: float16 runs, but slowly, on a CPU")
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        with strategy.scope():
+        with devices.scope():
             model = build_model(settings.model)
             optimizer = build_optimizer(settings.train, model, steps, stage)
     finally:
@@ -392,27 +309,27 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
     then come from `resume_settings`). Returns (model, vocab, record): record is config.json's
     contents as they stand at the end.
     """
-    strategy = make_strategy(settings.train.strategy)
-    folder = RunFolder(out_dir, write=is_chief(strategy))  # of several workers, only the chief writes
+    devices = make_devices(settings.train.strategy, log)
+    folder = RunFolder(out_dir, write=devices.chief)  # of several workers, only the chief writes
     state = check_request(settings, folder, overwrite, resume)
     inputs = read_inputs(settings, folder, state)
     keras.utils.set_random_seed(settings.train.seed)
     settings = settings.replace(vocab_size=len(inputs.vocab))
     n_batches = count_batches(inputs.n_train, settings.train.batch_size)
     steps = min(n_batches, settings.train.steps_per_epoch or n_batches)
-    model, optimizer = build(settings, strategy, log, steps, (state or {}).get("stage", "teacher"))
+    model, optimizer = build(settings, devices, log, steps, (state or {}).get("stage", "teacher"))
     state, record = start_files(settings, folder, inputs, model, optimizer, steps, state, log)
     vocab = inputs.vocab
     log(f"vocabulary: {len(vocab)} ids ({len(vocab.chars)} {'characters' if vocab.tokenizer == 'char' else 'words'} "
         f"seen >= {vocab.min_count} times); {inputs.n_train} training and {inputs.n_dev} dev articles; "
         f"{model.count_params():,} parameters; {steps} batches per epoch"
-        + (f" on {strategy.num_replicas_in_sync} devices" if strategy.num_replicas_in_sync > 1 else ""))
-    run = Run(settings, folder, inputs, model, optimizer, strategy, steps, state, record, log)
+        + (f" on {devices.replicas} devices" if devices.replicas > 1 else "")
+        + ("" if backend.NAME == "tensorflow" else f" (Keras on {backend.NAME})"))
+    run = Run(settings, folder, inputs, model, optimizer, devices, steps, state, record, log)
     try:
         run.epochs()
-    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
-            tf.errors.AbortedError) as e:
-        if workers(strategy) == 1:
+    except devices.lost as e:
+        if devices.workers == 1:
             raise
         raise TitleError(lost_worker(e, run.state, out_dir)) from None
     skipped = record.get("skipped") or {}
@@ -433,15 +350,15 @@ def lost_worker(error, state, out_dir):
 class Run:
     """The epochs of one run: training on each epoch's batches, then the epoch's end."""
 
-    def __init__(self, settings, folder, inputs, model, optimizer, strategy, steps, state, record, log):
+    def __init__(self, settings, folder, inputs, model, optimizer, devices, steps, state, record, log):
         self.settings, self.folder, self.inputs, self.model, self.optimizer = settings, folder, inputs, model, optimizer
-        self.steps, self.state, self.record, self.log, self.strategy = steps, state, record, log, strategy
+        self.steps, self.state, self.record, self.log, self.devices = steps, state, record, log, devices
         self.titler = Titler(model, inputs.vocab, settings.decode)
         self.best_weights = None  # the best epoch's weights, once this process saw one (the stage starts from them)
         self.use_optimizer(optimizer)
-        self.predict = local_predict(model, strategy)
-        self.summaries = (tf.summary.create_file_writer(os.path.join(folder.path, "tensorboard"))
-                          if settings.train.tensorboard else None)
+        self.predict = devices.predict(model)
+        self.summaries = devices.summaries(os.path.join(folder.path, "tensorboard")) if settings.train.tensorboard \
+            else None
 
     @property
     def stage(self):
@@ -452,10 +369,10 @@ class Run:
         self.optimizer, train = optimizer, self.settings.train
         if self.stage == "sequence":
             decoder = IncrementalDecoder(self.model, self.settings.decode)
-            step = make_sequence_step(self.model, optimizer, self.strategy, decoder, train)
+            step = self.devices.sequence_step(self.model, optimizer, decoder, train)
             self.train_step = lambda batch, at: step(batch, [train.seed, at])  # draws seeded by the batch's place
         else:
-            step = make_train_step(self.model, optimizer, self.strategy, label_smoothing=train.label_smoothing)
+            step = self.devices.train_step(self.model, optimizer, train.label_smoothing, train.batch_size)
             self.train_step = lambda batch, at: step(batch)
         self.averaged = AveragedWeights(self.model, optimizer)
 
@@ -471,7 +388,7 @@ class Run:
         # the stage keeps its own best epoch (the teacher-forced one's stays in the history and here)
         self.state.update(stage="sequence", seq_start=epoch, teacher_best=best, best=None)
         self.state.pop("switch", None)
-        with self.strategy.scope():
+        with self.devices.scope():
             self.use_optimizer(build_optimizer(self.settings.train, self.model, self.steps, "sequence"))
 
     def checkpoint(self, **position):
@@ -608,8 +525,7 @@ class Run:
     def summary(self, values, step, flush=False):
         """TensorBoard scalars, when it is on."""
         if self.summaries:
-            with self.summaries.as_default():
-                for key, value in values.items():
-                    tf.summary.scalar(key, value, step=step)
+            write, flushed = self.summaries
+            write(values, step)
             if flush:
-                self.summaries.flush()
+                flushed()

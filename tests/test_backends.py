@@ -1,0 +1,138 @@
+"""Every Keras backend: the same weights give the same titles on TensorFlow, JAX and PyTorch (every
+decoding option; naive = incremental on each), 20 training steps from the same weights give the
+same losses within float tolerance, and a run killed with -9 on JAX (and PyTorch) resumes as the
+run never killed. Each backend runs in a process of its own (Keras reads KERAS_BACKEND once, when it
+is imported); PyTorch where it imports (its CUDA wheels are too large for CI)."""
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, TINY_CONFIG, make_corpus, model_settings, slow_but, train_cli, write_jsonl
+from test_search import OPTIONS
+from titlegen.runfolder import STEPS_FILE
+
+OTHERS = ["jax"] + (["torch"] if importlib.util.find_spec("torch") else [])
+ARTICLES = ["春夏秋冬山水日月风雨花草", "山山水水日月", "冬冬冬春春花花草", "花草风雨春夏秋冬" * 3, "雨"]
+SETTINGS = {"2018": {"char_size": 16, "hidden_size": 32},
+            "2019+copy+coverage": {"char_size": 16, "hidden_size": 32, "version": "2019", "copy": True,
+                                   "coverage": 0.5}}
+DECODE = """
+import json, sys
+sys.path[:0] = [{root!r}, {tests!r}]
+import keras
+from conftest import decoding, model_settings
+from titlegen.data import Vocab
+from titlegen.decoders import Titler
+from titlegen.model import build_model
+model = build_model(model_settings({vocab_size}, **{settings!r}))
+model.load_weights(sys.argv[1])
+vocab = Vocab(list({chars!r}), 1)
+out = []
+for topk, options in {options!r}:
+    for decoder in ("naive", "incremental"):
+        titler = Titler(model, vocab, decoding(decoder=decoder, topk=topk, **{{"max_title_len": 8, **options}}))
+        out.append(titler.titles_and_scores({articles!r}))
+print(json.dumps({{"backend": keras.backend.backend(), "titles": out}}, ensure_ascii=False))
+"""
+TRAIN = """
+import json, sys
+sys.path[:0] = [{root!r}, {tests!r}]
+import keras, numpy as np
+from conftest import model_settings
+from titlegen.data import pad
+from titlegen.devices import make_devices, make_optimizer
+from titlegen.model import build_model
+model = build_model(model_settings(12, **{settings!r}))
+model.load_weights(sys.argv[1])
+devices = make_devices("auto")
+optimizer = make_optimizer(1e-2, False)
+optimizer.build(model.trainable_variables)
+step = devices.train_step(model, optimizer, 0.1, 5)
+rng = np.random.default_rng(0)
+losses = []
+for i in range(20):
+    x = pad([list(rng.integers(4, 12, n)) for n in rng.integers(2, 12, 5)])
+    y = pad([[2] + list(rng.integers(4, 12, n)) + [3] for n in rng.integers(1, 6, 5)])
+    losses.append(step({{"article": x, "title": y, **({{"article_extended": x}} if {copy!r} else {{}})}}))
+print(json.dumps({{"backend": keras.backend.backend(), "losses": losses}}))
+"""
+
+
+def on_backend(backend, script, *args):
+    """A script run by Python with KERAS_BACKEND=backend: its last line of output, as JSON."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.splitlines()[-1])
+    assert out["backend"] == backend
+    return out
+
+
+def weights_file(tmp_path, settings, vocab_size, seed=3):
+    import keras
+    from titlegen.model import build_model
+
+    keras.utils.set_random_seed(seed)
+    path = str(tmp_path / "model.weights.h5")
+    build_model(model_settings(vocab_size, **settings)).save_weights(path)
+    return path
+
+
+@pytest.mark.parametrize("name", slow_but("2019+copy+coverage", "2018", "2019+copy+coverage"))
+def test_the_same_weights_give_the_same_titles_on_every_backend(tmp_path, name):
+    """Every decoding option, both decoders, on each backend: the titles TensorFlow gives, and scores
+    within float tolerance."""
+    chars = sorted(set("".join(ARTICLES)))
+    path = weights_file(tmp_path, SETTINGS[name], len(chars) + 4)
+    script = DECODE.format(root=ROOT, tests=os.path.join(ROOT, "tests"), vocab_size=len(chars) + 4,
+                           settings=SETTINGS[name], chars="".join(chars), options=OPTIONS, articles=ARTICLES)
+    got = {backend: on_backend(backend, script, path)["titles"] for backend in ["tensorflow", *OTHERS]}
+    tensorflow = got["tensorflow"]
+    for i in range(0, len(tensorflow), 2):  # naive, then incremental, for each option
+        assert tensorflow[i][0] == tensorflow[i + 1][0], OPTIONS[i // 2]
+    assert len({tuple(titles) for titles, _ in tensorflow}) > 3  # the options change the titles
+    for backend in OTHERS:
+        for (titles, scores), (want, want_scores) in zip(got[backend], tensorflow):
+            assert titles == want, backend
+            np.testing.assert_allclose(scores, want_scores, rtol=1e-4)
+
+
+@pytest.mark.parametrize("copy", slow_but(True, False, True))
+def test_twenty_steps_give_the_same_losses_on_every_backend(tmp_path, copy):
+    """Teacher forcing (label smoothing, and for the copy model the coverage loss too) from the
+    same weights on the same batches: each backend's own training step, the same losses within
+    float tolerance."""
+    settings = {"char_size": 16, "hidden_size": 32, **({"copy": True, "coverage": 0.5} if copy else {})}
+    path = weights_file(tmp_path, settings, 12)
+    script = TRAIN.format(root=ROOT, tests=os.path.join(ROOT, "tests"), settings=settings, copy=copy)
+    losses = {backend: on_backend(backend, script, path)["losses"] for backend in ["tensorflow", *OTHERS]}
+    assert losses["tensorflow"][-1] < losses["tensorflow"][0]  # it learns
+    for backend in OTHERS:
+        np.testing.assert_allclose(losses[backend], losses["tensorflow"], rtol=2e-4)
+
+
+@pytest.mark.parametrize("backend", OTHERS)
+def test_a_run_killed_on_any_backend_resumes_as_the_run_never_killed(tmp_path, backend):
+    """kill -9 mid-epoch, two batches after a checkpoint, then `train --resume`: every batch's loss
+    and the best weights as in the run never killed, on this backend."""
+    tiny = tmp_path / "tiny.py"
+    tiny.write_text(TINY_CONFIG + "BATCH_SIZE = 4\nEPOCHS = 2\nCHECKPOINT_STEPS = 5\nSHUFFLE = True\n"
+                    "MAX_TITLE_LEN = 6\n", encoding="utf-8")
+    data = ["--train", write_jsonl(tmp_path / "train.jsonl", make_corpus(32, seed=1)),
+            "--dev", write_jsonl(tmp_path / "dev.jsonl", make_corpus(4, seed=2))]
+    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+    assert train_cli([str(tiny), *data, "--out", whole], backend=backend).returncode == 0
+    result = train_cli([str(tiny), *data, "--out", killed], kill_at="step:12", backend=backend)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    resumed = train_cli([str(tiny), "--out", killed, "--resume"], backend=backend)
+    assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stderr[-2000:]
+    for name in (STEPS_FILE, "model.weights.h5"):
+        with open(os.path.join(whole, name), "rb") as a, open(os.path.join(killed, name), "rb") as b:
+            assert a.read() == b.read(), name
