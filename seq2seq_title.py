@@ -195,6 +195,11 @@ def cmd_evaluate(args):
 
 
 def cmd_export(args):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise TitleError(f"export writes a TensorFlow SavedModel, on TensorFlow's backend only (this is "
+                         f"{keras.backend.backend()}); run it with KERAS_BACKEND=tensorflow, the model folder is the same")
     from titlegen.export import export
 
     settings, titler = load_titler(args)

@@ -122,9 +122,10 @@ SEED = 7
 """  # an override file for a model that trains in seconds from the command line (as tiny_settings)
 
 
-def run_cli(*args, stdin=None):
-    """`python seq2seq_title.py ARGS` in a subprocess: its exit status, stdout and stderr."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def run_cli(*args, stdin=None, backend=None):
+    """`python seq2seq_title.py ARGS` in a subprocess (on Keras's `backend` when given): its exit status,
+    stdout and stderr."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **({"KERAS_BACKEND": backend} if backend else {})}
     return subprocess.run([sys.executable, os.path.join(ROOT, "seq2seq_title.py"), *args], input=stdin,
                           capture_output=True, text=True, env=env, timeout=300)
 

@@ -99,7 +99,7 @@ class IncrementalDecoder(Decoder):
         self.xla = xla or not backend.DYNAMIC
         super().__init__(model, decode, **kwargs)
         self.encode = backend.compiled(model.encode, model.variables, xla=xla)
-        self.draws = {}  # `top` -> the compiled draws
+        self.draws = {}  # (n, top) -> the compiled draws
 
     def run(self, inputs):
         memory, x = self.encoded(inputs)
@@ -124,11 +124,11 @@ class IncrementalDecoder(Decoder):
     def sample(self, inputs, n, seed, top=0):
         """n titles drawn from the model for each article (search.sample; the sequence-level stage's
         candidates): a list per article of n id arrays, START first and END last (when drawn)."""
-        if top not in self.draws:
-            self.draws[top] = backend.compiled(lambda memory, n_, seed_: self.sample_memory(memory, n_, seed_, top),
-                                               self.model.variables)
+        if (n, top) not in self.draws:  # each a constant of the compiled draws
+            self.draws[n, top] = backend.compiled(lambda memory, seed_: self.sample_memory(memory, n, seed_, top),
+                                                  self.model.variables)
         memory, _ = self.encoded(inputs)
-        ids, lengths = self.draws[top](memory, np.int32(n), np.asarray(seed, "int32"))
+        ids, lengths = self.draws[n, top](memory, np.asarray(seed, "int32"))
         ids, lengths = ops.convert_to_numpy(ids), ops.convert_to_numpy(lengths)
         rows = [row[:m] for row, m in zip(ids, lengths)]
         return [rows[i * n:(i + 1) * n] for i in range(len(inputs["article"]))]

@@ -3,9 +3,9 @@
 TensorFlow (`TensorFlowDevices`): tf.distribute (`STRATEGY`: one device, the local GPUs mirrored,
 several machines by TF_CONFIG), each step a tf.function over the replicas (`replicas.py`): what the
 project ran before it had other backends, kept bit for bit. JAX and PyTorch (`KerasDevices`): Keras's
-own trainer, `train_on_batch` on a model compiled with the blog's loss (`TitleLoss`; the
-sequence-level stage's through `StageModel`), and on JAX with several devices keras.distribution's
-data parallelism. JAX compiles each shape of batch it sees, so there batches are padded to a few
+own trainer, `train_on_batch` on a wrapper of the model compiled with the blog's loss (`TeacherModel`,
+`TitleLoss`; the sequence-level stage's through `StageModel`), and on JAX with several devices
+keras.distribution's data parallelism. JAX compiles each shape of batch it sees, so there batches are padded to a few
 shapes (`KerasDevices.shaped`): rows to the batch size, articles to a multiple of ARTICLE_BUCKET
 characters, titles to a multiple of TITLE_BUCKET; padding adds nothing to the loss (no real
 targets; the masked encoder does not read it). Both give the loss of the whole batch.
@@ -193,6 +193,20 @@ class TitleLoss(keras.losses.Loss):
         return {"label_smoothing": self.label_smoothing, "name": self.name}
 
 
+class TeacherModel(keras.Model):
+    """Teacher forcing for Keras's trainer: the title model's probabilities, trained on `TitleLoss`
+    (and the coverage loss the model adds). The optimizer is this wrapper's, so the title model
+    itself is never compiled and its weights file holds its weights alone, as on TensorFlow."""
+
+    def __init__(self, model):
+        super().__init__(name="teacher_forcing")
+        self.title_model = model
+        self.built = True  # its weights are the built title model's
+
+    def call(self, inputs, training=False):
+        return self.title_model(inputs, training=training)
+
+
 class StageModel(keras.Model):
     """The sequence-level stage for Keras's trainer: its output is the stage's loss on a batch
     (`sequence.stage_loss`), which is what it trains on; its weights are the title model's."""
@@ -267,11 +281,12 @@ class KerasDevices:
     def train_step(self, model, optimizer, label_smoothing=0.0, rows=0):
         """batch -> its loss, after one step of Keras's trainer on it; `rows`: the batch size (JAX pads
         the last batch to it)."""
-        model.compile(optimizer=optimizer, loss=TitleLoss(label_smoothing), jit_compile="auto")
+        teacher = TeacherModel(model)
+        teacher.compile(optimizer=optimizer, loss=TitleLoss(label_smoothing), jit_compile="auto")
 
         def train_step(batch):
             inputs, target = model_inputs(self.shaped(batch, rows))
-            return float(model.train_on_batch(inputs, target, return_dict=True)["loss"])
+            return float(teacher.train_on_batch(inputs, target, return_dict=True)["loss"])
         return train_step
 
     def sequence_step(self, model, optimizer, decoder, train):
