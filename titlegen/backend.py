@@ -10,6 +10,8 @@ seeded draws. Everything else in the package is `keras.ops`.
     x64()                     a context in which float64 is float64 (JAX's default truncates it to float32)
     top_k(x, k)               the k largest along the last axis, best first, the lower index first among equals
     categorical(logits, seed, step)  one draw per row, a function of the logits, the seed and the step alone
+    packed_bilstm(layer, x, mask)  PyTorch: a masked bidirectional LSTM as packed sequences through its fused
+                              LSTM (cuDNN on a GPU), where Keras's own runs a loop over the steps
 """
 import contextlib
 
@@ -109,3 +111,28 @@ def categorical(logits, seed, step):
     generator.manual_seed((seed[0] << 32 | seed[1]) ^ int(step) * 0x9E3779B97F4A7C15 & (1 << 63) - 1)
     probs = torch.softmax(logits.float(), dim=-1)
     return torch.multinomial(probs, 1, generator=generator)[:, 0].int()
+
+
+def packed_bilstm(layer, x, mask, training=False):
+    """A Keras Bidirectional LSTM (concatenated outputs, sequences returned) over right-padded `x`
+    (batch, steps, dim) whose `mask` (batch, steps) is True on each row's first characters, run as
+    PyTorch's packed sequences through its fused LSTM: the outputs of Keras's masked scan (zeros at
+    the padding, each direction over the row's own characters alone), to float rounding. None where
+    it does not apply (another backend; dropout inside the LSTM)."""
+    if NAME != "torch" or layer.forward_layer.cell.recurrent_dropout or layer.forward_layer.cell.dropout:
+        return None
+    import torch
+    from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+    lengths = mask.sum(dim=1).to("cpu", torch.int64)
+    packed = pack_padded_sequence(x, lengths.clamp(min=1), batch_first=True, enforce_sorted=False)
+    params = []
+    for cell in (layer.forward_layer.cell, layer.backward_layer.cell):  # Keras's gates i, f, c, o are torch's
+        kernel, recurrent, bias = (v.value.to(x.dtype) for v in (cell.kernel, cell.recurrent_kernel, cell.bias))
+        params += [kernel.t(), recurrent.t(), bias, torch.zeros_like(bias)]
+    start = x.new_zeros((2, x.shape[0], layer.forward_layer.cell.units))
+    out, _, _ = torch._VF.lstm(packed.data, packed.batch_sizes, (start, start), params, True, 1, 0.0,
+                               bool(training), True)
+    out, _ = pad_packed_sequence(PackedSequence(out, packed.batch_sizes, packed.sorted_indices,
+                                                packed.unsorted_indices), batch_first=True, total_length=x.shape[1])
+    return out * mask[:, :, None].to(out.dtype)  # an empty row (length clamped to 1) reads nothing

@@ -5,6 +5,7 @@ All are registered so a model that uses them saves and reloads as `.keras`.
 import keras
 from keras import layers, ops
 
+from . import backend
 from .data import END, FIRST_CHAR, PAD, UNK
 
 register = keras.saving.register_keras_serializable(package="seq2seq_title")
@@ -82,6 +83,21 @@ class ScaleShift(layers.Layer):
 
     def call(self, x):
         return ops.exp(self.log_scale) * x + self.shift
+
+
+@register
+class EncoderLSTM(layers.Bidirectional):
+    """The encoder's bidirectional LSTM: Keras's Bidirectional, its weights and outputs, but on PyTorch
+    a masked batch runs through torch's fused LSTM as packed sequences (`backend.packed_bilstm`: cuDNN
+    on a GPU), where Keras's own LSTM falls back to a loop over the steps whenever there is a mask."""
+
+    def call(self, sequences, mask=None, training=None, initial_state=None):
+        fused = None
+        if mask is not None and initial_state is None and not isinstance(sequences, keras.KerasTensor):
+            fused = backend.packed_bilstm(self, sequences, mask, training)
+        if fused is not None:
+            return fused
+        return super().call(sequences, mask=mask, training=training, initial_state=initial_state)
 
 
 class ExplicitMask(layers.Layer):
