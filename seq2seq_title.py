@@ -102,7 +102,7 @@ def load_titler(args):
     decoding, from its folder, the decoding changed where the override files or flags given set it
     (config.py's decoding is what `train` stores, and changes no trained model). The decoding in
     effect goes to standard error, one line. Without XLA, which compiles each batch shape anew
-    (decoders.py, docs/speed.md)."""
+    (decoders.py, docs/log/speed.md)."""
     from titlegen.decoders import load_titler as load  # never the training module
 
     settings, origins = traced_settings(args)
@@ -381,7 +381,7 @@ def main(argv=None):
 
 def quick_exit(code):
     """End `generate` without the interpreter's teardown of TensorFlow (0.8 s of a 4 s cold title on
-    the machine in docs/speed.md): its output is flushed, and it writes no file that could be left
+    the machine in docs/log/speed.md): its output is flushed, and it writes no file that could be left
     half-written."""
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -1,5 +1,5 @@
 """The copy model: a pointer-generator head lets titles copy the article's characters, rare ones
-included (beyond the blog; README "Results", docs/results.md).
+included (beyond the blog; README "Results", docs/log/results.md).
 
     python seq2seq_title.py train configs/copy.py                 # LCSTS, into runs/lcsts_copy
     python seq2seq_title.py train configs/csl.py configs/copy.py  # CSL, into runs/csl_copy

@@ -1,6 +1,6 @@
 """A training recipe beyond the blog, for titles you would keep: the copy model, trained with
 shuffled and length-bucketed batches, dropout, label smoothing and an average of the weights,
-keeping the epoch whose dev titles score best (docs/results.md has what each part gave).
+keeping the epoch whose dev titles score best (docs/log/results.md has what each part gave).
 
     python seq2seq_title.py train configs/recipe.py                  # LCSTS, into runs/lcsts_recipe
     python seq2seq_title.py train configs/csl.py configs/recipe.py   # CSL, into runs/csl_recipe

@@ -9,7 +9,7 @@ titles: the same rows every epoch) its encoder is compiled once per shape: artic
 multiple of ENCODE_BUCKET characters and batches to a power of two, padding the masked encoder does
 not see. Without XLA (the command line: generate, evaluate, serve) the encoder and the search are
 each traced once, for any batch size and article length, at the same speed in batches of 64
-(docs/speed.md). On JAX, whose compiled functions take fixed shapes, articles are always padded so.
+(docs/log/speed.md). On JAX, whose compiled functions take fixed shapes, articles are always padded so.
 An `ensemble.Ensemble` may stand for a model.
 """
 import dataclasses

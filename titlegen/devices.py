@@ -114,7 +114,7 @@ def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothi
     Each replica divides the cross-entropy summed over its share by the whole batch's real targets,
     so the loss and the update are one device's on the whole batch (a coverage loss, a mean per
     replica, is averaged over them). Traced once per batch size: a resumed run is the
-    uninterrupted one bit for bit (docs/speed.md). jit_compile=True: under XLA (far slower on a CPU).
+    uninterrupted one bit for bit (docs/log/speed.md). jit_compile=True: under XLA (far slower on a CPU).
     """
     import tensorflow as tf
 
