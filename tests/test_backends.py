@@ -45,7 +45,7 @@ TRAIN = """
 import json, sys
 sys.path[:0] = [{root!r}, {tests!r}]
 import keras, numpy as np
-from conftest import model_settings
+from conftest import model_settings, tiny_settings
 from titlegen.data import pad
 from titlegen.devices import make_devices, make_optimizer
 from titlegen.model import build_model
@@ -54,7 +54,7 @@ model.load_weights(sys.argv[1])
 devices = make_devices("auto")
 optimizer = make_optimizer(1e-2, False) if sys.argv[2] == "adam" else keras.optimizers.SGD(0.5)
 optimizer.build(model.trainable_variables)
-step = devices.train_step(model, optimizer, 0.1, 5)
+step = devices.train_step(model, optimizer, tiny_settings("t", "d", label_smoothing=0.1, batch_size=5).train)
 rng = np.random.default_rng(0)
 losses = []
 for i in range(20):
@@ -191,10 +191,11 @@ def test_tensorflows_adam_squares_the_embeddings_sparse_gradient_slice_by_slice(
 @pytest.mark.parametrize("backend", OTHERS)
 def test_a_run_killed_on_any_backend_resumes_as_the_run_never_killed(tmp_path, backend):
     """kill -9 mid-epoch, two batches after a checkpoint, then `train --resume`: every batch's loss
-    and the best weights as in the run never killed, on this backend."""
+    and the best weights as in the run never killed, on this backend (with an average of the weights,
+    evaluated and kept at each epoch's end, and the unlikelihood loss)."""
     tiny = tmp_path / "tiny.py"
     tiny.write_text(TINY_CONFIG + "BATCH_SIZE = 4\nEPOCHS = 2\nCHECKPOINT_STEPS = 5\nSHUFFLE = True\n"
-                    "MAX_TITLE_LEN = 6\n", encoding="utf-8")
+                    "MAX_TITLE_LEN = 6\nEMA = 0.9\nUNLIKELIHOOD = 0.5\n", encoding="utf-8")
     data = ["--train", write_jsonl(tmp_path / "train.jsonl", make_corpus(32, seed=1)),
             "--dev", write_jsonl(tmp_path / "dev.jsonl", make_corpus(4, seed=2))]
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")

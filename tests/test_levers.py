@@ -8,11 +8,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from conftest import model_settings, slow_but, tiny_settings, titler_of
 from titlegen.data import END, PAD, START, UNK, pad
 from titlegen.errors import TitleError
-from titlegen.model import build_model, named_inputs, summed_title_loss
+from titlegen.model import build_model, named_inputs, summed_title_loss, unlikelihood_terms
 from titlegen.runfolder import STEPS_FILE
 from titlegen.devices import make_optimizer, make_train_step
 from titlegen.train import AveragedWeights, resume_settings, train
@@ -27,6 +28,23 @@ def test_label_smoothing_by_hand():
     uniform = -(np.log(0.5) + np.log(0.3) + np.log(0.2)) / 3 - (np.log(0.1) + np.log(0.1) + np.log(0.8)) / 3
     smoothed = float(summed_title_loss(target, probs, 0.1))
     assert smoothed == pytest.approx(0.9 * plain + 0.1 * uniform, rel=1e-6)
+
+
+def test_unlikelihood_by_hand():
+    """Two titles of three steps, six ids: row 0's targets 4, 4, END; row 1's 5, END, PAD. A step's
+    candidates are the ids its title's targets held before it, the target itself left out: none at
+    row 0's first two steps (4 is the target again), {4} at its third; none, then {5} in row 1; the
+    PAD step counts for nothing. α = 0.5."""
+    probs = np.array([[[0, 0, 0, .1, .6, .3], [0, 0, 0, .2, .7, .1], [0, 0, 0, .4, .5, .1]],
+                      [[0, 0, 0, .1, .1, .8], [0, 0, 0, .6, .2, .2], [0, 0, 0, .5, .5, 0]]], dtype="float32")
+    target = np.array([[4, 4, 3], [5, 3, 0]])
+    cross_entropy = -(np.log(.6) + np.log(.7) + np.log(.4) + np.log(.8) + np.log(.6))
+    unlikely = -np.log(1 - .5) - np.log(1 - .2)  # row 0 step 3: p(4) = .5; row 1 step 2: p(5) = .2
+    assert float(summed_title_loss(target, probs)) == pytest.approx(cross_entropy, rel=1e-6)
+    assert float(summed_title_loss(target, probs, unlikelihood=0.5)) == \
+        pytest.approx(cross_entropy + 0.5 * unlikely, rel=1e-6)
+    terms = ops.convert_to_numpy(unlikelihood_terms(target, probs))
+    np.testing.assert_allclose(terms, [[0, 0, -np.log(.5)], [0, -np.log(.8), -np.log(.5)]], rtol=1e-6)
 
 
 @pytest.mark.parametrize("version", slow_but("2018", "2018", "2019"))
