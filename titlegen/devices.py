@@ -255,17 +255,19 @@ class KerasDevices:
 
     def shaped(self, batch, rows=0):
         """JAX: a batch ({"article", "title", ...}) padded to a few shapes (the module's docstring) and
-        to `rows` rows; else itself. Extra rows read the first article and have no title: no targets."""
+        to `rows` rows, a multiple of the devices; else itself. Extra rows read the first article and
+        have no title: no targets."""
         if backend.NAME != "jax":
             return batch
         n = len(batch["title"])
+        rows = -(-max(rows, n) // self.replicas) * self.replicas  # each device an equal share
         out = {}
         for name, value in batch.items():
             if name == "title":  # title_in and the target, y[:, :-1] and y[:, 1:], a multiple of the bucket
                 width = -(-(value.shape[1] - 1) // TITLE_BUCKET) * TITLE_BUCKET + 1
             else:
                 width = -(-value.shape[1] // ARTICLE_BUCKET) * ARTICLE_BUCKET
-            grown = np.zeros((max(rows, n), width), value.dtype)
+            grown = np.zeros((rows, width), value.dtype)
             grown[:n, :value.shape[1]] = value
             if name != "title":
                 grown[n:, :value.shape[1]] = value[0]
