@@ -24,6 +24,7 @@ from . import backend
 from .devices import make_devices, make_optimizer
 from .model import build_model, real_targets, summed_title_loss
 from .runfolder import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, RunFolder
+from .runstate import RunState
 from .settings import MONITORS, resumed
 from .pretrain import PseudoCorpus
 from .sources import Corpus, epoch_batches, read_jsonl
@@ -139,14 +140,14 @@ def check_request(settings, folder, overwrite, resume):
     if train.tensorboard and importlib.util.find_spec("tensorboard") is None:  # tf.summary writes through it
         raise TitleError("TENSORBOARD = True needs the tensorboard package: pip install tensorboard")
     state = folder.read_state() if resume else None
-    if state and state["done"] and state.get("stage") == "sequence" and last_epoch(train, state) < state["epoch"]:
+    if state and state.done and state.stage == "sequence" and last_epoch(train, state) < state.epoch:
         raise TitleError(f"the run in {folder.path} finished its sequence-level stage after epoch "
-                         f"{state['epoch'] - 1} ({state['done']}); pass --seq-epochs N (more than it ran) to train "
+                         f"{state.epoch - 1} ({state.done}); pass --seq-epochs N (more than it ran) to train "
                          "further")
-    stage_pending = train.seq_epochs and state and state.get("stage") != "sequence"
-    if state and state["done"] and train.pretrain_epochs + train.epochs < state["epoch"] and not stage_pending:
-        raise TitleError(f"the run in {folder.path} finished after epoch {state['epoch'] - 1} "
-                         f"({state['done']}); pass --epochs N (more than it ran) to train further")
+    stage_pending = train.seq_epochs and state and state.stage != "sequence"
+    if state and state.done and train.pretrain_epochs + train.epochs < state.epoch and not stage_pending:
+        raise TitleError(f"the run in {folder.path} finished after epoch {state.epoch - 1} "
+                         f"({state.done}); pass --epochs N (more than it ran) to train further")
     return state
 
 
@@ -165,9 +166,9 @@ def check_sequence_stage(train, coverage):
 def last_epoch(train, state):
     """The last epoch of the stage the run is in: PRETRAIN_EPOCHS for pretraining, then EPOCHS more for
     teacher forcing, SEQ_EPOCHS after the sequence-level stage's start."""
-    if state.get("stage") == "sequence":
-        return state["seq_start"] + train.seq_epochs - 1
-    return train.pretrain_epochs + (0 if state.get("stage") == "pretrain" else train.epochs)
+    if state.stage == "sequence":
+        return state.seq_start + train.seq_epochs - 1
+    return train.pretrain_epochs + (0 if state.stage == "pretrain" else train.epochs)
 
 
 def time_left(train, state, epoch, seconds):
@@ -179,16 +180,16 @@ def time_left(train, state, epoch, seconds):
         return None
     minutes = left * seconds / 60
     text = f"  {left} more epoch{'s' * (left > 1)}: about {minutes:.1f} min left at {seconds:.0f} s each"
-    if state.get("stage") == "pretrain":
+    if state.stage == "pretrain":
         text += f", then the {train.epochs} on titles"
-    if train.seq_epochs and state.get("stage") != "sequence":
+    if train.seq_epochs and state.stage != "sequence":
         text += f", then the sequence-level stage's {train.seq_epochs}"
-    if train.patience and state.get("best"):
-        sooner = state["best"]["epoch"] + train.patience - epoch
+    if train.patience and state.best:
+        sooner = state.best["epoch"] + train.patience - epoch
         if 0 < sooner < left:
             text += (f"; {sooner * seconds / 60:.1f} min if no better {train.monitor} comes in {sooner} "
                      f"(PATIENCE {train.patience})")
-    if train.time_limit is not None and state.get("seconds", 0.0) / 60 + minutes > train.time_limit:
+    if train.time_limit is not None and state.seconds / 60 + minutes > train.time_limit:
         text += f"; TIME_LIMIT ({train.time_limit:g} min) ends it sooner"
     return text
 
@@ -207,9 +208,9 @@ def read_inputs(settings, folder, state):
     if state:
         vocab = folder.load_vocab()
         n_train = sum(1 for _ in corpus.scan("checking the training data"))
-        if n_train != state["articles"]:
+        if n_train != state.articles:
             raise TitleError(f"{data.train_path} now holds {n_train} usable articles, the run started with "
-                             f"{state['articles']}; resume with the data it started with, or start again")
+                             f"{state.articles}; resume with the data it started with, or start again")
     else:
         vocab, n_train = build_vocab(corpus, data, articles)
     pretrain, n_pretrain = None, 0
@@ -305,26 +306,23 @@ def start_files(settings, folder, inputs, model, optimizer, steps, state, log):
     run stands, and config.json's contents."""
     if state:
         state = folder.load_checkpoint(model, optimizer)
-        if (state["steps_per_epoch"], state.get("pretrain_steps", 0)) != (steps["teacher"], steps["pretrain"]):
-            raise TitleError(f"the run had {state['steps_per_epoch']} batches per epoch, these settings give "
-                             f"{steps['teacher']} (pretraining: {state.get('pretrain_steps', 0)} and "
+        if (state.steps_per_epoch, state.pretrain_steps) != (steps["teacher"], steps["pretrain"]):
+            raise TitleError(f"the run had {state.steps_per_epoch} batches per epoch, these settings give "
+                             f"{steps['teacher']} (pretraining: {state.pretrain_steps} and "
                              f"{steps['pretrain']}); resume with the settings and data it started with")
-        record = folder.write_record(settings, inputs.vocab, state["best"], state["history"], state.get("skipped"))
-        if state.get("switch") is True:  # a checkpoint from before pretraining existed
-            state["switch"] = "sequence"
-        if state["done"] and settings.train.seq_epochs and state.get("stage") != "sequence":
-            state["switch"] = "sequence"  # a finished run continues with the sequence-level stage
-        state["done"] = None
-        stage_steps = steps["pretrain"] if state.get("stage") == "pretrain" else steps["teacher"]
-        log(f"resuming {folder.path} at epoch {state['epoch']}, step {state['step']} of {stage_steps}")
+        record = folder.write_record(settings, inputs.vocab, state.best, state.history, state.skipped)
+        if state.done and settings.train.seq_epochs and state.stage != "sequence":
+            state.switch = "sequence"  # a finished run continues with the sequence-level stage
+        state.done = None
+        stage_steps = steps["pretrain"] if state.stage == "pretrain" else steps["teacher"]
+        log(f"resuming {folder.path} at epoch {state.epoch}, step {state.step} of {stage_steps}")
         return state, record
     folder.start(inputs.vocab)
     skipped = {"train": inputs.corpus.skipped, "dev": inputs.dev.skipped if inputs.dev else 0}
     record = folder.write_record(settings, inputs.vocab, skipped=skipped)
-    state = {"epoch": 1, "step": 0, "loss_sum": 0.0, "history": [], "best": None, "articles": inputs.n_train,
-             "steps_per_epoch": steps["teacher"], "skipped": skipped, "done": None}
+    state = RunState(inputs.n_train, steps["teacher"], skipped=skipped)
     if settings.train.pretrain_epochs:
-        state.update(stage="pretrain", pretrain_steps=steps["pretrain"])
+        state.stage, state.pretrain_steps = "pretrain", steps["pretrain"]
     folder.save_checkpoint(model, optimizer, state)
     return state, record
 
@@ -346,7 +344,7 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
     settings = settings.replace(vocab_size=len(inputs.vocab))
     steps = {stage: min(count_batches(n, settings.train.batch_size), settings.train.steps_per_epoch or n)
              for stage, n in (("teacher", inputs.n_train), ("pretrain", inputs.n_pretrain))}  # batches per epoch
-    model, optimizer = build(settings, devices, log, steps["teacher"], (state or {}).get("stage", "teacher"))
+    model, optimizer = build(settings, devices, log, steps["teacher"], state.stage if state else "teacher")
     state, record = start_files(settings, folder, inputs, model, optimizer, steps, state, log)
     vocab = inputs.vocab
     log(f"vocabulary: {len(vocab)} ids ({len(vocab.chars)} {'characters' if vocab.tokenizer == 'char' else 'words'} "
@@ -373,7 +371,7 @@ def lost_worker(error, state, out_dir):
     """The one line a worker prints when another stopped answering."""
     why = (error.message or type(error).__name__).strip().splitlines()[0][:120]
     return (f"a training process stopped answering ({type(error).__name__}: {why}); the last checkpoint in "
-            f"{out_dir} is at epoch {state['epoch']}, step {state['step']}: start every worker again with "
+            f"{out_dir} is at epoch {state.epoch}, step {state.step}: start every worker again with "
             "`train --resume`")
 
 
@@ -392,7 +390,7 @@ class Run:
 
     @property
     def stage(self):
-        return self.state.get("stage", "teacher")
+        return self.state.stage
 
     @property
     def stage_steps(self):
@@ -418,7 +416,7 @@ class Run:
 
     def begin_sequence_stage(self, epoch):
         """The sequence-level stage from `epoch` on: the best weights so far, a fresh Adam for the stage."""
-        best = self.state["best"]
+        best = self.state.best
         self.log(f"sequence-level stage: {self.settings.train.seq_epochs} epochs of minimum risk training from the "
                  f"best epoch's weights (epoch {best['epoch']}, {best['monitor']} {best['value']:.4f})")
         if self.best_weights is not None:
@@ -426,8 +424,7 @@ class Run:
         else:  # resumed: the folder's (written by the chief before the checkpoint that preceded this)
             self.model.load_weights(self.folder.file(WEIGHTS_FILE))
         # the stage keeps its own best epoch (the teacher-forced one's stays in the history and here)
-        self.state.update(stage="sequence", seq_start=epoch, teacher_best=best, best=None)
-        self.state.pop("switch", None)
+        self.state.update(stage="sequence", seq_start=epoch, teacher_best=best, best=None, switch=None)
         with self.devices.scope():
             self.use_optimizer(build_optimizer(self.settings.train, self.model, self.steps["teacher"], "sequence"))
 
@@ -435,32 +432,31 @@ class Run:
         """Teacher forcing on the titles from `epoch` on, after pretraining: from its last weights, with
         the Adam the settings ask for (LEARNING_RATE, EMA, LR_DECAY_EPOCHS), keeping its own best epoch."""
         self.log(f"titles: {self.settings.train.epochs} epochs of teacher forcing from the pretrained weights")
-        self.state.update(stage="teacher", pretrain_best=self.state["best"], best=None)
-        self.state.pop("switch", None)
+        self.state.update(stage="teacher", pretrain_best=self.state.best, best=None, switch=None)
         with self.devices.scope():
             self.use_optimizer(build_optimizer(self.settings.train, self.model, self.steps["teacher"], "teacher"))
 
     def begin_stage(self, stage, epoch):
-        """The next stage (state["switch"]) from `epoch` on."""
+        """The next stage (state.switch) from `epoch` on."""
         (self.begin_title_stage if stage == "teacher" else self.begin_sequence_stage)(epoch)
 
     def checkpoint(self, **position):
-        """Save where the run stands, with the weights and optimizer state."""
-        self.state.update(position)
+        """Save where the run stands (`position`: RunState fields changed), with the weights and optimizer state."""
+        self.state.update(**position)
         self.folder.save_checkpoint(self.model, self.optimizer, self.state)
 
     def epochs(self):
         state, train = self.state, self.settings.train
-        with self.folder.open_steps(self.batches_before(state["epoch"]) + state["step"]) as steps_log, \
+        with self.folder.open_steps(self.batches_before(state.epoch) + state.step) as steps_log, \
                 StopRequest() as stop:
-            if state.get("switch"):  # the stage was to start when the run stopped
-                self.begin_stage(state["switch"], state["epoch"])
+            if state.switch:  # the stage was to start when the run stopped
+                self.begin_stage(state.switch, state.epoch)
                 self.checkpoint()
-            while state["epoch"] <= last_epoch(self.settings.train, state):
-                epoch = state["epoch"]
+            while state.epoch <= last_epoch(self.settings.train, state):
+                epoch = state.epoch
                 if self.out_of_time():
                     break
-                start, first = time.perf_counter(), state["step"]
+                start, first = time.perf_counter(), state.step
                 step, loss_sum = self.train_epoch(epoch, steps_log, stop)
                 seconds = time.perf_counter() - start
                 logs = {"epoch": epoch, "loss": loss_sum / max(step, 1), "seconds": round(seconds, 1),
@@ -470,13 +466,13 @@ class Run:
                     logs["stage"] = self.stage
                 with self.averaged:  # with EMA, the averaged weights are evaluated and kept
                     self.end_epoch(epoch, logs)
-                if state.get("switch"):
-                    self.begin_stage(state["switch"], epoch + 1)
+                if state.switch:
+                    self.begin_stage(state.switch, epoch + 1)
                 kill_point("epoch_end")
                 took = time.perf_counter() - start  # training and the dev pass
-                self.checkpoint(epoch=epoch + 1, step=0, loss_sum=0.0, seconds=state.get("seconds", 0.0) + took,
+                self.checkpoint(epoch=epoch + 1, step=0, loss_sum=0.0, seconds=state.seconds + took,
                                 last_epoch_seconds=took)
-                if state["done"]:
+                if state.done:
                     break
                 left = time_left(self.settings.train, state, epoch, took)  # the whole run, not only the epoch's bar
                 if left:
@@ -486,8 +482,8 @@ class Run:
         """With TIME_LIMIT: True, the run marked done and checkpointed, when another epoch as long as
         the last would end past it."""
         limit, state = self.settings.train.time_limit, self.state
-        spent = state.get("seconds", 0.0)
-        if limit is None or spent + state.get("last_epoch_seconds", 0.0) <= limit * 60:
+        spent = state.seconds
+        if limit is None or spent + state.last_epoch_seconds <= limit * 60:
             return False
         self.log(f"  stopping: another epoch would end past TIME_LIMIT ({limit:g} min; {spent / 60:.1f} min trained)")
         self.checkpoint(done=f"another epoch would end past TIME_LIMIT ({limit:g} min)")
@@ -495,7 +491,7 @@ class Run:
 
     def train_epoch(self, epoch, steps_log, stop):
         """One epoch's batches from the checkpoint's step on: (step, summed loss) at its end."""
-        step, loss_sum, steps = self.state["step"], self.state["loss_sum"], self.stage_steps
+        step, loss_sum, steps = self.state.step, self.state.loss_sum, self.stage_steps
         corpus = self.inputs.pretrain if self.stage == "pretrain" else self.inputs.corpus
         batches = epoch_batches(corpus, self.inputs.vocab, self.settings, epoch)
         before = self.batches_before(epoch)
@@ -539,43 +535,43 @@ class Run:
             log(f"  [{name}] {title}")  # watch the titles improve
         if train.lr_patience or train.lr_decay_epochs:  # the rate the next batch will use
             logs["learning_rate"] = float(inner(self.optimizer).learning_rate)
-        state["history"].append(logs)
+        state.history.append(logs)
         monitor = train.monitor
-        if state["best"] is None or BETTER[monitor](logs[monitor], state["best"]["value"]) == logs[monitor]:
-            state["best"] = {"epoch": epoch, "monitor": monitor, "value": logs[monitor]}  # ties count as better,
+        if state.best is None or BETTER[monitor](logs[monitor], state.best["value"]) == logs[monitor]:
+            state.best = {"epoch": epoch, "monitor": monitor, "value": logs[monitor]}  # ties count as better,
             self.folder.save_weights(self.model)  # as the blog's <=
             self.best_weights = self.model.get_weights() if train.seq_epochs else None
             log(f"  saved {self.folder.file(WEIGHTS_FILE)} ({monitor} {logs[monitor]:.4f})")
         self.summary({k: logs[k] for k in (*MONITORS, *VAL_READABILITY) if k in logs}, epoch,
                      flush=True)
-        self.record.update(best=state["best"], history=state["history"])
+        self.record.update(best=state.best, history=state.history)
         self.folder.write_record(self.settings, inputs.vocab, **{k: self.record[k] for k in
                                                                  ("best", "history", "skipped")})
-        self.folder.write_metrics(state["history"])
+        self.folder.write_metrics(state.history)
         finished, pretraining = None, self.stage == "pretrain"  # pretraining runs its epochs whatever the dev set says
         if not pretraining:
             self.cut_learning_rate(epoch)
-        if train.patience and not pretraining and epoch - state["best"]["epoch"] >= train.patience:
+        if train.patience and not pretraining and epoch - state.best["epoch"] >= train.patience:
             finished = f"no better {monitor} for {train.patience} epochs"
             log(f"  stopping: {finished}")
         elif epoch >= last_epoch(train, state):
             finished = f"{epoch} epochs"
         following = "teacher" if pretraining else "sequence" if train.seq_epochs and self.stage == "teacher" else None
         if finished and following:
-            state["switch"] = following  # the next stage follows
+            state.switch = following  # the next stage follows
         else:
-            state["done"] = finished
+            state.done = finished
 
     def cut_learning_rate(self, epoch):
         """With LR_PATIENCE: the learning rate times LR_FACTOR after that many epochs without a better
         MONITOR, counted from the best epoch or the last cut (Keras's ReduceLROnPlateau; the rate is an
         optimizer variable, so the checkpoint keeps it)."""
         train, state = self.settings.train, self.state
-        since = max(state["best"]["epoch"], state.get("lr_cut", 0))
+        since = max(state.best["epoch"], state.lr_cut)
         if train.lr_patience and epoch - since >= train.lr_patience:
             rate = inner(self.optimizer).learning_rate
             rate.assign(rate * train.lr_factor)
-            state["lr_cut"] = epoch
+            state.lr_cut = epoch
             self.log(f"  learning rate cut to {float(rate.numpy()):.3g}: no better {train.monitor} for "
                      f"{train.lr_patience} epochs")
 
