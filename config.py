@@ -34,6 +34,8 @@ OUTPUT_DIR = "runs/lcsts"  # vocab.json, config.json and model.weights.h5 go her
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3  # Adam
 LABEL_SMOOTHING = 0.0  # > 0: the target's probability is trained toward 1 - ε, the rest spread evenly (blog: none)
+UNLIKELIHOOD = 0.0  # α > 0: token-level unlikelihood (Welleck et al. 2020; their α 1.0): at every title step, α · -log(1 - p)
+# of each character the title already wrote (but the target) is added to its cross-entropy (blog: none)
 EMA = 0.0  # > 0: an average of the weights (momentum EMA, e.g. 0.999) is evaluated and kept instead (blog: none)
 EPOCHS = 20  # one pass over TRAIN_PATH each; blog: 100 epochs of 1,000 batches (800k articles)
 STEPS_PER_EPOCH = None  # cap on batches per epoch; None = the whole training set (blog: 1000)
@@ -61,6 +63,14 @@ SEED = 42  # keras.utils.set_random_seed and the shuffling
 MEMBERS = 1  # > 1: train that many models (seeds SEED, SEED + 1, ...) side by side, one per CPU core when
 # there are enough (else all at once, one thread each), and decode them as one ensemble, averaging their
 # next-character probabilities (blog: 1)
+
+# pretraining on the articles alone (beyond the blog): before the title epochs, the model learns to write one sentence
+# of an article from the rest of it, pairs the articles hold in any number (titlegen/pretrain.py, docs/training.md)
+PRETRAIN_EPOCHS = 0  # > 0: that many epochs of pseudo pairs before the EPOCHS on titles, a fresh Adam each; 0: off (blog)
+PRETRAIN_TASK = "gap"  # "gap": PEGASUS's gap sentence (Zhang et al. 2020; the sentence most like the rest, by ROUGE-1 F,
+# taken out and generated; PEGASUS masks 30% of a document's sentences, a title is one); "lead": the first sentence,
+# generated from the rest (Zhu et al. 2021)
+PRETRAIN_PATH = None  # articles to pretrain on, in DATA_FORMAT, titles if any not read; None: TRAIN_PATH's own articles
 
 # sequence-level training (beyond the blog; minimum risk training, Shen et al. 2016, as Ayana et al. 2016 applied
 # it to LCSTS headlines): after the teacher-forced epochs, train on the model's own titles for their expected

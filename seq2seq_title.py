@@ -292,6 +292,9 @@ TRAIN_FLAGS = (
     ("--time-limit", "minutes: end before an epoch that would end past them"),
     ("--lr-patience", "cut the learning rate by LR_FACTOR after this many epochs without a better monitor"),
     ("--lr-decay-epochs", "the learning rate falls to 0 along half a cosine over this many epochs"),
+    ("--pretrain-epochs", "epochs of pretraining on the articles alone before the titles"),
+    ("--pretrain-task", "pretraining's pseudo titles: gap sentences or lead sentences"),
+    ("--pretrain-path", "articles to pretrain on (default: the training set's)", "pretrain_path"),
     ("--seq-epochs", "epochs of the sequence-level stage after teacher forcing; with --resume, a finished run "
      "continues with it"),
     ("--seq-candidates", "candidate titles per article in the stage"), ("--seq-reward", "the stage's reward"),
@@ -303,7 +306,8 @@ TRAIN_FLAGS = (
     ("--coverage", "coverage loss weight; > 0 adds coverage"), ("--dropout", "dropout rate while training"),
     ("--title-dropout", "rate at which training reads a title character as <unk>"),
     ("--recurrent-dropout", "dropout rate on every LSTM's state at each step while training"),
-    ("--label-smoothing", "label smoothing ε"), ("--ema", "keep an average of the weights with this momentum"),
+    ("--label-smoothing", "label smoothing ε"),
+    ("--unlikelihood", "token-level unlikelihood α: -log(1 - p) of the characters a title already wrote"), ("--ema", "keep an average of the weights with this momentum"),
     ("--seed", "random seed"), ("--members", "train an ensemble of this many models, side by side"))
 SERVE_FLAGS = (
     ("--host", "address to listen on (loopback)", "serve_host"),

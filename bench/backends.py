@@ -46,7 +46,7 @@ model = build_model(settings.model)
 keras.mixed_precision.set_global_policy("float32")
 optimizer = make_optimizer(config.LEARNING_RATE, mixed)
 optimizer.build(model.trainable_variables)
-step = make_devices("auto").train_step(model, optimizer, 0.0, batch)
+step = make_devices("auto").train_step(model, optimizer, settings.replace(batch_size=batch).train)
 text = "".join(r["content"] for r in rows)
 rng = np.random.default_rng(0)
 def make():

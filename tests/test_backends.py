@@ -45,29 +45,30 @@ TRAIN = """
 import json, sys
 sys.path[:0] = [{root!r}, {tests!r}]
 import keras, numpy as np
-from conftest import model_settings
+from conftest import model_settings, tiny_settings
 from titlegen.data import pad
 from titlegen.devices import make_devices, make_optimizer
 from titlegen.model import build_model
+devices = make_devices("auto")  # before any Keras object: JAX's distribution places them
 model = build_model(model_settings(12, **{settings!r}))
 model.load_weights(sys.argv[1])
-devices = make_devices("auto")
 optimizer = make_optimizer(1e-2, False) if sys.argv[2] == "adam" else keras.optimizers.SGD(0.5)
 optimizer.build(model.trainable_variables)
-step = devices.train_step(model, optimizer, 0.1, 5)
+step = devices.train_step(model, optimizer, tiny_settings("t", "d", label_smoothing=0.1, batch_size=5).train)
 rng = np.random.default_rng(0)
 losses = []
 for i in range(20):
     x = pad([list(rng.integers(4, 12, n)) for n in rng.integers(2, 12, 5)])
     y = pad([[2] + list(rng.integers(4, 12, n)) + [3] for n in rng.integers(1, 6, 5)])
     losses.append(step({{"article": x, "title": y, **({{"article_extended": x}} if {copy!r} else {{}})}}))
-print(json.dumps({{"backend": keras.backend.backend(), "losses": losses}}))
+devices = [str(d) for d in keras.distribution.list_devices()] if keras.backend.backend() == "jax" else []
+print(json.dumps({{"backend": keras.backend.backend(), "losses": losses, "devices": devices}}))
 """
 
 
-def on_backend(backend, script, *args):
-    """A script run by Python with KERAS_BACKEND=backend: its last line of output, as JSON."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def on_backend(backend, script, *args, env=None):
+    """A script run by Python with KERAS_BACKEND=backend (and `env`): its last line of output, as JSON."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -188,13 +189,26 @@ def test_tensorflows_adam_squares_the_embeddings_sparse_gradient_slice_by_slice(
     assert (m, v) == (pytest.approx(0.2), pytest.approx(0.002))
 
 
+def test_two_jax_devices_give_one_devices_losses(tmp_path):
+    """keras.distribution's data parallelism over two JAX devices (two host CPUs, XLA_FLAGS): each
+    gets half of every batch (five rows padded to six), and the losses are one device's (SGD)."""
+    settings = {"char_size": 16, "hidden_size": 32}
+    path = weights_file(tmp_path, settings, 12)
+    script = TRAIN.format(root=ROOT, tests=os.path.join(ROOT, "tests"), settings=settings, copy=False)
+    one = on_backend("jax", script, path, "sgd")
+    two = on_backend("jax", script, path, "sgd", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert len(one["devices"]) == 1 and len(two["devices"]) == 2
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+
+
 @pytest.mark.parametrize("backend", OTHERS)
 def test_a_run_killed_on_any_backend_resumes_as_the_run_never_killed(tmp_path, backend):
     """kill -9 mid-epoch, two batches after a checkpoint, then `train --resume`: every batch's loss
-    and the best weights as in the run never killed, on this backend."""
+    and the best weights as in the run never killed, on this backend (with an average of the weights,
+    evaluated and kept at each epoch's end, and the unlikelihood loss)."""
     tiny = tmp_path / "tiny.py"
     tiny.write_text(TINY_CONFIG + "BATCH_SIZE = 4\nEPOCHS = 2\nCHECKPOINT_STEPS = 5\nSHUFFLE = True\n"
-                    "MAX_TITLE_LEN = 6\n", encoding="utf-8")
+                    "MAX_TITLE_LEN = 6\nEMA = 0.9\nUNLIKELIHOOD = 0.5\n", encoding="utf-8")
     data = ["--train", write_jsonl(tmp_path / "train.jsonl", make_corpus(32, seed=1)),
             "--dev", write_jsonl(tmp_path / "dev.jsonl", make_corpus(4, seed=2))]
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")

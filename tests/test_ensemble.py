@@ -283,8 +283,8 @@ def test_sigterm_stops_every_member_at_a_checkpoint_and_resume_finishes(tmp_path
     started = [i for i in (1, 2) if (out / f"member_{i}" / "checkpoint.npz").exists()]
     assert started == [1, 2]  # side by side, on one core too
     states = {i: RunFolder(str(out / f"member_{i}")).read_state() for i in started}
-    assert all(3 <= s["step"] < 100 and s["epoch"] == 1 for s in states.values())  # stopped mid-epoch, saved
-    assert [len(steps[i - 1].read_text().splitlines()) - 1 for i in started] == [s["step"] for s in states.values()]
+    assert all(3 <= s.step < 100 and s.epoch == 1 for s in states.values())  # stopped mid-epoch, saved
+    assert [len(steps[i - 1].read_text().splitlines()) - 1 for i in started] == [s.step for s in states.values()]
 
     result = run_cli("train", "--out", str(out), "--resume")
     assert result.returncode == 0, result.stderr[-2000:]

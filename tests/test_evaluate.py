@@ -71,11 +71,11 @@ def test_time_limit_ends_before_an_epoch_that_would_end_past_it(tmp_path, corpus
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3] and record["history"][0]["seconds"] == 10
     assert lines[-1] == "  stopping: another epoch would end past TIME_LIMIT (1 min; 1.0 min trained)"
     state = RunFolder(out).read_state()
-    assert (state["seconds"], state["last_epoch_seconds"], state["epoch"]) == (60, 20, 4)
-    assert state["done"] == "another epoch would end past TIME_LIMIT (1 min)"
+    assert (state.seconds, state.last_epoch_seconds, state.epoch) == (60, 20, 4)
+    assert state.done == "another epoch would end past TIME_LIMIT (1 min)"
     _, _, record = train_module.train(resume_settings(out, time_limit=1.5), out, resume=True, log=lambda _: None)
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
-    assert RunFolder(out).read_state()["seconds"] == 80
+    assert RunFolder(out).read_state().seconds == 80
     _, _, record = train_module.train(resume_settings(out), out, resume=True, log=lambda _: None)
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4]
     with pytest.raises(TitleError, match="TIME_LIMIT must be above 0, got 0"):

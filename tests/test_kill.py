@@ -68,7 +68,7 @@ def test_kill_9_at_six_moments_and_resume_each_time(tmp_path):
         assert result.returncode == -signal.SIGKILL, (moment, result.stderr[-2000:])
         assert_whole(out)
         state = RunFolder(out).read_state()
-        positions.append((state["epoch"], state["step"]))
+        positions.append((state.epoch, state.step))
     assert positions == [(1, 5), (1, 5), (1, 10), (1, 10), (2, 0)]
 
     result = train_cli(resume)

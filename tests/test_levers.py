@@ -8,12 +8,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from conftest import model_settings, slow_but, tiny_settings, titler_of
 from titlegen.data import END, PAD, START, UNK, pad
 from titlegen.errors import TitleError
-from titlegen.model import build_model, named_inputs, summed_title_loss
+from titlegen.model import build_model, named_inputs, summed_title_loss, unlikelihood_terms
 from titlegen.runfolder import STEPS_FILE
+from titlegen.runstate import RunState
 from titlegen.devices import make_optimizer, make_train_step
 from titlegen.train import AveragedWeights, resume_settings, train
 
@@ -27,6 +29,23 @@ def test_label_smoothing_by_hand():
     uniform = -(np.log(0.5) + np.log(0.3) + np.log(0.2)) / 3 - (np.log(0.1) + np.log(0.1) + np.log(0.8)) / 3
     smoothed = float(summed_title_loss(target, probs, 0.1))
     assert smoothed == pytest.approx(0.9 * plain + 0.1 * uniform, rel=1e-6)
+
+
+def test_unlikelihood_by_hand():
+    """Two titles of three steps, six ids: row 0's targets 4, 4, END; row 1's 5, END, PAD. A step's
+    candidates are the ids its title's targets held before it, the target itself left out: none at
+    row 0's first two steps (4 is the target again), {4} at its third; none, then {5} in row 1; the
+    PAD step counts for nothing. α = 0.5."""
+    probs = np.array([[[0, 0, 0, .1, .6, .3], [0, 0, 0, .2, .7, .1], [0, 0, 0, .4, .5, .1]],
+                      [[0, 0, 0, .1, .1, .8], [0, 0, 0, .6, .2, .2], [0, 0, 0, .5, .5, 0]]], dtype="float32")
+    target = np.array([[4, 4, 3], [5, 3, 0]])
+    cross_entropy = -(np.log(.6) + np.log(.7) + np.log(.4) + np.log(.8) + np.log(.6))
+    unlikely = -np.log(1 - .5) - np.log(1 - .2)  # row 0 step 3: p(4) = .5; row 1 step 2: p(5) = .2
+    assert float(summed_title_loss(target, probs)) == pytest.approx(cross_entropy, rel=1e-6)
+    assert float(summed_title_loss(target, probs, unlikelihood=0.5)) == \
+        pytest.approx(cross_entropy + 0.5 * unlikely, rel=1e-6)
+    terms = ops.convert_to_numpy(unlikelihood_terms(target, probs))
+    np.testing.assert_allclose(terms, [[0, 0, -np.log(.5)], [0, -np.log(.8), -np.log(.5)]], rtol=1e-6)
 
 
 @pytest.mark.parametrize("version", slow_but("2018", "2018", "2019"))
@@ -179,11 +198,11 @@ def test_learning_rate_cut_counts_from_the_best_epoch_or_the_last_cut():
     optimizer = make_optimizer(1e-3, False)
     run = Run.__new__(Run)
     run.settings = tiny_settings("t", "d", lr_patience=2, lr_factor=0.5)
-    run.optimizer, run.state, run.log = optimizer, {"best": {"epoch": 1}}, lambda _: None
+    run.optimizer, run.state, run.log = optimizer, RunState(8, 3, best={"epoch": 1}), lambda _: None
     rates = {}
     for epoch in range(2, 9):
         if epoch == 6:
-            run.state["best"] = {"epoch": 6}
+            run.state.best = {"epoch": 6}
         run.cut_learning_rate(epoch)
         rates[epoch] = float(optimizer.learning_rate)
     assert rates == pytest.approx({2: 1e-3, 3: 5e-4, 4: 5e-4, 5: 2.5e-4, 6: 2.5e-4, 7: 2.5e-4, 8: 1.25e-4})
@@ -195,15 +214,15 @@ def test_time_left_counts_the_epochs_left_at_the_last_pace_by_hand():
     its epochs; the last epoch has nothing left."""
     from titlegen.train import time_left
     train = tiny_settings("t", "d", epochs=10, patience=3).train
-    state = {"best": {"epoch": 3}, "seconds": 720.0}
+    state = RunState(8, 3, best={"epoch": 3}, seconds=720.0)
     assert time_left(train, state, 4, 90.0) == ("  6 more epochs: about 9.0 min left at 90 s each; 3.0 min if no "
                                                 "better val_loss comes in 2 (PATIENCE 3)")
     assert time_left(tiny_settings("t", "d", epochs=10, time_limit=20.0).train, state, 4, 90.0) == (
         "  6 more epochs: about 9.0 min left at 90 s each; TIME_LIMIT (20 min) ends it sooner")
-    assert time_left(tiny_settings("t", "d", epochs=2, seq_epochs=3).train, {}, 1, 30.0) == (
+    assert time_left(tiny_settings("t", "d", epochs=2, seq_epochs=3).train, RunState(8, 3), 1, 30.0) == (
         "  1 more epoch: about 0.5 min left at 30 s each, then the sequence-level stage's 3")
     assert time_left(train, state, 10, 90.0) is None
-    assert time_left(train, {"best": {"epoch": 9}}, 9, 60.0) == "  1 more epoch: about 1.0 min left at 60 s each"
+    assert time_left(train, RunState(8, 3, best={"epoch": 9}), 9, 60.0) == "  1 more epoch: about 1.0 min left at 60 s each"
 
 
 def test_cosine_decay_sets_each_batch_rate_by_hand_and_resumes_exactly(tmp_path, corpus):

@@ -69,13 +69,13 @@ def test_resume_after_kill_9_follows_the_uninterrupted_run(tmp_path, long_corpus
     checkpoint = os.path.join(killed, CHECKPOINT_FILE)
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:  # kill it in the middle of epoch 2
-        if os.path.exists(checkpoint) and (lambda s: (s["epoch"], s["step"]) >= (2, 5))(RunFolder(killed).read_state()):
+        if os.path.exists(checkpoint) and (lambda s: (s.epoch, s.step) >= (2, 5))(RunFolder(killed).read_state()):
             process.send_signal(signal.SIGKILL)
             break
         time.sleep(0.01)
     assert process.wait(60) == -signal.SIGKILL, "the run ended before it could be killed"
     state = RunFolder(killed).read_state()  # the last good checkpoint loads
-    assert state["epoch"] < 3 and not state["done"]
+    assert state.epoch < 3 and not state.done
 
     logs = []
     train(resume_settings(killed), killed, resume=True, log=logs.append)
@@ -109,16 +109,16 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
     state = RunFolder(out).read_state()
-    assert 3 <= state["step"] < 100 and state["epoch"] == 1  # saved at the batch it stopped after, not the last 1000th
+    assert 3 <= state.step < 100 and state.epoch == 1  # saved at the batch it stopped after, not the last 1000th
     assert f"interrupted at epoch 1, step {state['step']}: checkpoint saved" in stderr
     assert "Traceback" not in stderr
-    assert len(rows(steps)) == state["step"]
+    assert len(rows(steps)) == state.step
 
     result = run_cli("train", "--out", out, "--resume")
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"resuming {out} at epoch 1, step {state['step']} of 100" in result.stdout
     assert [int(r["step"]) for r in rows(steps)] == list(range(1, 101))
-    assert RunFolder(out).read_state()["done"] == "1 epochs"
+    assert RunFolder(out).read_state().done == "1 epochs"
 
     refused = run_cli("train", "--out", out, "--resume", "--batch-size", "4")
     assert refused.returncode == 2 and "only --epochs" in refused.stderr

@@ -175,12 +175,12 @@ def test_the_stage_follows_teacher_forcing_from_its_best_weights(tmp_path, corpu
     assert [(h["epoch"], h["stage"]) for h in record["history"]] == [
         (1, "teacher"), (2, "teacher"), (3, "sequence"), (4, "sequence")]
     state = RunFolder(out).read_state()
-    assert (state["stage"], state["seq_start"], state["epoch"], state["done"]) == ("sequence", 3, 5, "4 epochs")
+    assert (state.stage, state.seq_start, state.epoch, state.done) == ("sequence", 3, 5, "4 epochs")
     with open(os.path.join(out, METRICS_FILE), encoding="utf-8") as f:
         assert f.readline().startswith("epoch,stage,loss,val_loss,val_rouge_l,val_lcs_f,val_repeat")
     best = max(h["val_rouge_l"] for h in record["history"][2:])
     assert record["best"]["value"] == best and record["best"]["epoch"] >= 3  # the kept weights: the stage's best
-    assert state["teacher_best"]["epoch"] <= 2
+    assert state.teacher_best["epoch"] <= 2
 
     # a finished run continues with the stage: `train --resume --seq-epochs N`
     plain = str(tmp_path / "plain")
@@ -234,7 +234,7 @@ def test_kill_9_in_the_stage_and_at_its_start_resumes_exactly(tmp_path):
         result = train_cli(args, kill_at=moment)
         assert result.returncode == -signal.SIGKILL, (moment, result.stderr[-2000:])
         state = RunFolder(out).read_state()
-        assert (state["epoch"], state["step"]) == position, moment
+        assert (state.epoch, state.step) == position, moment
     result = train_cli(resume)
     assert result.returncode == 0, result.stderr[-2000:]
 

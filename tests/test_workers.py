@@ -101,7 +101,7 @@ def test_a_killed_worker_stops_the_other_and_resume_finishes(tmp_path, tiny, kil
     assert survivor.returncode == 2, stderr[-3000:]
     assert last.startswith("error: a training process stopped answering") and "train --resume" in last, last
     state = RunFolder(out).read_state()  # whole: the last checkpoint loads
-    assert state["epoch"] == 1 and state["step"] % 5 == 0 and not state["done"]
+    assert state.epoch == 1 and state.step % 5 == 0 and not state.done
 
     workers = start_workers([tiny, "--out", out, "--resume"], str(tmp_path), local_tf_configs(2))
     for process in workers:

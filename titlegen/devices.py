@@ -91,8 +91,9 @@ class TensorFlowDevices:
             return run(inputs), target
         return predict
 
-    def train_step(self, model, optimizer, label_smoothing=0.0, rows=0, jit_compile=False):
-        return make_train_step(model, optimizer, self.strategy, jit_compile, label_smoothing)
+    def train_step(self, model, optimizer, train, jit_compile=False):
+        """batch -> its loss, after one step on it; `train` a settings.Train (LABEL_SMOOTHING, UNLIKELIHOOD)."""
+        return make_train_step(model, optimizer, self.strategy, jit_compile, train.label_smoothing, train.unlikelihood)
 
     def sequence_step(self, model, optimizer, decoder, train):
         return make_sequence_step(model, optimizer, self.strategy, decoder, train)
@@ -108,7 +109,7 @@ class TensorFlowDevices:
         return write, writer.flush
 
 
-def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothing=0.0):
+def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothing=0.0, unlikelihood=0.0):
     """TensorFlow: batch -> its loss, after one Adam step on it (`replicas.distributed_steps`).
 
     Each replica divides the cross-entropy summed over its share by the whole batch's real targets,
@@ -125,7 +126,7 @@ def make_train_step(model, optimizer, strategy, jit_compile=False, label_smoothi
     def replica_loss(inputs, target, count):
         inputs, target = {name: share(a, replicas) for name, a in inputs.items()}, share(target, replicas)
         probs = model(inputs, training=True)
-        loss = summed_title_loss(target, probs, label_smoothing) / count
+        loss = summed_title_loss(target, probs, label_smoothing, unlikelihood) / count
         if model.losses:  # the coverage loss
             loss += tf.cast(tf.add_n(model.losses), loss.dtype) / replicas
         return loss
@@ -179,18 +180,19 @@ def make_sequence_step(model, optimizer, strategy, decoder, train):
 @keras.saving.register_keras_serializable(package="seq2seq_title")
 class TitleLoss(keras.losses.Loss):
     """The blog's loss for Keras's trainer: the cross-entropy of each real target character (label
-    smoothing ε beyond the blog), summed and divided by their number in the whole batch
-    (`model.summed_title_loss` / `model.real_targets`)."""
+    smoothing ε and unlikelihood α beyond the blog), summed and divided by their number in the whole
+    batch (`model.summed_title_loss` / `model.real_targets`)."""
 
-    def __init__(self, label_smoothing=0.0, name="title_loss"):
+    def __init__(self, label_smoothing=0.0, unlikelihood=0.0, name="title_loss"):
         super().__init__(name=name, reduction="sum")
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.unlikelihood = label_smoothing, unlikelihood
 
     def call(self, y_true, y_pred):
-        return summed_title_loss(y_true, y_pred, self.label_smoothing) / real_targets(y_true, y_pred.dtype)
+        return (summed_title_loss(y_true, y_pred, self.label_smoothing, self.unlikelihood)
+                / real_targets(y_true, y_pred.dtype))
 
     def get_config(self):
-        return {"label_smoothing": self.label_smoothing, "name": self.name}
+        return {"label_smoothing": self.label_smoothing, "unlikelihood": self.unlikelihood, "name": self.name}
 
 
 class TeacherModel(keras.Model):
@@ -253,17 +255,19 @@ class KerasDevices:
 
     def shaped(self, batch, rows=0):
         """JAX: a batch ({"article", "title", ...}) padded to a few shapes (the module's docstring) and
-        to `rows` rows; else itself. Extra rows read the first article and have no title: no targets."""
+        to `rows` rows, a multiple of the devices; else itself. Extra rows read the first article and
+        have no title: no targets."""
         if backend.NAME != "jax":
             return batch
         n = len(batch["title"])
+        rows = -(-max(rows, n) // self.replicas) * self.replicas  # each device an equal share
         out = {}
         for name, value in batch.items():
             if name == "title":  # title_in and the target, y[:, :-1] and y[:, 1:], a multiple of the bucket
                 width = -(-(value.shape[1] - 1) // TITLE_BUCKET) * TITLE_BUCKET + 1
             else:
                 width = -(-value.shape[1] // ARTICLE_BUCKET) * ARTICLE_BUCKET
-            grown = np.zeros((max(rows, n), width), value.dtype)
+            grown = np.zeros((rows, width), value.dtype)
             grown[:n, :value.shape[1]] = value
             if name != "title":
                 grown[n:, :value.shape[1]] = value[0]
@@ -278,14 +282,15 @@ class KerasDevices:
             return model.predict_on_batch(inputs)[:n, :width], model_inputs(batch)[1]
         return predict
 
-    def train_step(self, model, optimizer, label_smoothing=0.0, rows=0):
-        """batch -> its loss, after one step of Keras's trainer on it; `rows`: the batch size (JAX pads
-        the last batch to it)."""
+    def train_step(self, model, optimizer, train):
+        """batch -> its loss, after one step of Keras's trainer on it; `train` a settings.Train
+        (LABEL_SMOOTHING, UNLIKELIHOOD; JAX pads the last batch to BATCH_SIZE)."""
         teacher = TeacherModel(model)
-        teacher.compile(optimizer=optimizer, loss=TitleLoss(label_smoothing), jit_compile="auto")
+        teacher.compile(optimizer=optimizer, loss=TitleLoss(train.label_smoothing, train.unlikelihood),
+                        jit_compile="auto")
 
         def train_step(batch):
-            inputs, target = model_inputs(self.shaped(batch, rows))
+            inputs, target = model_inputs(self.shaped(batch, train.batch_size))
             return float(teacher.train_on_batch(inputs, target, return_dict=True)["loss"])
         return train_step
 

@@ -351,18 +351,31 @@ def title_loss(y_true, y_pred):
     return summed_title_loss(y_true, y_pred) / real_targets(y_true, y_pred.dtype)
 
 
-def summed_title_loss(y_true, y_pred, label_smoothing=0.0):
+def summed_title_loss(y_true, y_pred, label_smoothing=0.0, unlikelihood=0.0):
     """The numerator of `title_loss`: the cross-entropy summed over the real targets.
 
     label_smoothing ε > 0 (beyond the blog): each target's cross-entropy is mixed with that of the
     uniform distribution over every output id, (1 - ε)·(-log p[y]) + ε·mean(-log p), with the
-    probabilities clipped at 1e-7 as Keras's cross-entropy clips them."""
+    probabilities clipped at 1e-7 as Keras's cross-entropy clips them. unlikelihood α > 0 (beyond
+    the blog): α · `unlikelihood_terms` is added at every step."""
     mask = ops.cast(ops.greater(y_true, PAD), y_pred.dtype)
     cross_entropy = ops.sparse_categorical_crossentropy(ops.cast(y_true, "int32"), y_pred)
     if label_smoothing:
         uniform = -ops.mean(ops.log(ops.clip(y_pred, 1e-7, 1.0 - 1e-7)), axis=-1)
         cross_entropy = (1.0 - label_smoothing) * cross_entropy + label_smoothing * uniform
+    if unlikelihood:
+        cross_entropy = cross_entropy + unlikelihood * unlikelihood_terms(y_true, y_pred)
     return ops.sum(cross_entropy * mask)
+
+
+def unlikelihood_terms(y_true, y_pred):
+    """Token-level unlikelihood (Welleck et al. 2020): at each step t, -Σ log(1 - p(c)) over the
+    candidates c, the ids the title's targets held before t, the target at t itself left out; p
+    clipped so that 1 - p is at least 1e-7. (batch, ty), as the cross-entropy per step."""
+    onehot = ops.one_hot(ops.cast(y_true, "int32"), ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+    before = ops.cumsum(onehot, axis=1) - onehot  # how often each id was a target before this step
+    candidates = ops.cast(before > 0, y_pred.dtype) * (1.0 - onehot)
+    return -ops.sum(candidates * ops.log(ops.clip(1.0 - y_pred, 1e-7, 1.0)), axis=-1)
 
 
 def title_log_probs(y_true, y_pred):

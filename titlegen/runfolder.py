@@ -30,6 +30,7 @@ from .data import Vocab
 from .files import replacing, write_json
 from .errors import TitleError
 from .faults import kill_point
+from .runstate import RunState
 from .settings import FIELDS, LEGACY, RUN, Settings
 
 VOCAB_FILE, CONFIG_FILE, WEIGHTS_FILE = "vocab.json", "config.json", "model.weights.h5"
@@ -130,13 +131,13 @@ class RunFolder:
 
     def save_checkpoint(self, model, optimizer, state):
         """checkpoint.npz: weights, optimizer state, random generators' states and where the run
-        stands (`state`, JSON), flushed to disk before it is renamed into place."""
+        stands (`state`, a RunState, as JSON), flushed to disk before it is renamed into place."""
         if not self.write:
             return
         arrays = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
         arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
         arrays.update({f"random_{i}": np.asarray(v.numpy()) for i, v in enumerate(random_states(model))})
-        arrays["state"] = np.array(json.dumps(state, ensure_ascii=False))
+        arrays["state"] = np.array(json.dumps(state.to_dict(), ensure_ascii=False))
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         data = buffer.getbuffer()
@@ -153,9 +154,9 @@ class RunFolder:
             os.close(folder)
 
     def read_state(self):
-        """The run's position and history, without touching any model."""
+        """The run's position and history (a RunState), without touching any model."""
         with self._checkpoint() as data:
-            return json.loads(str(data["state"]))
+            return RunState.from_dict(json.loads(str(data["state"])))
 
     def load_checkpoint(self, model, optimizer):
         """Restore the model's weights and the optimizer's state (built beforehand); return the state."""
@@ -171,7 +172,7 @@ class RunFolder:
                 v.assign(data[f"optimizer_{i}"])
             for i, v in enumerate(randoms):
                 v.assign(data[f"random_{i}"])
-            return json.loads(str(data["state"]))
+            return RunState.from_dict(json.loads(str(data["state"])))
 
     def _checkpoint(self):
         path = self.file(CHECKPOINT_FILE)

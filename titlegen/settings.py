@@ -26,6 +26,7 @@ STRATEGIES = ("auto", "mirrored", "multiworker")
 MONITORS = ("loss", "val_loss", "val_rouge_l", "val_lcs_f")
 DECODERS = ("naive", "incremental")
 REWARDS = ("rouge-l", "clge")  # the sequence-level stage's: Lin's ROUGE-L F, or evaluate's (CLGE's package)
+PRETRAIN_TASKS = ("gap", "lead")  # pretraining's pseudo titles (pretrain.py)
 
 
 def _one_of(choices, **metadata):
@@ -80,6 +81,7 @@ class Data:
     content_field: str = _added("content")
     on_bad_record: str = _one_of(ON_BAD, legacy="stop")
     tokenizer: str = _one_of(TOKENIZERS, legacy="char")
+    pretrain_path: str | None = field(metadata={"path": True, "legacy": None})
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,9 @@ class Train:
     batch_size: int = _within(1)
     learning_rate: float = _within(0, above=True)
     label_smoothing: float = _within(0, 1, below=True, legacy=0.0)
+    unlikelihood: float = _within(0, legacy=0.0)
+    pretrain_epochs: int = _within(0, legacy=0)  # > 0: that many epochs on pseudo pairs before the titles
+    pretrain_task: str = _one_of(PRETRAIN_TASKS, legacy="gap")
     ema: float = _within(0, 1, below=True, legacy=0.0)
     epochs: int = _resumable(1)
     steps_per_epoch: int | None = _within(1)

@@ -50,7 +50,7 @@ def read_records(path, fmt="auto", fields=("title", "content")):
     if fmt == "thucnews":
         if not os.path.isdir(path):
             raise TitleError(f"{path}: not a folder; a THUCNews-style corpus is a folder of .txt files")
-        return _thucnews(path)
+        return _thucnews(path, fields)
     if not os.path.isfile(path):
         expected = ('a JSON Lines file of {"%s": ..., "%s": ...} objects' % fields if fmt == "jsonl"
                     else "a TSV file of title<TAB>content lines")
@@ -103,9 +103,13 @@ def _opens_array(line):
 
 
 def _checked(where, row, fields):
-    """A Record of row's two fields, cleaned, or the reason they are unusable."""
+    """A Record of row's two fields, cleaned, or the reason they are unusable (a field None: not read,
+    as a pretraining source's title)."""
     texts = []
     for field in fields:
+        if field is None:
+            texts.append(None)
+            continue
         text, error = field_text(row, field)
         if error:
             return Record(where, error=error)
@@ -118,7 +122,7 @@ def _natural(name):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _thucnews(root):
+def _thucnews(root, fields):
     """The .txt files under root, walked in natural name order, one folder listing at a time."""
     for folder, dirs, files in os.walk(root):
         dirs.sort(key=_natural)
@@ -139,7 +143,8 @@ def _thucnews(root):
                 yield Record(path, error="expected a title line and at least one line of content")
                 continue
             # paragraphs are joined without a separator: the article as one run of characters
-            yield _checked(path, {"title": lines[0], "content": "".join(lines[1:])}, ("title", "content"))
+            yield _checked(path, {"title": lines[0], "content": "".join(lines[1:])},
+                           ("title" if fields[0] else None, "content"))
 
 
 def read_all(path, fmt="auto", fields=("title", "content"), on_bad="stop", report=None):

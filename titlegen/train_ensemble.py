@@ -48,7 +48,7 @@ def plan(settings, folder, resume, changes):
         own = settings.replace(members=1, seed=settings.train.seed + i, output_dir=member.path)
         if not resume or not os.path.exists(member.file(CHECKPOINT_FILE)):  # a member never started starts
             jobs.append((name, own, "start"))
-        elif not member.read_state()["done"] or changes.get("epochs") or changes.get("time_limit"):
+        elif not member.read_state().done or changes.get("epochs") or changes.get("time_limit"):
             jobs.append((name, own, "resume"))
     return jobs
 
