@@ -157,6 +157,7 @@ print(json.dumps({{"backend": keras.backend.backend(), "losses": losses}}))
 """
 
 
+@pytest.mark.slow
 def test_the_sequence_stage_gives_the_same_losses_on_every_backend(tmp_path):
     """Five steps of the sequence-level stage (its candidates the reference and the beam-search title,
     no draws, so they are the same everywhere; SGD) on a copy model: each backend's own stage step,
@@ -189,6 +190,7 @@ def test_tensorflows_adam_squares_the_embeddings_sparse_gradient_slice_by_slice(
     assert (m, v) == (pytest.approx(0.2), pytest.approx(0.002))
 
 
+@pytest.mark.slow
 def test_two_jax_devices_give_one_devices_losses(tmp_path):
     """keras.distribution's data parallelism over two JAX devices (two host CPUs, XLA_FLAGS): each
     gets half of every batch (five rows padded to six), and the losses are one device's (SGD)."""

@@ -79,7 +79,7 @@ def test_resume_after_kill_9_follows_the_uninterrupted_run(tmp_path, long_corpus
 
     logs = []
     train(resume_settings(killed), killed, resume=True, log=logs.append)
-    assert f"resuming {killed} at epoch {state['epoch']}, step {state['step']} of 24" in logs
+    assert f"resuming {killed} at epoch {state.epoch}, step {state.step} of 24" in logs
 
     # the same batches with the same weights and optimizer state: the same loss at every step, bit for bit
     assert_same_run(whole, killed)
@@ -110,13 +110,13 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     assert process.returncode == 130, stderr[-2000:]
     state = RunFolder(out).read_state()
     assert 3 <= state.step < 100 and state.epoch == 1  # saved at the batch it stopped after, not the last 1000th
-    assert f"interrupted at epoch 1, step {state['step']}: checkpoint saved" in stderr
+    assert f"interrupted at epoch 1, step {state.step}: checkpoint saved" in stderr
     assert "Traceback" not in stderr
     assert len(rows(steps)) == state.step
 
     result = run_cli("train", "--out", out, "--resume")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"resuming {out} at epoch 1, step {state['step']} of 100" in result.stdout
+    assert f"resuming {out} at epoch 1, step {state.step} of 100" in result.stdout
     assert [int(r["step"]) for r in rows(steps)] == list(range(1, 101))
     assert RunFolder(out).read_state().done == "1 epochs"
 
