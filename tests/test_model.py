@@ -103,3 +103,24 @@ def test_model_saves_and_reloads_as_keras_file(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
     x, y = np.array([[4, 5, 6, 0]]), np.array([[2, 7, 8]])
     np.testing.assert_array_equal(np.asarray(model(named_inputs(x, y))), np.asarray(loaded(named_inputs(x, y))))
+
+
+BLOG_WEIGHTS = sorted(
+    [f"layers/{lstm}/{way}_layer/cell/vars/{i}" for lstm in ("bidirectional", "bidirectional_1")
+     for way in ("forward", "backward") for i in range(3)]
+    + [f"layers/{lstm}/cell/vars/{i}" for lstm in ("lstm", "lstm_1") for i in range(3)]
+    + ["layers/dense/vars/0", "layers/dense/vars/1", "layers/dense_1/vars/0", "layers/dense_1/vars/1",
+       "layers/embedding/vars/0", "layers/interact/vars/0", "layers/scale_shift/vars/0", "layers/scale_shift/vars/1"])
+
+
+def test_the_weights_file_keeps_the_layout_trained_models_have(tmp_path):
+    """A weights file keys every weight by its layers' class names and order: the blog's model writes
+    the 26 keys that every run folder trained so far holds (its encoder a Keras Bidirectional by
+    name), so older models load and this one's weights load elsewhere."""
+    h5py = pytest.importorskip("h5py")
+    model = build_model(model_settings(12, char_size=8, hidden_size=16))
+    model.save_weights(tmp_path / "m.weights.h5")
+    keys = []
+    with h5py.File(tmp_path / "m.weights.h5") as f:
+        f.visititems(lambda name, item: keys.append(name) if isinstance(item, h5py.Dataset) else None)
+    assert sorted(keys) == BLOG_WEIGHTS

@@ -86,10 +86,12 @@ class ScaleShift(layers.Layer):
 
 
 @register
-class EncoderLSTM(layers.Bidirectional):
+class Bidirectional(layers.Bidirectional):
     """The encoder's bidirectional LSTM: Keras's Bidirectional, its weights and outputs, but on PyTorch
     a masked batch runs through torch's fused LSTM as packed sequences (`backend.packed_bilstm`: cuDNN
-    on a GPU), where Keras's own LSTM falls back to a loop over the steps whenever there is a mask."""
+    on a GPU), where Keras's own LSTM falls back to a loop over the steps whenever there is a mask.
+    It keeps Keras's class name because a weights file keys each layer by its class's name
+    (`layers/bidirectional/...`): models trained before it load, and its files load elsewhere."""
 
     def call(self, sequences, mask=None, training=None, initial_state=None):
         fused = None

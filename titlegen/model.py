@@ -21,7 +21,7 @@ from keras import layers, ops, tree
 from .data import PAD
 from .errors import TitleError
 from .settings import Model as ModelSettings
-from .layers import (ArticleChars, CopyGate, EncoderLSTM, Interact, MaskedMaxPool, MultiHeadAttention, PadMask,
+from .layers import (ArticleChars, Bidirectional, CopyGate, Interact, MaskedMaxPool, MultiHeadAttention, PadMask,
                      PointerGenerator, PriorAverage, ScaleShift, SelfModulatedLayerNorm, TitleDropout, TitleIds)
 
 LAYER_NORM_EPSILON = 1e-14  # the 2019 code's LayerNormalization (Keras's default is 1e-3)
@@ -121,7 +121,7 @@ def built(layer, *shapes):
 def encoder_lstm(settings, i):
     """The encoder's i-th bidirectional LSTM, char_size // 2 each way."""
     lstm = layers.LSTM(settings.char_size // 2, return_sequences=True, recurrent_dropout=settings.recurrent_dropout)
-    return EncoderLSTM(lstm, name=f"encoder_{i}")
+    return Bidirectional(lstm, name=f"encoder_{i}")
 
 
 def decoder_lstm(settings, i):
