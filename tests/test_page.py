@@ -103,7 +103,9 @@ def test_a_trained_models_page_shows_its_own_decoding(browser, tmp_path):
     server = Server(model, max_len=None)
     try:
         browser.get(server.url + "/")
-        assert {origin for _, origin in decoding_table(browser).values()} == {"the model"}
+        table = decoding_table(browser)
+        assert {table.pop("batch_size")[1], table.pop("batch_wait_ms")[1]} == {"the server"}
+        assert {origin for _, origin in table.values()} == {"the model"}  # every decoding option the model's own
         assert paste(browser, article) == expected.stdout.strip()
         screenshot(browser, tmp_path, keep=True)
     finally:
