@@ -127,8 +127,9 @@ def test_twenty_steps_give_the_same_losses_on_every_backend(tmp_path, copy):
     assert sgd["tensorflow"][-1] < sgd["tensorflow"][0]  # it learns
     for backend in OTHERS:
         np.testing.assert_allclose(sgd[backend], sgd["tensorflow"], rtol=1e-4)
-    adam = {backend: on_backend(backend, script, path, "adam")["losses"] for backend in OTHERS}
-    np.testing.assert_allclose(adam[OTHERS[-1]], adam[OTHERS[0]], rtol=1e-4)
+    if "torch" in OTHERS:  # Adam's losses compare JAX's with PyTorch's (TensorFlow's depart: above)
+        adam = {backend: on_backend(backend, script, path, "adam")["losses"] for backend in OTHERS}
+        np.testing.assert_allclose(adam["torch"], adam["jax"], rtol=1e-4)
 
 
 STAGE = """
