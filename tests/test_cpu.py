@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import ROOT
 
@@ -44,6 +45,7 @@ def test_onednn_is_on_by_default_and_the_users_setting_wins():
     assert off.returncode == 0 and ONEDNN_ON not in off.stderr, off.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_onednn_and_tensorflows_own_kernels_train_and_title_alike(tmp_path):
     runs = {}
     for flag in ("0", "1"):

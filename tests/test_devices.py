@@ -64,6 +64,7 @@ print(json.dumps([h["loss"] for h in config["history"]]))
 """
 
 
+@pytest.mark.slow
 def test_multiworker_strategy_trains_as_a_single_worker(tmp_path, corpus):
     """Without TF_CONFIG, MultiWorkerMirroredStrategy is one worker: the run is the one-device run."""
     _, _, config = train(tiny_settings(*corpus, epochs=2), str(tmp_path / "one"), log=lambda _: None)

@@ -187,6 +187,7 @@ def test_each_member_trains_as_train_with_its_seed(ensemble_run):
     assert seeds == [7, 8]
 
 
+@pytest.mark.multiprocess
 def test_more_members_than_cores_start_at_once_with_one_thread_each(ensemble_run, tmp_path):
     """Three members on two cores (or on one): all three train at once, and member_2, with one
     thread on both cores, writes the losses and weights of member_2 on a core of its own."""

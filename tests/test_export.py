@@ -62,6 +62,7 @@ def served(path, articles, tmp_path):
     return json.loads(result.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version, copy", slow_but(("2019", True), ("2018", False), ("2019", False), ("2018", True),
                                                    ("2019", True)))
 def test_exported_model_gives_generates_titles_without_the_project(tmp_path, version, copy):

@@ -178,6 +178,7 @@ def csv_rows(folder, name):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_levers_resume_exactly(tmp_path, corpus):
     """Dropout's random states, the averaged weights and the smoothed loss all pass through the
     checkpoint: one epoch, then --resume for a second, is two epochs in one go, bit for bit."""

@@ -57,7 +57,8 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("kill_at", [pytest.param("step:5"), pytest.param("epoch_end:2", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", ["step:5", "epoch_end:2"])
 def test_pretraining_then_titles_resume_after_kill_9_as_never_killed(tmp_path, kill_at):
     """Two pretraining epochs (gap sentences of the training articles), then two on titles: killed with
     -9 in pretraining (step:5, three batches after a checkpoint) or at the switch (epoch_end:2), then

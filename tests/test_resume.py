@@ -49,6 +49,7 @@ RESUMED = {"epochs": 3, "steps_per_epoch": None, "batch_size": 4, "checkpoint_st
            "shuffle_buffer": 16, "bucket": True, "bucket_window": 5, "char_size": 16, "hidden_size": 32}
 
 
+@pytest.mark.slow
 def test_two_uninterrupted_runs_are_equal(tmp_path, long_corpus):
     """What the kill -9 test asks of a resumed run holds first between two plain ones."""
     first, second = str(tmp_path / "first"), str(tmp_path / "second")
@@ -91,6 +92,7 @@ def test_resume_after_kill_9_follows_the_uninterrupted_run(tmp_path, long_corpus
         resume_settings(killed, batch_size=8)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     train_path = write_jsonl(tmp_path / "train.jsonl", make_corpus(200, seed=3))
     out = str(tmp_path / "model")

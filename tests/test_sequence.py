@@ -153,6 +153,7 @@ def test_one_step_raises_the_candidate_with_the_higher_reward(copy):
     assert (log_p(good) > before_good).all() and (log_p(bad) < before_bad).all()
 
 
+@pytest.mark.slow
 def test_the_stage_on_two_replicas_gives_the_single_device_loss():
     out = on_one_and_two_replicas(
         "from titlegen.decoders import IncrementalDecoder\nfrom titlegen.devices import make_sequence_step\n"
@@ -169,6 +170,7 @@ STAGE = {"epochs": 2, "seq_epochs": 2, "monitor": "val_rouge_l", "val_rouge_samp
          "steps_per_epoch": None}
 
 
+@pytest.mark.slow
 def test_the_stage_follows_teacher_forcing_from_its_best_weights(tmp_path, corpus):
     out = str(tmp_path / "m")
     _, _, record = train(tiny_settings(*corpus, **STAGE, copy=True), out, log=lambda _: None)
