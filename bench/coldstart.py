@@ -42,7 +42,7 @@ model = build_model(settings.model)
 stages.append(("build the model", time.perf_counter()))
 model.load_weights(os.path.join({model!r}, WEIGHTS_FILE))
 stages.append(("load the weights", time.perf_counter()))
-titler = Titler(model, vocab, settings.model, settings.decode, xla=False)  # as generate "文章内容" does
+titler = Titler(model, vocab, settings.decode, xla=False)  # as generate "文章内容" does (the model's own decoding)
 titler([{article!r}])
 stages.append(("first title (trace and compile the decoder, decode)", time.perf_counter()))
 titler([{article!r}[::-1]])

@@ -24,13 +24,13 @@ python3 -c "import jax, torch, keras; print('jax', jax.__version__, jax.devices(
 twin=shared/tools/torch_twin.py
 [ -f "$twin" ] && ln -sfn "$PWD/shared" ../shared 2>/dev/null  # bench/backends.py looks for ../shared/tools
 
-# 1. the step: JAX and PyTorch, batches of 64 (the blog's) and 1024, masked and unmasked encoder (--mixed adds float16)
-timeout 330 python3 bench/backends.py --backends jax,torch --batches 64,1024 --unmasked --rounds 1 \
+# 1. the step: JAX and PyTorch, batches of 64 (the blog's) and 1024, masked and unmasked encoder, float32 and float16
+timeout 380 python3 bench/backends.py --backends jax,torch --batches 64,1024 --unmasked --mixed --rounds 1 \
     --steps 8 --warmup 3 --device cuda 2>&1 | tee "$OUT/bench.txt"
 
 # 2. the LCSTS budget recipe end to end on JAX (the README's 5 to 9 minutes on 2 CPU cores), and its scores
 start=$(date +%s)
-KERAS_BACKEND=jax timeout 200 python3 seq2seq_title.py train configs/lcsts_budget.py --out /tmp/budget_jax \
+KERAS_BACKEND=jax timeout 160 python3 seq2seq_title.py train configs/lcsts_budget.py --out /tmp/budget_jax \
     > "$OUT/train.log" 2>&1
 echo "train configs/lcsts_budget.py on JAX: exit $?, $(( $(date +%s) - start )) s" | tee -a "$OUT/bench.txt"
 grep -a "^epoch [0-9]*:" "$OUT/train.log" | tail -3
