@@ -21,6 +21,8 @@ from .model import model_inputs, real_targets, summed_title_loss
 from .sequence import candidate_arrays, stage_loss
 
 ARTICLE_BUCKET, TITLE_BUCKET = 64, 16  # JAX: batches padded to multiples of these many characters
+TENSORBOARD_TF_ONLY = ("TENSORBOARD writes through tf.summary, on TensorFlow's backend only; set TENSORBOARD = "
+                       "False (metrics.csv and steps.csv hold the same numbers)")
 
 
 def make_devices(strategy, log=print):
@@ -310,5 +312,4 @@ class KerasDevices:
         return step
 
     def summaries(self, path):
-        raise TitleError("TENSORBOARD writes through tf.summary, on TensorFlow's backend only; set TENSORBOARD = "
-                         "False (metrics.csv and steps.csv hold the same numbers)")
+        raise TitleError(TENSORBOARD_TF_ONLY)

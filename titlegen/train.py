@@ -21,7 +21,7 @@ from .faults import kill_point
 from .decoders import IncrementalDecoder, Titler
 from .metrics import VAL_READABILITY, corpus_scores, lcs_f, readability
 from . import backend
-from .devices import make_devices, make_optimizer
+from .devices import TENSORBOARD_TF_ONLY, make_devices, make_optimizer
 from .model import build_model, real_targets, summed_title_loss
 from .runfolder import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, RunFolder
 from .runstate import RunState
@@ -135,8 +135,7 @@ def check_request(settings, folder, overwrite, resume):
     check_sequence_stage(train, settings.model.coverage)
     folder.check_free(overwrite, resume)
     if train.tensorboard and backend.NAME != "tensorflow":
-        raise TitleError("TENSORBOARD writes through tf.summary, on TensorFlow's backend only; set TENSORBOARD = "
-                         "False (metrics.csv and steps.csv hold the same numbers)")
+        raise TitleError(TENSORBOARD_TF_ONLY)
     if train.tensorboard and importlib.util.find_spec("tensorboard") is None:  # tf.summary writes through it
         raise TitleError("TENSORBOARD = True needs the tensorboard package: pip install tensorboard")
     state = folder.read_state() if resume else None
@@ -302,7 +301,7 @@ def build_optimizer(train, model, steps, stage):
 
 def start_files(settings, folder, inputs, model, optimizer, steps, state, log):
     """Resuming: the checkpoint loaded into the model and optimizer. Else the folder's first files.
-    `steps`: batches per epoch, {"teacher": ..., "pretrain": ...}. Returns (state, record): where the
+    `steps`: batches per epoch of each stage (`runstate.STAGES`). Returns (state, record): where the
     run stands, and config.json's contents."""
     if state:
         state = folder.load_checkpoint(model, optimizer)
@@ -314,8 +313,7 @@ def start_files(settings, folder, inputs, model, optimizer, steps, state, log):
         if state.done and settings.train.seq_epochs and state.stage != "sequence":
             state.switch = "sequence"  # a finished run continues with the sequence-level stage
         state.done = None
-        stage_steps = steps["pretrain"] if state.stage == "pretrain" else steps["teacher"]
-        log(f"resuming {folder.path} at epoch {state.epoch}, step {state.step} of {stage_steps}")
+        log(f"resuming {folder.path} at epoch {state.epoch}, step {state.step} of {steps[state.stage]}")
         return state, record
     folder.start(inputs.vocab)
     skipped = {"train": inputs.corpus.skipped, "dev": inputs.dev.skipped if inputs.dev else 0}
@@ -343,7 +341,8 @@ def train(settings, out_dir, overwrite=False, resume=False, log=print):
     keras.utils.set_random_seed(settings.train.seed)
     settings = settings.replace(vocab_size=len(inputs.vocab))
     steps = {stage: min(count_batches(n, settings.train.batch_size), settings.train.steps_per_epoch or n)
-             for stage, n in (("teacher", inputs.n_train), ("pretrain", inputs.n_pretrain))}  # batches per epoch
+             for stage, n in (("pretrain", inputs.n_pretrain), ("teacher", inputs.n_train))}  # batches per epoch
+    steps["sequence"] = steps["teacher"]  # the sequence-level stage reads the titles too
     model, optimizer = build(settings, devices, log, steps["teacher"], state.stage if state else "teacher")
     state, record = start_files(settings, folder, inputs, model, optimizer, steps, state, log)
     vocab = inputs.vocab
@@ -395,7 +394,7 @@ class Run:
     @property
     def stage_steps(self):
         """Batches per epoch of the stage the run is in (pretraining reads its own pairs)."""
-        return self.steps["pretrain" if self.stage == "pretrain" else "teacher"]
+        return self.steps[self.stage]
 
     def batches_before(self, epoch):
         """How many batches the run trains before `epoch`: PRETRAIN_EPOCHS of pretraining's, then the others'."""
